@@ -1,0 +1,545 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailmove/mailmove/internal/failure"
+)
+
+// Cursor is the resumable progress of one folder. It is small (a few numbers
+// and a run-length UID map) so it fits in heartbeats and workflow state.
+type Cursor struct {
+	Source string
+	Target string
+	// UIDValidity is the source folder's; a change means its UIDs were
+	// reassigned and LastUID means nothing any more.
+	UIDValidity uint32
+	// LastUID: every source message with a UID up to here is on the target
+	// (or recorded as a bad item).
+	LastUID uint32
+	// HighestModSeq is the source's CONDSTORE mod-sequence when the last flag
+	// synchronisation began; 0 without CONDSTORE.
+	HighestModSeq uint64
+	// TargetUIDValidity and TargetUIDNext describe the target folder as last
+	// accounted for: target messages below TargetUIDNext are known to be ours
+	// or someone else's, those from it on must be checked before copying, so
+	// that a copy interrupted after the server stored a message but before we
+	// recorded it never stores it twice.
+	TargetUIDValidity uint32
+	TargetUIDNext     uint32
+	Map               UIDMap
+}
+
+// Clone returns a copy that shares no memory with c.
+func (c Cursor) Clone() Cursor {
+	c.Map = slices.Clone(c.Map)
+	return c
+}
+
+// BadItem is a message the target refused. It is skipped and reported.
+type BadItem struct {
+	Folder string
+	UID    uint32
+	Size   int64
+	Reason string
+}
+
+// Stats counts the work of one SyncFolder call.
+type Stats struct {
+	Copied      int   // messages appended
+	Bytes       int64 // bytes appended
+	Matched     int   // messages found already on the target (resumed copy)
+	FlagUpdates int   // target messages whose flags were changed
+	BadItems    []BadItem
+	// More is true when the call stopped at Options.MaxMessages and more
+	// messages wait; call again with the returned cursor.
+	More bool
+	// Remaining is the number of source messages above the cursor after this call.
+	Remaining int
+}
+
+// Options tunes SyncFolder.
+type Options struct {
+	// MaxMessages bounds one call, so an activity covers a chunk of a large
+	// folder and returns; 0 means no bound.
+	MaxMessages int
+	// Window is the number of APPENDs in flight on the target connection.
+	Window int
+	// Checkpoint, when set, receives a copy of the cursor and the running
+	// totals after messages are confirmed by the target, at most every
+	// CheckpointEvery. It runs while the copy waits: keep it quick.
+	Checkpoint      func(Cursor, Stats)
+	CheckpointEvery time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Window <= 0 {
+		o.Window = 64
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = time.Second
+	}
+}
+
+// meta is what we know of a source message before copying it.
+type meta struct {
+	uid   imap.UID
+	size  int64
+	flags []imap.Flag
+	date  time.Time
+	id    string // Message-ID header, only fetched when reconciling
+}
+
+// identity is how a message is recognised on the other side without
+// reading it whole: size and INTERNALDATE are preserved by APPEND, and the
+// Message-ID tells apart the rare messages that share both.
+type identity struct {
+	size int64
+	date int64
+	id   string
+}
+
+func (m meta) identity() identity {
+	return identity{size: m.size, date: m.date.Unix(), id: m.id}
+}
+
+// SyncFolder brings one target folder up to date with its source folder:
+// flag changes on already copied messages first, then every source message
+// above cur.LastUID, at most opts.MaxMessages of them. It returns the new
+// cursor. After an error, the sessions may be in the middle of a command and
+// must be closed; the returned cursor is still valid and resuming from it
+// neither loses nor duplicates a message.
+func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options) (Cursor, Stats, error) {
+	opts.defaults()
+	cur = cur.Clone()
+	var st Stats
+	condstore := src.Caps.Has(imap.CapCondStore)
+	sel, err := src.Client.Select(cur.Source, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
+	if err != nil {
+		return cur, st, src.classify("select "+cur.Source, ctxErr(ctx, err))
+	}
+	if cur.UIDValidity != sel.UIDValidity {
+		if cur.UIDValidity != 0 {
+			// The source renumbered its messages. Everything on the target is
+			// now unaccounted for and will be matched by identity instead of
+			// being copied again.
+			cur.LastUID, cur.HighestModSeq, cur.TargetUIDNext, cur.Map = 0, 0, 0, nil
+		}
+		cur.UIDValidity = sel.UIDValidity
+	}
+
+	if cur.LastUID > 0 && (sel.HighestModSeq == 0 || sel.HighestModSeq != cur.HighestModSeq) {
+		n, err := syncFlags(ctx, src, tgt, &cur, condstore)
+		if err != nil {
+			return cur, st, err
+		}
+		st.FlagUpdates = n
+	}
+	cur.HighestModSeq = sel.HighestModSeq
+
+	if sel.UIDNext != 0 && uint32(sel.UIDNext) <= cur.LastUID+1 {
+		return cur, st, nil
+	}
+	pending, err := searchAbove(ctx, src, cur.LastUID)
+	if err != nil {
+		return cur, st, err
+	}
+	if len(pending) == 0 {
+		return cur, st, nil
+	}
+	if opts.MaxMessages > 0 && len(pending) > opts.MaxMessages {
+		st.More = true
+		st.Remaining = len(pending) - opts.MaxMessages
+		pending = pending[:opts.MaxMessages]
+	}
+
+	known, err := targetUnaccounted(ctx, tgt, &cur)
+	if err != nil {
+		return cur, st, err
+	}
+	metas, err := fetchMeta(ctx, src, pending, len(known) > 0)
+	if err != nil {
+		return cur, st, err
+	}
+	c := &copier{src: src, tgt: tgt, cur: cur, st: st, opts: opts, known: known}
+	err = c.run(ctx, metas)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur, c.st, err
+}
+
+// searchAbove returns the UIDs above last in ascending order.
+func searchAbove(ctx context.Context, s *Session, last uint32) ([]imap.UID, error) {
+	var set imap.UIDSet
+	set.AddRange(imap.UID(last+1), 0) // last+1:*
+	data, err := s.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+	if err != nil {
+		return nil, s.classify("search new messages", ctxErr(ctx, err))
+	}
+	all, _ := data.All.(imap.UIDSet)
+	uids, _ := all.Nums()
+	// "n:*" matches the highest UID even when it is below n (RFC 3501 6.4.8).
+	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return uint32(u) <= last })
+	slices.Sort(uids)
+	return uids, nil
+}
+
+var messageIDSection = &imap.FetchItemBodySection{
+	Specifier:    imap.PartSpecifierHeader,
+	HeaderFields: []string{"Message-ID"},
+	Peek:         true,
+}
+
+// fetchMeta reads flags, date and size of the given messages; with ids also
+// their Message-ID, needed to recognise messages already on the target.
+func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, ids bool) ([]meta, error) {
+	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
+	if ids {
+		opts.BodySection = []*imap.FetchItemBodySection{messageIDSection}
+	}
+	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), opts).Collect()
+	if err != nil {
+		return nil, s.classify("fetch message list", ctxErr(ctx, err))
+	}
+	metas := make([]meta, 0, len(bufs))
+	for _, b := range bufs {
+		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate}
+		for _, f := range b.Flags {
+			if !isRecent(f) {
+				m.flags = append(m.flags, f)
+			}
+		}
+		if ids {
+			m.id = parseMessageID(b.FindBodySection(messageIDSection))
+		}
+		metas = append(metas, m)
+	}
+	slices.SortFunc(metas, func(a, b meta) int { return cmpUID(a.uid, b.uid) })
+	return metas, nil
+}
+
+func parseMessageID(header []byte) string {
+	h := strings.ReplaceAll(string(header), "\r\n", "")
+	if i := strings.IndexByte(h, ':'); i >= 0 {
+		h = h[i+1:]
+	}
+	return strings.Join(strings.Fields(h), " ")
+}
+
+// targetUnaccounted returns, by identity, the target messages that arrived
+// since the cursor last accounted for the target folder: on a resumed copy
+// they are the messages the interrupted attempt stored. It then marks the
+// whole folder as accounted for.
+func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[identity][]imap.UID, error) {
+	st, err := tgt.Client.Status(cur.Target, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}).Wait()
+	if err != nil {
+		return nil, tgt.classify("status "+cur.Target, ctxErr(ctx, err))
+	}
+	if st.UIDValidity != cur.TargetUIDValidity {
+		// A new or recreated target folder: its UIDs are new, so the map is
+		// void and everything in it must be checked.
+		cur.TargetUIDValidity, cur.TargetUIDNext, cur.Map = st.UIDValidity, 0, nil
+	}
+	from := max(cur.TargetUIDNext, 1)
+	defer func() { cur.TargetUIDNext = max(cur.TargetUIDNext, uint32(st.UIDNext)) }()
+	if st.NumMessages == nil || *st.NumMessages == 0 || (st.UIDNext != 0 && uint32(st.UIDNext) <= from) {
+		return nil, nil
+	}
+	if _, err := tgt.Client.Select(cur.Target, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		return nil, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
+	}
+	var set imap.UIDSet
+	set.AddRange(imap.UID(from), 0)
+	bufs, err := tgt.Client.Fetch(set, &imap.FetchOptions{
+		UID: true, InternalDate: true, RFC822Size: true,
+		BodySection: []*imap.FetchItemBodySection{messageIDSection},
+	}).Collect()
+	if err != nil {
+		return nil, tgt.classify("fetch message list of "+cur.Target, ctxErr(ctx, err))
+	}
+	known := make(map[identity][]imap.UID)
+	for _, b := range bufs {
+		if uint32(b.UID) < from {
+			continue
+		}
+		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, id: parseMessageID(b.FindBodySection(messageIDSection))}
+		known[m.identity()] = append(known[m.identity()], b.UID)
+	}
+	for k := range known {
+		slices.Sort(known[k])
+	}
+	return known, nil
+}
+
+// copier streams messages from a source FETCH into pipelined target APPENDs.
+// The fetching goroutine writes; a second goroutine waits for the target's
+// answers in order and advances the cursor, so a message counts as copied
+// only once the target confirmed it and all before it.
+type copier struct {
+	src, tgt *Session
+	opts     Options
+	known    map[identity][]imap.UID
+	stop     atomic.Bool // set by confirm on a fatal error: stop sending
+
+	mu       sync.Mutex
+	cur      Cursor
+	st       Stats
+	lastSave time.Time
+}
+
+// step is one message in source UID order: an APPEND in flight, or a message
+// that needs no copy (found on the target, or expunged from the source since
+// it was listed).
+type step struct {
+	m        meta
+	append   *imapclient.AppendCommand
+	matched  imap.UID // target UID when found on the target
+	writeErr error
+}
+
+func (c *copier) run(ctx context.Context, metas []meta) error {
+	steps := make(chan step, c.opts.Window)
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- c.confirm(steps) }()
+
+	sendErr := c.send(ctx, metas, steps)
+	close(steps)
+	err := <-waitErr
+	if err == nil {
+		err = sendErr
+	}
+	if err == nil && c.opts.Checkpoint != nil {
+		c.mu.Lock()
+		c.opts.Checkpoint(c.cur.Clone(), c.st)
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// send walks the source messages in UID order, queueing a step for each.
+func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) error {
+	// Decide up front which messages are already on the target, so that two
+	// source messages with the same identity never claim one target copy.
+	matched := make([]imap.UID, len(metas))
+	var toFetch []imap.UID
+	for i, m := range metas {
+		if uids := c.known[m.identity()]; len(uids) > 0 {
+			matched[i] = uids[0]
+			c.known[m.identity()] = uids[1:]
+			continue
+		}
+		toFetch = append(toFetch, m.uid)
+	}
+	next := 0 // index in metas of the next step to queue
+	// flushUpTo queues the steps that need no APPEND below UID u. Servers
+	// answer FETCH in UID order, so an unmatched message skipped here was
+	// expunged since it was listed.
+	flushUpTo := func(u imap.UID) {
+		for ; next < len(metas) && metas[next].uid < u; next++ {
+			steps <- step{m: metas[next], matched: matched[next]}
+		}
+	}
+	if len(toFetch) > 0 {
+		fetch := c.src.Client.Fetch(imap.UIDSetNum(toFetch...), &imap.FetchOptions{
+			UID:         true,
+			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+		})
+		for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
+			if c.stop.Load() {
+				return nil // confirm holds the error; the caller closes the session
+			}
+			uid, body, done, err := c.readBody(ctx, msg)
+			if err != nil {
+				return err
+			}
+			i, ok := slices.BinarySearchFunc(metas, uid, func(m meta, u imap.UID) int { return cmpUID(m.uid, u) })
+			if !ok || i < next {
+				done()
+				return c.src.classify("fetch "+c.cur.Source, fmt.Errorf("server sent UID %d out of order or unasked", uid))
+			}
+			flushUpTo(uid)
+			s := c.appendOne(ctx, metas[i], body)
+			done()
+			if s.writeErr != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			steps <- s
+			next++
+		}
+		if err := fetch.Close(); err != nil {
+			return c.src.classify("fetch messages of "+c.cur.Source, ctxErr(ctx, err))
+		}
+	}
+	flushUpTo(^imap.UID(0))
+	return nil
+}
+
+func cmpUID(a, b imap.UID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// readBody returns the UID and a reader of the body of one fetched message.
+// The body streams from the connection; done releases it.
+func (c *copier) readBody(ctx context.Context, msg *imapclient.FetchMessageData) (imap.UID, imap.LiteralReader, func(), error) {
+	var uid imap.UID
+	var body imap.LiteralReader
+	done := func() {}
+	for body == nil || uid == 0 {
+		item := msg.Next()
+		if item == nil {
+			break
+		}
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			uid = item.UID
+		case imapclient.FetchItemDataBodySection:
+			if uid != 0 {
+				body = item.Literal
+				continue
+			}
+			// The server sent the body before the UID: we cannot tell yet
+			// where it goes, so park it on disk rather than in memory.
+			f, err := os.CreateTemp("", "mailmove-spool-*")
+			if err != nil {
+				return 0, nil, done, err
+			}
+			done = func() { f.Close(); os.Remove(f.Name()) }
+			n, err := io.Copy(f, item.Literal)
+			if err == nil {
+				_, err = f.Seek(0, io.SeekStart)
+			}
+			if err != nil {
+				done()
+				return 0, nil, func() {}, c.src.classify("fetch body of "+c.cur.Source, ctxErr(ctx, err))
+			}
+			body = sizedReader{f, n}
+		}
+	}
+	if uid == 0 || body == nil {
+		done()
+		return 0, nil, func() {}, c.src.classify("fetch "+c.cur.Source, fmt.Errorf("server sent a message without UID or body"))
+	}
+	return uid, body, done, nil
+}
+
+// appendOne starts the APPEND of one message, streaming its body from the
+// source connection straight into the target connection: a large message is
+// never held in memory.
+func (c *copier) appendOne(ctx context.Context, m meta, body imap.LiteralReader) step {
+	// The literal's size is authoritative; RFC822.SIZE may differ on servers
+	// that compute it lazily.
+	m.size = body.Size()
+	cmd := c.tgt.Client.Append(c.cur.Target, m.size, &imap.AppendOptions{Flags: m.flags, Time: m.date})
+	r := &errReader{r: body}
+	_, err := io.Copy(cmd, r)
+	if cerr := cmd.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case r.err != nil:
+		// A short read leaves the target literal incomplete, and the target
+		// connection unusable; the failure is the source's.
+		return step{m: m, writeErr: c.src.classify(fmt.Sprintf("fetch %s uid %d", c.cur.Source, m.uid), ctxErr(ctx, r.err))}
+	case err != nil:
+		return step{m: m, writeErr: c.tgt.classify(fmt.Sprintf("append %s uid %d", c.cur.Target, m.uid), ctxErr(ctx, err))}
+	}
+	return step{m: m, append: cmd}
+}
+
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+type sizedReader struct {
+	io.Reader
+	n int64
+}
+
+func (r sizedReader) Size() int64 { return r.n }
+
+// confirm waits for the target's answers in order and advances the cursor.
+func (c *copier) confirm(steps <-chan step) error {
+	var firstErr error
+	fail := func(err error) {
+		firstErr = err
+		c.stop.Store(true)
+	}
+	for s := range steps {
+		if firstErr != nil {
+			// Keep draining so the sender never blocks. Messages stored
+			// after a failure are matched by identity on the next attempt.
+			if s.append != nil {
+				s.append.Wait()
+			}
+			continue
+		}
+		var tgtUID imap.UID
+		switch {
+		case s.writeErr != nil:
+			fail(s.writeErr)
+			continue
+		case s.append != nil:
+			data, err := s.append.Wait()
+			if err != nil {
+				err = c.tgt.classify(fmt.Sprintf("append %s uid %d (%d bytes)", c.cur.Source, s.m.uid, s.m.size), err)
+				if fe, ok := failure.As(err); ok && fe.Type == failure.TypeMessageRejected {
+					c.mu.Lock()
+					c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: uint32(s.m.uid), Size: s.m.size, Reason: fe.Server})
+					c.cur.LastUID = uint32(s.m.uid)
+					c.mu.Unlock()
+					continue
+				}
+				fail(err)
+				continue
+			}
+			tgtUID = data.UID
+		default:
+			tgtUID = s.matched
+		}
+		c.mu.Lock()
+		c.cur.LastUID = uint32(s.m.uid)
+		if tgtUID != 0 {
+			c.cur.Map.Add(uint32(s.m.uid), uint32(tgtUID))
+			c.cur.TargetUIDNext = max(c.cur.TargetUIDNext, uint32(tgtUID)+1)
+		}
+		switch {
+		case s.append != nil:
+			c.st.Copied++
+			c.st.Bytes += s.m.size
+		case s.matched != 0:
+			c.st.Matched++
+		}
+		if c.opts.Checkpoint != nil && time.Since(c.lastSave) >= c.opts.CheckpointEvery {
+			c.lastSave = time.Now()
+			c.opts.Checkpoint(c.cur.Clone(), c.st)
+		}
+		c.mu.Unlock()
+	}
+	return firstErr
+}

@@ -1,0 +1,248 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+
+	"github.com/mailmove/mailmove/internal/failure"
+)
+
+const testUser, testPass = "alice@example.com", "secret"
+
+// memServer starts an in-memory IMAP server with one user and the given
+// folders, and returns its address.
+func memServer(t *testing.T, folders ...string) string {
+	t.Helper()
+	mem := imapmemserver.New()
+	u := imapmemserver.NewUser(testUser, testPass)
+	u.Create("INBOX", nil)
+	for _, f := range folders {
+		if err := u.Create(f, nil); err != nil {
+			t.Fatalf("Create(%q) = %v", f, err)
+		}
+	}
+	mem.AddUser(u)
+	srv := imapserver.New(&imapserver.Options{
+		NewSession:   func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) { return mem.NewSession(), nil, nil },
+		InsecureAuth: true,
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func dial(t *testing.T, side failure.Side, addr string) *Session {
+	t.Helper()
+	s, err := Dial(context.Background(), side, Endpoint{Addr: addr, Security: SecurityNone}, Credentials{User: testUser, Password: testPass})
+	if err != nil {
+		t.Fatalf("Dial(%s) = %v", addr, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testMessage(i int) []byte {
+	body := strings.Repeat(fmt.Sprintf("line %d of a message body\r\n", i), 1+(i%7)*60) // some above 4 KB
+	return []byte(fmt.Sprintf("From: a@example.com\r\nTo: b@example.com\r\nSubject: test %d\r\nMessage-ID: <%d@example.com>\r\n\r\n%s", i, i, body))
+}
+
+func seed(t *testing.T, s *Session, folder string, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		raw := testMessage(i)
+		flags := []imap.Flag{}
+		if i%2 == 0 {
+			flags = append(flags, imap.FlagSeen)
+		}
+		if i%5 == 0 {
+			flags = append(flags, imap.FlagFlagged, "$Forwarded")
+		}
+		cmd := s.Client.Append(folder, int64(len(raw)), &imap.AppendOptions{Flags: flags, Time: time.Date(2020, 1, 1, 0, 0, i, 0, time.UTC)})
+		cmd.Write(raw)
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatalf("seed append: %v", err)
+		}
+	}
+}
+
+type msgInfo struct {
+	hash  string
+	flags string
+	date  time.Time
+}
+
+func contents(t *testing.T, s *Session, folder string) []msgInfo {
+	t.Helper()
+	if _, err := s.Client.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatalf("select %s: %v", folder, err)
+	}
+	var all imap.SeqSet
+	all.AddRange(1, 0)
+	bufs, err := s.Client.Fetch(all, &imap.FetchOptions{Flags: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err != nil {
+		t.Fatalf("fetch %s: %v", folder, err)
+	}
+	var out []msgInfo
+	for _, b := range bufs {
+		h := sha256.Sum256(b.BodySection[0].Bytes)
+		out = append(out, msgInfo{hash: fmt.Sprintf("%x", h[:8]), flags: flagKey(b.Flags), date: b.InternalDate.UTC()})
+	}
+	slices.SortFunc(out, func(a, b msgInfo) int { return strings.Compare(a.hash, b.hash) })
+	return out
+}
+
+func assertSame(t *testing.T, src, tgt *Session, srcFolder, tgtFolder string) {
+	t.Helper()
+	a, b := contents(t, src, srcFolder), contents(t, tgt, tgtFolder)
+	if len(a) != len(b) {
+		t.Fatalf("%s: source has %d messages, target %d", srcFolder, len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("%s: message %d differs: source %+v, target %+v", srcFolder, i, a[i], b[i])
+		}
+	}
+}
+
+func TestSyncFolderCopiesAndResumes(t *testing.T) {
+	srcAddr, tgtAddr := memServer(t, "Work"), memServer(t, "Work")
+	src, tgt := dial(t, failure.SideSource, srcAddr), dial(t, failure.SideTarget, tgtAddr)
+	seed(t, src, "Work", 0, 30)
+	ctx := context.Background()
+
+	// A first call bounded to 10 messages, as one activity chunk.
+	cur := Cursor{Source: "Work", Target: "Work"}
+	var checkpoints int
+	cur1, st, err := SyncFolder(ctx, src, tgt, cur, Options{MaxMessages: 10, Window: 4, Checkpoint: func(Cursor, Stats) { checkpoints++ }})
+	if err != nil {
+		t.Fatalf("SyncFolder() = %v", err)
+	}
+	if st.Copied != 10 || !st.More || st.Remaining != 20 || checkpoints == 0 {
+		t.Fatalf("SyncFolder() stats = %+v (checkpoints %d), want 10 copied, 20 remaining", st, checkpoints)
+	}
+	// A second chunk whose result is lost, as when a worker dies after the
+	// target stored the messages but before the checkpoint was recorded.
+	if _, _, err := SyncFolder(ctx, src, tgt, cur1, Options{MaxMessages: 10}); err != nil {
+		t.Fatalf("SyncFolder() = %v", err)
+	}
+	// Resuming from the older cursor must recognise those 10 messages.
+	cur3, st, err := SyncFolder(ctx, src, tgt, cur1, Options{})
+	if err != nil {
+		t.Fatalf("SyncFolder() resumed = %v", err)
+	}
+	if st.Matched != 10 || st.Copied != 10 || st.More {
+		t.Fatalf("SyncFolder() resumed stats = %+v, want 10 matched, 10 copied", st)
+	}
+	assertSame(t, src, tgt, "Work", "Work")
+	if cur3.LastUID != 30 || cur3.Map.Len() != 30 {
+		t.Fatalf("cursor = %+v, want LastUID 30 and 30 mapped", cur3)
+	}
+
+	// Nothing new: no copy.
+	cur4, st, err := SyncFolder(ctx, src, tgt, cur3, Options{})
+	if err != nil || st.Copied != 0 || st.Matched != 0 || st.FlagUpdates != 0 {
+		t.Fatalf("SyncFolder() unchanged = %+v, %v; want no work", st, err)
+	}
+
+	// New messages and flag changes are carried by the next pass.
+	seed(t, src, "Work", 100, 3)
+	if _, err := src.Client.Select("Work", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	store := src.Client.Store(imap.UIDSetNum(1, 2, 3), &imap.StoreFlags{Op: imap.StoreFlagsSet, Flags: []imap.Flag{imap.FlagAnswered, "Custom"}}, nil)
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, st, err = SyncFolder(ctx, src, tgt, cur4, Options{})
+	if err != nil {
+		t.Fatalf("SyncFolder() incremental = %v", err)
+	}
+	if st.Copied != 3 || st.FlagUpdates != 3 {
+		t.Fatalf("SyncFolder() incremental stats = %+v, want 3 copied and 3 flag updates", st)
+	}
+	assertSame(t, src, tgt, "Work", "Work")
+}
+
+func TestSyncFolderUIDValidityChangeCopiesNothingTwice(t *testing.T) {
+	srcAddr, tgtAddr := memServer(t), memServer(t)
+	src, tgt := dial(t, failure.SideSource, srcAddr), dial(t, failure.SideTarget, tgtAddr)
+	seed(t, src, "INBOX", 0, 5)
+	cur, _, err := SyncFolder(context.Background(), src, tgt, Cursor{Source: "INBOX", Target: "INBOX"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.UIDValidity++ // as if the source folder had been recreated
+	_, st, err := SyncFolder(context.Background(), src, tgt, cur, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Copied != 0 || st.Matched != 5 {
+		t.Fatalf("stats = %+v, want 5 matched, 0 copied", st)
+	}
+	assertSame(t, src, tgt, "INBOX", "INBOX")
+}
+
+func TestUIDMap(t *testing.T) {
+	var m UIDMap
+	for _, p := range [][2]uint32{{1, 10}, {2, 11}, {3, 12}, {5, 13}, {6, 14}, {9, 30}} {
+		m.Add(p[0], p[1])
+	}
+	if len(m) != 3 {
+		t.Fatalf("runs = %v, want 3", m)
+	}
+	for src, want := range map[uint32]uint32{1: 10, 3: 12, 5: 13, 6: 14, 9: 30, 4: 0, 7: 0, 100: 0} {
+		got, ok := m.Lookup(src)
+		if (want == 0) == ok || got != want {
+			t.Errorf("Lookup(%d) = %d, %v; want %d", src, got, ok, want)
+		}
+	}
+}
+
+func TestPlanFolders(t *testing.T) {
+	src := []Folder{
+		{Name: "INBOX"}, {Name: "Sent"}, {Name: "Drafts", SpecialUse: imap.MailboxAttrDrafts},
+		{Name: "Archive/2024/Q1 Reports"}, {Name: "Archive", NoSelect: true}, {Name: "Projets/Été 2026"}, {Name: "a.b"},
+	}
+	tgt := []Folder{{Name: "INBOX"}, {Name: "Sent Items", SpecialUse: imap.MailboxAttrSent}, {Name: "Brouillons", SpecialUse: imap.MailboxAttrDrafts}}
+	got := map[string]string{}
+	for _, p := range PlanFolders(src, '/', tgt, '.') {
+		got[p.Source] = p.Target
+	}
+	want := map[string]string{
+		"INBOX": "INBOX", "Sent": "Sent Items", "Drafts": "Brouillons",
+		"Archive/2024/Q1 Reports": "Archive.2024.Q1 Reports", "Projets/Été 2026": "Projets.Été 2026", "a.b": "a_b",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("PlanFolders() maps %q to %q, want %q", k, got[k], v)
+		}
+	}
+	if _, ok := got["Archive"]; ok {
+		t.Errorf("PlanFolders() planned the \\Noselect folder Archive")
+	}
+}
+
+func TestDialWrongPassword(t *testing.T) {
+	addr := memServer(t)
+	_, err := Dial(context.Background(), failure.SideTarget, Endpoint{Addr: addr, Security: SecurityNone}, Credentials{User: testUser, Password: "wrong"})
+	fe, ok := failure.As(err)
+	if !ok || fe.Type != failure.TypeLogonFailed || fe.Side != failure.SideTarget {
+		t.Fatalf("Dial() = %v, want a target LogonFailed", err)
+	}
+}

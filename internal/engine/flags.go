@@ -1,0 +1,97 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// isRecent reports the session flag \Recent, which no client can set and
+// which therefore is never copied.
+func isRecent(f imap.Flag) bool { return strings.EqualFold(string(f), `\Recent`) }
+
+// flagKey is a canonical form of a flag set for comparison: keywords are
+// case-insensitive (RFC 3501 2.3.2) and order carries no meaning.
+func flagKey(flags []imap.Flag) string {
+	keys := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if !isRecent(f) {
+			keys = append(keys, strings.ToLower(string(f)))
+		}
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, " ")
+}
+
+// syncFlags makes the flags of already copied messages equal to the
+// source's. With CONDSTORE only messages changed since the cursor's
+// mod-sequence are read; without it every copied message is compared.
+func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bool) (int, error) {
+	if len(cur.Map) == 0 {
+		return 0, nil
+	}
+	var set imap.UIDSet
+	set.AddRange(1, imap.UID(cur.LastUID))
+	opts := &imap.FetchOptions{UID: true, Flags: true}
+	if condstore && cur.HighestModSeq > 0 {
+		opts.ChangedSince = cur.HighestModSeq
+	}
+	bufs, err := src.Client.Fetch(set, opts).Collect()
+	if err != nil {
+		return 0, src.classify("fetch flags of "+cur.Source, ctxErr(ctx, err))
+	}
+	want := make(map[imap.UID][]imap.Flag, len(bufs))
+	var tgtSet imap.UIDSet
+	for _, b := range bufs {
+		t, ok := cur.Map.Lookup(uint32(b.UID))
+		if !ok {
+			continue
+		}
+		want[imap.UID(t)] = b.Flags
+		tgtSet.AddNum(imap.UID(t))
+	}
+	if len(want) == 0 {
+		return 0, nil
+	}
+
+	if _, err := tgt.Client.Select(cur.Target, nil).Wait(); err != nil {
+		return 0, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
+	}
+	have, err := tgt.Client.Fetch(tgtSet, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		return 0, tgt.classify("fetch flags of "+cur.Target, ctxErr(ctx, err))
+	}
+	// One STORE per distinct flag set instead of one per message.
+	type group struct {
+		flags []imap.Flag
+		uids  imap.UIDSet
+	}
+	groups := make(map[string]*group)
+	var order []string
+	changed := 0
+	for _, h := range have {
+		w, ok := want[h.UID]
+		if !ok || flagKey(w) == flagKey(h.Flags) {
+			continue
+		}
+		k := flagKey(w)
+		g := groups[k]
+		if g == nil {
+			g = &group{flags: slices.DeleteFunc(slices.Clone(w), isRecent)}
+			groups[k] = g
+			order = append(order, k)
+		}
+		g.uids.AddNum(h.UID)
+		changed++
+	}
+	for _, k := range order {
+		g := groups[k]
+		store := tgt.Client.Store(g.uids, &imap.StoreFlags{Op: imap.StoreFlagsSet, Silent: true, Flags: g.flags}, nil)
+		if err := store.Close(); err != nil {
+			return 0, tgt.classify("store flags in "+cur.Target, ctxErr(ctx, err))
+		}
+	}
+	return changed, nil
+}

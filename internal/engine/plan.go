@@ -1,0 +1,232 @@
+package engine
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Folder is one mailbox folder as a server lists it.
+type Folder struct {
+	Name       string // UTF-8, the server's own separator
+	SpecialUse imap.MailboxAttr
+	Subscribed bool
+	NoSelect   bool
+	Messages   uint32
+	Bytes      int64 // 0 when the server lacks STATUS=SIZE
+}
+
+// FolderPlan says where one source folder goes on the target.
+type FolderPlan struct {
+	Source     string
+	Target     string
+	SpecialUse imap.MailboxAttr `json:",omitempty"`
+	Subscribed bool             `json:",omitempty"`
+	// Exists is true when the target already had the folder.
+	Exists   bool
+	Messages uint32
+	Bytes    int64
+}
+
+// wellKnown names special folders on servers that do not announce
+// SPECIAL-USE, in the spellings of common servers and clients.
+var wellKnown = map[string]imap.MailboxAttr{
+	"sent": imap.MailboxAttrSent, "sent items": imap.MailboxAttrSent, "sent messages": imap.MailboxAttrSent, "sent mail": imap.MailboxAttrSent,
+	"drafts": imap.MailboxAttrDrafts, "draft": imap.MailboxAttrDrafts,
+	"trash": imap.MailboxAttrTrash, "deleted items": imap.MailboxAttrTrash, "deleted messages": imap.MailboxAttrTrash, "bin": imap.MailboxAttrTrash,
+	"junk": imap.MailboxAttrJunk, "spam": imap.MailboxAttrJunk, "junk e-mail": imap.MailboxAttrJunk, "junk email": imap.MailboxAttrJunk,
+	"archive": imap.MailboxAttrArchive, "archives": imap.MailboxAttrArchive,
+}
+
+// specialUse returns the folder's special use, from its attribute or, for
+// top-level folders only, from its well-known name.
+func specialUse(name string, delim rune, attr imap.MailboxAttr) imap.MailboxAttr {
+	if attr != "" {
+		return attr
+	}
+	if delim != 0 && strings.ContainsRune(name, delim) {
+		return ""
+	}
+	return wellKnown[strings.ToLower(name)]
+}
+
+// PlanFolders maps every selectable source folder to a target folder:
+// INBOX to INBOX, special-use folders to the target's folder of the same use
+// whatever its name, and every other folder to the same path with the
+// target's hierarchy separator. The result is sorted so parents come before
+// their children.
+func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune) []FolderPlan {
+	tgtByName := make(map[string]Folder, len(tgt))
+	tgtByUse := make(map[imap.MailboxAttr]string)
+	for _, f := range tgt {
+		tgtByName[f.Name] = f
+		if f.NoSelect {
+			continue
+		}
+		if use := specialUse(f.Name, tgtDelim, f.SpecialUse); use != "" {
+			// An announced attribute wins over a name match.
+			if _, seen := tgtByUse[use]; !seen || f.SpecialUse != "" {
+				tgtByUse[use] = f.Name
+			}
+		}
+	}
+
+	var plans []FolderPlan
+	usedSpecial := make(map[imap.MailboxAttr]bool)
+	for _, f := range src {
+		if f.NoSelect {
+			continue
+		}
+		p := FolderPlan{Source: f.Name, Subscribed: f.Subscribed, Messages: f.Messages, Bytes: f.Bytes}
+		use := specialUse(f.Name, srcDelim, f.SpecialUse)
+		switch {
+		case strings.EqualFold(f.Name, "INBOX"):
+			p.Target = "INBOX"
+		case use != "" && !usedSpecial[use]:
+			// Only the first source folder of a use is merged into the
+			// target's; a second "Sent" keeps its own name.
+			usedSpecial[use] = true
+			p.SpecialUse = use
+			if name, ok := tgtByUse[use]; ok {
+				p.Target = name
+			} else {
+				p.Target = translateName(f.Name, srcDelim, tgtDelim)
+			}
+		default:
+			p.Target = translateName(f.Name, srcDelim, tgtDelim)
+		}
+		_, p.Exists = tgtByName[p.Target]
+		if strings.EqualFold(p.Target, "INBOX") {
+			p.Exists = true
+		}
+		plans = append(plans, p)
+	}
+	sort.SliceStable(plans, func(i, j int) bool { return plans[i].Target < plans[j].Target })
+	return plans
+}
+
+// translateName rewrites a folder path from one hierarchy separator to
+// another. A target separator that occurs inside a source name component
+// would split it into two levels, so it becomes '_'.
+func translateName(name string, from, to rune) string {
+	if from == to || from == 0 || to == 0 {
+		return name
+	}
+	parts := strings.Split(name, string(from))
+	for i, p := range parts {
+		parts[i] = strings.ReplaceAll(p, string(to), "_")
+	}
+	return strings.Join(parts, string(to))
+}
+
+// ListFolders lists every folder of the session's mailbox with its special
+// use, subscription and message count.
+func (s *Session) ListFolders(ctx context.Context) ([]Folder, error) {
+	opts := &imap.ListOptions{}
+	if s.Caps.Has(imap.CapSpecialUse) {
+		opts.ReturnSpecialUse = true
+	}
+	if s.Caps.Has(imap.CapListExtended) {
+		opts.ReturnSubscribed = true
+	}
+	lists, err := s.Client.List("", "*", opts).Collect()
+	if err != nil {
+		return nil, s.classify("list folders", ctxErr(ctx, err))
+	}
+	var subscribed map[string]bool
+	if !opts.ReturnSubscribed {
+		subscribed = make(map[string]bool)
+		subs, err := s.Client.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+		if err != nil {
+			return nil, s.classify("list subscriptions", ctxErr(ctx, err))
+		}
+		for _, l := range subs {
+			subscribed[l.Mailbox] = true
+		}
+	}
+
+	folders := make([]Folder, 0, len(lists))
+	for _, l := range lists {
+		f := Folder{Name: l.Mailbox, Subscribed: subscribed[l.Mailbox]}
+		for _, a := range l.Attrs {
+			switch a {
+			case imap.MailboxAttrNoSelect, imap.MailboxAttrNonExistent:
+				f.NoSelect = true
+			case imap.MailboxAttrSubscribed:
+				f.Subscribed = true
+			case imap.MailboxAttrSent, imap.MailboxAttrDrafts, imap.MailboxAttrTrash, imap.MailboxAttrJunk, imap.MailboxAttrArchive:
+				f.SpecialUse = a
+			}
+		}
+		folders = append(folders, f)
+	}
+
+	// Pipelined STATUS: one round trip for all folders instead of one each.
+	statusOpts := &imap.StatusOptions{NumMessages: true, Size: s.Caps.Has(imap.CapStatusSize) || s.Caps.Has(imap.CapIMAP4rev2)}
+	cmds := make([]*imapclient.StatusCommand, len(folders))
+	for i, f := range folders {
+		if !f.NoSelect {
+			cmds[i] = s.Client.Status(f.Name, statusOpts)
+		}
+	}
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		data, err := c.Wait()
+		if err != nil {
+			return nil, s.classify("status "+folders[i].Name, ctxErr(ctx, err))
+		}
+		if data.NumMessages != nil {
+			folders[i].Messages = *data.NumMessages
+		}
+		if data.Size != nil {
+			folders[i].Bytes = *data.Size
+		}
+	}
+	return folders, nil
+}
+
+// CreateFolders creates the planned target folders that do not exist yet,
+// parents first, and subscribes those subscribed on the source.
+func (s *Session) CreateFolders(ctx context.Context, plans []FolderPlan) error {
+	for i := range plans {
+		p := &plans[i]
+		if p.Exists {
+			continue
+		}
+		var opts *imap.CreateOptions
+		if p.SpecialUse != "" && s.Caps.Has(imap.CapCreateSpecialUse) {
+			opts = &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{p.SpecialUse}}
+		}
+		err := s.Client.Create(p.Target, opts).Wait()
+		if err != nil && opts != nil {
+			// A server may refuse a second folder of a use; the name is what
+			// matters most.
+			err = s.Client.Create(p.Target, nil).Wait()
+		}
+		if err != nil && !isAlreadyExists(err) {
+			return s.classify("create folder "+p.Target, ctxErr(ctx, err))
+		}
+		p.Exists = true
+	}
+	for _, p := range plans {
+		if p.Subscribed {
+			if err := s.Client.Subscribe(p.Target).Wait(); err != nil {
+				return s.classify("subscribe "+p.Target, ctxErr(ctx, err))
+			}
+		}
+	}
+	return nil
+}
+
+func isAlreadyExists(err error) bool {
+	ie, ok := err.(*imap.Error)
+	if !ok {
+		return false
+	}
+	return ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "already exists")
+}

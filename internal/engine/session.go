@@ -1,0 +1,179 @@
+// Package engine is the IMAP copy engine: sessions, folder planning and the
+// copy pipeline. It knows nothing of Temporal; activities drive it and turn
+// its typed failures into retry decisions.
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailmove/mailmove/internal/failure"
+)
+
+// Security is how a connection to a server is protected.
+type Security string
+
+const (
+	SecurityTLS      Security = "tls"      // implicit TLS (port 993)
+	SecurityStartTLS Security = "starttls" // STARTTLS upgrade (port 143)
+	SecurityNone     Security = "none"     // plain text; test beds and trusted links only
+)
+
+// ParseSecurity validates a --source-security/--target-security value.
+func ParseSecurity(s string) (Security, error) {
+	switch Security(strings.ToLower(s)) {
+	case SecurityTLS, "":
+		return SecurityTLS, nil
+	case SecurityStartTLS:
+		return SecurityStartTLS, nil
+	case SecurityNone:
+		return SecurityNone, nil
+	}
+	return "", fmt.Errorf("unknown security %q: use tls, starttls or none", s)
+}
+
+// Endpoint is one IMAP server.
+type Endpoint struct {
+	Addr               string   // host:port
+	Security           Security // defaults to TLS
+	InsecureSkipVerify bool
+}
+
+// Credentials log on to one mailbox of an Endpoint.
+type Credentials struct {
+	User     string
+	Password string
+}
+
+// DefaultIdleTimeout is how long a session waits for a silent server before it
+// gives up; go-imap itself waits forever for a response.
+const DefaultIdleTimeout = 2 * time.Minute
+
+// Session is a logged-on IMAP connection to one side of a move.
+// Callers must Close it.
+type Session struct {
+	Side   failure.Side
+	User   string
+	Client *imapclient.Client
+	Caps   imap.CapSet
+	// Delim is the hierarchy separator of the personal namespace.
+	Delim rune
+
+	stop func() bool
+}
+
+// Dial connects and logs on. The session is closed when ctx ends, so a
+// cancelled activity never leaves a command hanging on a silent server.
+func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials) (*Session, error) {
+	op := "connect to " + ep.Addr
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", ep.Addr)
+	if err != nil {
+		return nil, failure.Classify(side, op, err)
+	}
+	conn := &idleConn{Conn: raw, idle: DefaultIdleTimeout}
+	host, _, _ := net.SplitHostPort(ep.Addr)
+	opts := &imapclient.Options{TLSConfig: &tls.Config{ServerName: host, InsecureSkipVerify: ep.InsecureSkipVerify}}
+
+	var c *imapclient.Client
+	switch ep.Security {
+	case SecurityNone:
+		c = imapclient.New(conn, opts)
+	case SecurityStartTLS:
+		c, err = imapclient.NewStartTLS(conn, opts)
+	default:
+		tc := tls.Client(conn, opts.TLSConfig)
+		if err = tc.HandshakeContext(ctx); err == nil {
+			c = imapclient.New(tc, opts)
+		}
+	}
+	if err != nil {
+		raw.Close()
+		return nil, failure.Classify(side, op, err)
+	}
+	s := &Session{Side: side, User: cred.User, Client: c}
+	s.stop = context.AfterFunc(ctx, func() { c.Close() })
+
+	if err := c.WaitGreeting(); err != nil {
+		s.Close()
+		return nil, failure.Classify(side, op, ctxErr(ctx, err))
+	}
+	if err := c.Login(cred.User, cred.Password).Wait(); err != nil {
+		s.Close()
+		fe := failure.Classify(side, "login "+cred.User, ctxErr(ctx, err))
+		return nil, fe
+	}
+	// Servers announce more capabilities after logon than in the greeting.
+	caps, err := c.Capability().Wait()
+	if err != nil {
+		s.Close()
+		return nil, failure.Classify(side, "capability", ctxErr(ctx, err))
+	}
+	s.Caps = caps
+	s.Delim = '/'
+	if lists, err := c.List("", "", nil).Collect(); err == nil && len(lists) > 0 && lists[0].Delim != 0 {
+		s.Delim = lists[0].Delim
+	}
+	return s, nil
+}
+
+// Close logs out politely when it can and always releases the connection.
+func (s *Session) Close() error {
+	if s.stop != nil {
+		s.stop()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.Client.Logout().Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	return s.Client.Close()
+}
+
+// Classify wraps err with this session's side.
+func (s *Session) classify(op string, err error) error {
+	return failure.Classify(s.Side, op, err)
+}
+
+// ctxErr prefers the context's error: when ctx ends we close the connection
+// ourselves and the resulting "use of closed connection" is not the server's
+// fault.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// idleConn bounds every read: go-imap clears the read deadline while it waits
+// for the next response, so a server that never answers would hang a session
+// forever.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		t = time.Now().Add(c.idle)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *idleConn) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		t = time.Now().Add(c.idle)
+	}
+	return c.Conn.SetDeadline(t)
+}

@@ -1,0 +1,177 @@
+// Package failure classifies what goes wrong during a move — IMAP responses
+// and network errors — into a small set of typed failures. Retry behaviour is
+// decided from these types in one place (the workflow's policy), never from
+// error strings scattered through the code.
+package failure
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Type is the kind of a failure. Its string value is used as the Temporal
+// ApplicationError type, so renaming a constant breaks running moves.
+type Type string
+
+const (
+	// TypeLogonFailed: the server refused the credentials.
+	TypeLogonFailed Type = "LogonFailed"
+	// TypeConnectFailed: no IMAP session could be opened (DNS, refused, TLS,
+	// timeout, no greeting).
+	TypeConnectFailed Type = "ConnectFailed"
+	// TypeMailboxLocked: the mailbox is in use by another process.
+	TypeMailboxLocked Type = "MailboxLocked"
+	// TypeServerUnavailable: the server is overloaded, throttling or went
+	// away (BYE, [UNAVAILABLE], [LIMIT], dropped connection).
+	TypeServerUnavailable Type = "ServerUnavailable"
+	// TypeTargetFull: the target refused a message for lack of quota.
+	TypeTargetFull Type = "TargetFull"
+	// TypeNotFound: a folder or account does not exist.
+	TypeNotFound Type = "NotFound"
+	// TypeMessageRejected: the target refused one message; the message is a
+	// bad item, the move goes on.
+	TypeMessageRejected Type = "MessageRejected"
+	// TypeProtocol: the server answered something we do not understand or
+	// refused a command for a reason not listed above.
+	TypeProtocol Type = "Protocol"
+)
+
+// Side says which server a failure came from.
+type Side string
+
+const (
+	SideSource Side = "source"
+	SideTarget Side = "target"
+)
+
+// Error is a classified failure. It keeps the server's own words so an admin
+// reads what the server said, not our paraphrase.
+type Error struct {
+	Type   Type
+	Side   Side
+	Op     string // what we were doing, e.g. "login alice@example.com"
+	Server string // the server's response text, when there was one
+	Hint   string // what the admin should check
+	Err    error
+}
+
+func (e *Error) Error() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s: %s", e.Side, e.Op)
+	if e.Err != nil {
+		fmt.Fprintf(&sb, ": %v", e.Err)
+	}
+	if e.Hint != "" {
+		fmt.Fprintf(&sb, " (%s)", e.Hint)
+	}
+	return sb.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// As returns the classified failure inside err, if any.
+func As(err error) (*Error, bool) {
+	var fe *Error
+	ok := errors.As(err, &fe)
+	return fe, ok
+}
+
+// Classify turns err, returned while doing op on side, into a typed *Error.
+// An err that is already classified is returned unchanged. Context
+// cancellation is returned as is: it is not the server's fault.
+func Classify(side Side, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := As(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	fe := &Error{Side: side, Op: op, Err: err, Type: TypeProtocol}
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		fe.Server = ie.Text
+		classifyIMAP(fe, (*imap.StatusResponse)(ie), op)
+		return fe
+	}
+	classifyNetwork(fe, err)
+	return fe
+}
+
+// classifyIMAP classifies by RFC 5530 response code first and falls back on
+// the texts of servers that send no code.
+func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
+	text := strings.ToLower(resp.Text)
+	switch resp.Code {
+	case imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed, imap.ResponseCodeExpired:
+		fe.Type, fe.Hint = TypeLogonFailed, "check the user name and password, that the account exists and is enabled, and admin rights for a proxy logon"
+		return
+	case imap.ResponseCodeInUse:
+		fe.Type, fe.Hint = TypeMailboxLocked, "another process holds the mailbox; the move retries later"
+		return
+	case imap.ResponseCodeUnavailable, imap.ResponseCodeLimit:
+		fe.Type, fe.Hint = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes"
+		return
+	case imap.ResponseCodeOverQuota:
+		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
+		return
+	case imap.ResponseCodeNonExistent, imap.ResponseCodeTryCreate:
+		fe.Type, fe.Hint = TypeNotFound, "the folder or account does not exist"
+		return
+	case imap.ResponseCodeTooBig, imap.ResponseCodeParse, imap.ResponseCodeUnknownCTE:
+		fe.Type = TypeMessageRejected
+		return
+	}
+	switch {
+	case resp.Type == imap.StatusResponseTypeBye:
+		fe.Type, fe.Hint = TypeServerUnavailable, "the server closed the connection; the move waits and resumes"
+	case strings.HasPrefix(op, "login") && resp.Type == imap.StatusResponseTypeNo:
+		// Many servers (Courier, older Exchange) answer a bad password with a
+		// bare NO and a text of their own.
+		fe.Type, fe.Hint = TypeLogonFailed, "check the user name and password, that the account exists and is enabled"
+	case strings.Contains(text, "quota"):
+		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
+	case strings.Contains(text, "in use") || strings.Contains(text, "locked") || strings.Contains(text, "lock timeout"):
+		fe.Type, fe.Hint = TypeMailboxLocked, "another process holds the mailbox; the move retries later"
+	case strings.Contains(text, "too many") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy"):
+		fe.Type, fe.Hint = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes"
+	case strings.Contains(text, "doesn't exist") || strings.Contains(text, "does not exist") || strings.Contains(text, "not found") || strings.Contains(text, "unknown mailbox"):
+		fe.Type, fe.Hint = TypeNotFound, "the folder or account does not exist"
+	}
+}
+
+func classifyNetwork(fe *Error, err error) {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	var tlsErr *tls.RecordHeaderError
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &dnsErr):
+		fe.Type, fe.Hint = TypeConnectFailed, "the host name does not resolve; check --source/--target"
+	case errors.As(err, &certErr), errors.As(err, &tlsErr):
+		fe.Type, fe.Hint = TypeConnectFailed, "TLS failed; check --source-security/--target-security, or --insecure-skip-verify for a self-signed certificate"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		fe.Type, fe.Hint = TypeConnectFailed, "connection refused; check host and port, and that a firewall's flood protection is not refusing bursts of connections"
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		fe.Type, fe.Hint = TypeConnectFailed, "cannot reach the server; check host, port and firewall"
+	case isTimeout(err):
+		fe.Type, fe.Hint = TypeServerUnavailable, "the server stopped answering; the move waits and resumes"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		fe.Type, fe.Hint = TypeServerUnavailable, "the server dropped the connection; the move waits and resumes"
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
