@@ -230,3 +230,22 @@ func isAlreadyExists(err error) bool {
 	}
 	return ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "already exists")
 }
+
+// Counts returns the number of messages in each named folder.
+func (s *Session) Counts(ctx context.Context, folders []string) ([]uint32, error) {
+	cmds := make([]*imapclient.StatusCommand, len(folders))
+	for i, f := range folders {
+		cmds[i] = s.Client.Status(f, &imap.StatusOptions{NumMessages: true})
+	}
+	out := make([]uint32, len(folders))
+	for i, c := range cmds {
+		data, err := c.Wait()
+		if err != nil {
+			return nil, s.classify("status "+folders[i], ctxErr(ctx, err))
+		}
+		if data.NumMessages != nil {
+			out[i] = *data.NumMessages
+		}
+	}
+	return out, nil
+}

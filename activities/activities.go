@@ -1,0 +1,332 @@
+// Package activities does the I/O of a move: it opens IMAP sessions, drives
+// the copy engine and reports progress through heartbeats. Each method is one
+// Temporal activity; its retry policy lives with the workflow, its failures
+// are classified by internal/failure.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/secret"
+)
+
+// Activities carries what every activity needs. Register one value with
+// worker.RegisterActivity.
+type Activities struct {
+	Key    *secret.Key
+	Logger *zap.Logger
+}
+
+// Account is one side of a move: where and as whom to log on.
+type Account struct {
+	Endpoint engine.Endpoint
+	User     string
+	Password secret.Sealed
+}
+
+// ConnectInput is the input of Connect.
+type ConnectInput struct {
+	Mailbox string
+	Source  Account
+	Target  Account
+}
+
+// ConnectResult is the folder plan of a move.
+type ConnectResult struct {
+	Folders      []engine.FolderPlan
+	SourceCaps   []string
+	TargetCaps   []string
+	SourceDelim  string
+	TargetDelim  string
+	TotalMessage uint32
+	TotalBytes   int64
+}
+
+// FailureDetails travels with every ApplicationError so that the workflow and
+// the CLI can show side, operation and the server's words apart.
+type FailureDetails struct {
+	Type   string
+	Side   string
+	Op     string
+	Server string
+	Hint   string
+}
+
+// Connect logs on to both sides, reads capabilities and folders, plans the
+// folder mapping and creates the missing target folders.
+func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResult, error) {
+	src, tgt, err := a.open(ctx, in.Source, in.Target)
+	if err != nil {
+		return ConnectResult{}, toApplicationError(err)
+	}
+	defer src.Close()
+	defer tgt.Close()
+
+	srcFolders, err := src.ListFolders(ctx)
+	if err != nil {
+		return ConnectResult{}, toApplicationError(err)
+	}
+	tgtFolders, err := tgt.ListFolders(ctx)
+	if err != nil {
+		return ConnectResult{}, toApplicationError(err)
+	}
+	plans := engine.PlanFolders(srcFolders, src.Delim, tgtFolders, tgt.Delim)
+	if err := tgt.CreateFolders(ctx, plans); err != nil {
+		return ConnectResult{}, toApplicationError(err)
+	}
+	res := ConnectResult{Folders: plans, SourceDelim: string(src.Delim), TargetDelim: string(tgt.Delim)}
+	for c := range src.Caps {
+		res.SourceCaps = append(res.SourceCaps, string(c))
+	}
+	for c := range tgt.Caps {
+		res.TargetCaps = append(res.TargetCaps, string(c))
+	}
+	for _, p := range plans {
+		res.TotalMessage += p.Messages
+		res.TotalBytes += p.Bytes
+	}
+	a.logger(ctx).Info("planned folders", zap.String("mailbox", in.Mailbox), zap.Int("folders", len(plans)), zap.Uint32("messages", res.TotalMessage))
+	return res, nil
+}
+
+// SyncInput is the input of SyncFolders: the cursors of the folders one lane
+// of the move works through, in order.
+type SyncInput struct {
+	Mailbox string
+	Source  Account
+	Target  Account
+	Cursors []engine.Cursor
+	// MaxMessages bounds the messages copied by one call, so that progress
+	// reaches the workflow regularly and heartbeats stay small.
+	MaxMessages int
+}
+
+// SyncResult is the progress of one SyncFolders call.
+type SyncResult struct {
+	Cursors []engine.Cursor
+	// Done[i] is true when folder i is up to date.
+	Done        []bool
+	Copied      int
+	Bytes       int64
+	Matched     int
+	FlagUpdates int
+	BadItems    []engine.BadItem
+}
+
+// syncProgress is the heartbeat of SyncFolders: enough to resume exactly
+// where a dead worker stopped.
+type syncProgress struct {
+	Result SyncResult
+}
+
+// SyncFolders brings the given folders up to date, one after the other over
+// one source and one target connection, until all are done or MaxMessages
+// were copied. A retried attempt resumes from its last heartbeat.
+func (a *Activities) SyncFolders(ctx context.Context, in SyncInput) (SyncResult, error) {
+	res := SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors))}
+	if activity.HasHeartbeatDetails(ctx) {
+		var p syncProgress
+		if err := activity.GetHeartbeatDetails(ctx, &p); err == nil && len(p.Result.Cursors) == len(in.Cursors) {
+			res = p.Result
+			a.logger(ctx).Info("resuming from heartbeat", zap.String("mailbox", in.Mailbox), zap.Int("copied", res.Copied))
+		}
+	}
+
+	var mu sync.Mutex
+	beat := func() {
+		mu.Lock()
+		p := syncProgress{Result: res}
+		p.Result.Cursors = append([]engine.Cursor(nil), res.Cursors...)
+		p.Result.Done = append([]bool(nil), res.Done...)
+		mu.Unlock()
+		activity.RecordHeartbeat(ctx, p)
+	}
+	// Heartbeat even while one large message or a slow server keeps the copy
+	// from checkpointing, so a live attempt is never mistaken for a dead one.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				beat()
+			case <-stop:
+				return
+			}
+		}
+	}()
+
+	src, tgt, err := a.open(ctx, in.Source, in.Target)
+	if err != nil {
+		return res, toApplicationError(err)
+	}
+	defer func() { src.Close(); tgt.Close() }()
+
+	budget := in.MaxMessages
+	for i := range res.Cursors {
+		if res.Done[i] {
+			continue
+		}
+		if in.MaxMessages > 0 && budget <= 0 {
+			break
+		}
+		base := res
+		cur, st, err := engine.SyncFolder(ctx, src, tgt, res.Cursors[i], engine.Options{
+			MaxMessages: budget,
+			Checkpoint: func(c engine.Cursor, st engine.Stats) {
+				mu.Lock()
+				res.Cursors[i] = c
+				res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
+				mu.Unlock()
+			},
+		})
+		mu.Lock()
+		res.Cursors[i] = cur
+		res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
+		res.FlagUpdates += st.FlagUpdates
+		res.BadItems = append(res.BadItems, st.BadItems...)
+		res.Done[i] = err == nil && !st.More
+		mu.Unlock()
+		if err != nil {
+			beat()
+			return res, toApplicationError(err)
+		}
+		budget -= st.Copied + st.Matched
+	}
+	return res, nil
+}
+
+// VerifyInput is the input of Verify.
+type VerifyInput struct {
+	Mailbox string
+	Source  Account
+	Target  Account
+	Folders []engine.FolderPlan
+}
+
+// FolderCount compares one folder's message counts on both sides.
+type FolderCount struct {
+	Source, Target             string
+	SourceMessages, TargetMessages uint32
+}
+
+// VerifyResult is the per-folder count comparison of a finished move.
+type VerifyResult struct {
+	Folders []FolderCount
+	// Missing is the sum over folders of source messages the target lacks.
+	Missing int
+}
+
+// Verify counts messages per folder on both sides.
+func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
+	src, tgt, err := a.open(ctx, in.Source, in.Target)
+	if err != nil {
+		return VerifyResult{}, toApplicationError(err)
+	}
+	defer src.Close()
+	defer tgt.Close()
+	srcCounts, err := src.Counts(ctx, sources(in.Folders))
+	if err != nil {
+		return VerifyResult{}, toApplicationError(err)
+	}
+	tgtCounts, err := tgt.Counts(ctx, targets(in.Folders))
+	if err != nil {
+		return VerifyResult{}, toApplicationError(err)
+	}
+	var res VerifyResult
+	for i, p := range in.Folders {
+		fc := FolderCount{Source: p.Source, Target: p.Target, SourceMessages: srcCounts[i], TargetMessages: tgtCounts[i]}
+		if fc.TargetMessages < fc.SourceMessages {
+			res.Missing += int(fc.SourceMessages - fc.TargetMessages)
+		}
+		res.Folders = append(res.Folders, fc)
+	}
+	return res, nil
+}
+
+func sources(ps []engine.FolderPlan) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Source
+	}
+	return out
+}
+
+func targets(ps []engine.FolderPlan) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Target
+	}
+	return out
+}
+
+// open logs on to both sides at once: two logons cost one round trip, not two.
+func (a *Activities) open(ctx context.Context, source, target Account) (*engine.Session, *engine.Session, error) {
+	type dialed struct {
+		s   *engine.Session
+		err error
+	}
+	dial := func(side failure.Side, acc Account) dialed {
+		pw, err := a.Key.Open(acc.Password)
+		if err != nil {
+			return dialed{err: temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s password: %v", side, err), "SecretKeyMismatch", err)}
+		}
+		s, err := engine.Dial(ctx, side, acc.Endpoint, engine.Credentials{User: acc.User, Password: pw})
+		return dialed{s, err}
+	}
+	tch := make(chan dialed, 1)
+	go func() { tch <- dial(failure.SideTarget, target) }()
+	s := dial(failure.SideSource, source)
+	t := <-tch
+	if s.err != nil || t.err != nil {
+		if s.s != nil {
+			s.s.Close()
+		}
+		if t.s != nil {
+			t.s.Close()
+		}
+		return nil, nil, errors.Join(s.err, t.err)
+	}
+	return s.s, t.s, nil
+}
+
+func (a *Activities) logger(ctx context.Context) *zap.Logger {
+	l := a.Logger
+	if l == nil {
+		l = zap.NewNop()
+	}
+	info := activity.GetInfo(ctx)
+	return l.With(zap.String("activity", info.ActivityType.Name), zap.String("workflow_id", info.WorkflowExecution.ID), zap.Int32("attempt", info.Attempt))
+}
+
+// toApplicationError turns a classified failure into a Temporal
+// ApplicationError whose type is the failure type, so that retry policies
+// can name it in NonRetryableErrorTypes.
+func toApplicationError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return err
+	}
+	fe, ok := failure.As(err)
+	if !ok {
+		return err
+	}
+	return temporal.NewApplicationErrorWithOptions(fe.Error(), string(fe.Type), temporal.ApplicationErrorOptions{
+		Details: []interface{}{FailureDetails{Type: string(fe.Type), Side: string(fe.Side), Op: fe.Op, Server: fe.Server, Hint: fe.Hint}},
+	})
+}

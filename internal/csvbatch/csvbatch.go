@@ -1,0 +1,120 @@
+// Package csvbatch reads the CSV file of a batch: the columns admins already
+// use for IMAP migration batches, EmailAddress,UserName,Password, plus the
+// optional TargetUserName,TargetPassword.
+package csvbatch
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Row is one mailbox of a batch.
+type Row struct {
+	Line           int
+	EmailAddress   string
+	UserName       string
+	Password       string
+	TargetUserName string
+	TargetPassword string
+}
+
+// Columns known to the parser, in canonical spelling.
+var columns = []string{"EmailAddress", "UserName", "Password", "TargetUserName", "TargetPassword"}
+
+// Parse reads every row. It reports every bad row at once, each with its line
+// number, so an admin fixes the file in one go; a batch with a bad row must
+// not start.
+func Parse(r io.Reader) ([]Row, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	header, err := cr.Read()
+	if err == io.EOF {
+		return nil, errors.New("line 1: the file is empty; it needs a header row: EmailAddress,UserName,Password")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("line 1: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")) // Excel writes a BOM
+		known := false
+		for _, c := range columns {
+			if strings.EqualFold(h, c) {
+				col[c], known = i, true
+			}
+		}
+		if !known {
+			return nil, fmt.Errorf("line 1: unknown column %q: the header must name EmailAddress,UserName,Password and optionally TargetUserName,TargetPassword", h)
+		}
+	}
+	for _, c := range columns[:3] {
+		if _, ok := col[c]; !ok {
+			return nil, fmt.Errorf("line 1: column %s is missing: the header must name EmailAddress,UserName,Password", c)
+		}
+	}
+
+	var rows []Row
+	var errs []error
+	seen := map[string]int{}
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		line, _ := cr.FieldPos(0)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %w", line, err))
+			continue
+		}
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			continue // blank line
+		}
+		get := func(c string) string {
+			if i, ok := col[c]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		row := Row{Line: line, EmailAddress: get("EmailAddress"), UserName: get("UserName"), Password: get("Password"),
+			TargetUserName: get("TargetUserName"), TargetPassword: get("TargetPassword")}
+		var bad []string
+		if !strings.Contains(row.EmailAddress, "@") {
+			bad = append(bad, fmt.Sprintf("EmailAddress %q is not an email address", row.EmailAddress))
+		}
+		if row.UserName == "" {
+			bad = append(bad, "UserName is empty")
+		}
+		if row.Password == "" {
+			bad = append(bad, "Password is empty")
+		}
+		if row.TargetUserName != "" && row.TargetPassword == "" {
+			bad = append(bad, "TargetUserName is given without TargetPassword")
+		}
+		if first, dup := seen[strings.ToLower(row.EmailAddress)]; dup && row.EmailAddress != "" {
+			bad = append(bad, fmt.Sprintf("EmailAddress %s already appears on line %d", row.EmailAddress, first))
+		}
+		if len(bad) > 0 {
+			errs = append(errs, fmt.Errorf("line %d: %s", line, strings.Join(bad, "; ")))
+			continue
+		}
+		seen[strings.ToLower(row.EmailAddress)] = line
+		if row.TargetUserName == "" {
+			row.TargetUserName = row.EmailAddress
+		}
+		if row.TargetPassword == "" {
+			row.TargetPassword = row.Password
+		}
+		rows = append(rows, row)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%d bad row(s); fix them and start the batch again (nothing was started):\n%w", len(errs), errors.Join(errs...))
+	}
+	if len(rows) == 0 {
+		return nil, errors.New("the file has a header but no mailbox rows")
+	}
+	return rows, nil
+}

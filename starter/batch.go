@@ -1,0 +1,12 @@
+package main
+
+import "github.com/spf13/cobra"
+
+func newCmdBatch(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "batch",
+		Short: "Start, watch and complete batches of mailbox moves",
+	}
+	cmd.AddCommand(newCmdBatchStart(g), newCmdBatchStatus(g), newCmdBatchComplete(g))
+	return cmd
+}

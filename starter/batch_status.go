@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/mailmove/mailmove/workflows"
+)
+
+type batchStatusOptions struct {
+	Name     string
+	JSON     bool
+	Watch    bool
+	Interval time.Duration
+}
+
+func newCmdBatchStatus(g *globalOptions) *cobra.Command {
+	opts := &batchStatusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show every move of a batch: status, percent, messages, bytes, last error",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			return batchStatusRun(cmd.Context(), g, opts, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&opts.Watch, "watch", false, "repeat until every move is Synced, Completed or Failed")
+	cmd.Flags().DurationVar(&opts.Interval, "interval", 2*time.Second, "refresh interval with --watch")
+	return cmd
+}
+
+// batchReport is the JSON form of `batch status`.
+type batchReport struct {
+	Batch  string
+	Moves  []workflows.MoveStatus
+	Totals totals
+}
+
+type totals struct {
+	Mailboxes      int
+	ByStatus       map[workflows.Status]int
+	MessagesCopied int
+	BytesCopied    int64
+}
+
+func batchStatusRun(ctx context.Context, g *globalOptions, opts *batchStatusOptions, out io.Writer) error {
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for {
+		rep, err := fetchBatchReport(ctx, c, opts.Name)
+		if err != nil {
+			return err
+		}
+		if opts.JSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(rep); err != nil {
+				return err
+			}
+		} else {
+			printBatchReport(out, rep)
+		}
+		if !opts.Watch || settled(rep) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(opts.Interval):
+		}
+	}
+}
+
+// settled: nothing is left to wait for in the batch's first phase.
+func settled(rep batchReport) bool {
+	for _, m := range rep.Moves {
+		switch m.Status {
+		case workflows.StatusSynced, workflows.StatusIncrementalSync, workflows.StatusCompleted, workflows.StatusFailed:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchReport, error) {
+	var bs workflows.BatchStatus
+	v, err := c.QueryWorkflow(ctx, workflows.BatchWorkflowID(name), "", workflows.QueryStatus)
+	if err != nil {
+		return batchReport{}, fmt.Errorf("batch %q: %w", name, err)
+	}
+	if err := v.Get(&bs); err != nil {
+		return batchReport{}, err
+	}
+	rep := batchReport{Batch: name, Moves: make([]workflows.MoveStatus, len(bs.Entries)), Totals: totals{ByStatus: map[workflows.Status]int{}}}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, e := range bs.Entries {
+		rep.Moves[i] = workflows.MoveStatus{Batch: name, Mailbox: e.Mailbox, Status: workflows.StatusQueued}
+		if !e.Started {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			rep.Moves[i] = moveStatus(ctx, c, name, e)
+		}()
+	}
+	wg.Wait()
+	for _, m := range rep.Moves {
+		rep.Totals.Mailboxes++
+		rep.Totals.ByStatus[m.Status]++
+		rep.Totals.MessagesCopied += m.MessagesCopied
+		rep.Totals.BytesCopied += m.BytesCopied
+	}
+	return rep, nil
+}
+
+func moveStatus(ctx context.Context, c client.Client, batch string, e workflows.BatchEntry) workflows.MoveStatus {
+	st := workflows.MoveStatus{Batch: batch, Mailbox: e.Mailbox, Status: workflows.StatusQueued}
+	v, err := c.QueryWorkflow(ctx, e.WorkflowID, "", workflows.QueryStatus)
+	if err == nil {
+		err = v.Get(&st)
+	}
+	if err != nil {
+		// The move may not have run its first task yet.
+		if e.Error != "" {
+			st.Status, st.Reason = workflows.StatusFailed, e.Error
+		} else {
+			st.Reason = "status unavailable: " + err.Error()
+		}
+	}
+	return st
+}
+
+func printBatchReport(out io.Writer, rep batchReport) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAILBOX\tSTATUS\tPERCENT\tMESSAGES\tBYTES\tLAST ERROR")
+	for _, m := range rep.Moves {
+		fmt.Fprintf(tw, "%s\t%s\t%d%%\t%d/%d\t%s\t%s\n", m.Mailbox, m.Status, m.PercentComplete, m.MessagesCopied+m.MessagesMatched, m.MessagesTotal, humanBytes(m.BytesCopied), oneLine(m.Reason))
+	}
+	tw.Flush()
+	var parts []string
+	for _, s := range []workflows.Status{workflows.StatusQueued, workflows.StatusConnecting, workflows.StatusInitialSync, workflows.StatusSynced, workflows.StatusIncrementalSync, workflows.StatusCompleting, workflows.StatusCompleted, workflows.StatusFailed} {
+		if n := rep.Totals.ByStatus[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanBytes(rep.Totals.BytesCopied))
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 160 {
+		s = s[:157] + "..."
+	}
+	return s
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,79 @@
+// Package worker runs a mailmove worker: it polls the task queue and runs
+// MailboxMove and Batch workflows and their activities.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/mailmove/mailmove/activities"
+	"github.com/mailmove/mailmove/internal/secret"
+	"github.com/mailmove/mailmove/workflows"
+)
+
+// Options configure a worker.
+type Options struct {
+	Address       string
+	Namespace     string
+	SecretKeyFile string
+	// MaxConcurrentActivities bounds the activities — each holding one source
+	// and one target connection — this process runs at once.
+	MaxConcurrentActivities int
+	Logger                  *zap.Logger
+}
+
+// Run connects to Temporal and serves the task queue until ctx ends, then
+// stops gracefully: running activities get StopTimeout to checkpoint.
+func Run(ctx context.Context, opts Options) error {
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	key, err := secret.Load(opts.SecretKeyFile, false)
+	if err != nil {
+		return err
+	}
+	c, err := client.Dial(client.Options{HostPort: opts.Address, Namespace: opts.Namespace, Logger: NewLogger(logger)})
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", opts.Address, err)
+	}
+	defer c.Close()
+
+	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
+		WorkerStopTimeout:                  30 * time.Second,
+	})
+	w.RegisterWorkflow(workflows.MailboxMove)
+	w.RegisterWorkflow(workflows.Batch)
+	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger})
+
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	logger.Info("worker started", zap.String("address", opts.Address), zap.String("namespace", opts.Namespace), zap.String("task_queue", workflows.TaskQueue))
+	<-ctx.Done()
+	logger.Info("worker stopping")
+	w.Stop()
+	return nil
+}
+
+// NewLogger adapts zap to the Temporal SDK's logger interface.
+func NewLogger(l *zap.Logger) log.Logger {
+	return zapLogger{l.WithOptions(zap.AddCallerSkip(1)).Sugar()}
+}
+
+type zapLogger struct{ s *zap.SugaredLogger }
+
+func (z zapLogger) Debug(msg string, kv ...interface{}) { z.s.Debugw(msg, kv...) }
+func (z zapLogger) Info(msg string, kv ...interface{})  { z.s.Infow(msg, kv...) }
+func (z zapLogger) Warn(msg string, kv ...interface{})  { z.s.Warnw(msg, kv...) }
+func (z zapLogger) Error(msg string, kv ...interface{}) { z.s.Errorw(msg, kv...) }
+
+// With implements log.WithLogger so the SDK's scoped loggers keep their fields.
+func (z zapLogger) With(kv ...interface{}) log.Logger { return zapLogger{z.s.With(kv...)} }

@@ -1,0 +1,81 @@
+package workflows
+
+import (
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// DefaultConcurrency is the number of moves of a batch in their initial sync
+// at once when the batch does not say.
+const DefaultConcurrency = 10
+
+// Batch starts the moves of a batch as child workflows, at most Concurrency
+// of them in their initial sync at once, and waits for all of them. A move
+// that reaches Synced frees its slot even though it goes on with incremental
+// passes, as a manual-complete batch would otherwise stall after the first
+// Concurrency moves.
+func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
+	if in.Concurrency <= 0 {
+		in.Concurrency = DefaultConcurrency
+	}
+	st := BatchStatus{Name: in.Name}
+	byMailbox := make(map[string]int, len(in.Moves))
+	for i, mv := range in.Moves {
+		st.Entries = append(st.Entries, BatchEntry{Mailbox: mv.Mailbox, WorkflowID: MoveWorkflowID(in.Name, mv.Mailbox)})
+		byMailbox[mv.Mailbox] = i
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (BatchStatus, error) { return st, nil }); err != nil {
+		return st, err
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrBatch.ValueSet(in.Name))
+
+	active := 0 // moves started and neither synced nor closed
+	synced := workflow.GetSignalChannel(ctx, SignalMoveSynced)
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(synced, func(c workflow.ReceiveChannel, _ bool) {
+		var mailbox string
+		c.Receive(ctx, &mailbox)
+		if i, ok := byMailbox[mailbox]; ok && !st.Entries[i].Synced && !st.Entries[i].Closed {
+			st.Entries[i].Synced = true
+			active--
+		}
+	})
+	open := 0
+	for i, mv := range in.Moves {
+		for active >= in.Concurrency {
+			sel.Select(ctx)
+		}
+		mv.Batch = in.Name
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID: st.Entries[i].WorkflowID,
+			// A failed move may be started again by `batch retry`; a
+			// completed one never.
+			WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+			// Moves outlive a batch that is terminated by mistake.
+			ParentClosePolicy: enums.PARENT_CLOSE_POLICY_ABANDON,
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				SearchAttrBatch.ValueSet(in.Name), SearchAttrMailbox.ValueSet(mv.Mailbox), SearchAttrStatus.ValueSet(string(StatusQueued)),
+			),
+		})
+		fut := workflow.ExecuteChildWorkflow(cctx, MailboxMove, mv)
+		st.Entries[i].Started = true
+		active++
+		open++
+		sel.AddFuture(fut, func(f workflow.Future) {
+			open--
+			e := &st.Entries[i]
+			if !e.Synced {
+				active--
+			}
+			e.Closed = true
+			if err := f.Get(ctx, nil); err != nil {
+				e.Error = reason(err)
+			}
+		})
+	}
+	for open > 0 {
+		sel.Select(ctx)
+	}
+	return st, nil
+}
