@@ -218,7 +218,7 @@ type VerifyInput struct {
 
 // FolderCount compares one folder's message counts on both sides.
 type FolderCount struct {
-	Source, Target             string
+	Source, Target                 string
 	SourceMessages, TargetMessages uint32
 }
 

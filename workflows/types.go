@@ -19,8 +19,8 @@ const TaskQueue = "mailmove"
 
 // Names of the workflows' handlers.
 const (
-	QueryStatus      = "status"     // MailboxMove and Batch: current status
-	UpdateComplete   = "complete"   // MailboxMove: finish the move after its sync
+	QueryStatus      = "status"      // MailboxMove and Batch: current status
+	UpdateComplete   = "complete"    // MailboxMove: finish the move after its sync
 	SignalMoveSynced = "move-synced" // MailboxMove → its Batch: initial sync is over
 )
 
