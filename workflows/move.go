@@ -125,14 +125,13 @@ func (m *move) connect(ctx workflow.Context) error {
 // across lanes by message count.
 func (m *move) syncAll(ctx workflow.Context) error {
 	lanes := m.lanes()
-	actx := syncOptions(ctx, m.settings)
 	var firstErr error
 	wg := workflow.NewWaitGroup(ctx)
 	for _, lane := range lanes {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
-			if err := m.syncLane(actx, lane); err != nil && firstErr == nil {
+			if err := m.syncLane(syncOptions(ctx, m.settings), lane); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		})
