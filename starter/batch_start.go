@@ -57,6 +57,7 @@ func newCmdBatchStart(g *globalOptions) *cobra.Command {
 	f.Int32Var(&opts.Settings.LogonAttempts, "logon-attempts", workflows.DefaultLogonAttempts, "logon attempts before a move fails")
 	f.DurationVar(&opts.Settings.LogonRetryInterval, "logon-retry-interval", workflows.DefaultLogonRetryInterval, "wait between logon attempts")
 	f.IntVar(&opts.Settings.FolderConcurrency, "folder-concurrency", workflows.DefaultFolderConcurrency, "folders of one mailbox copied at once (each uses one connection per side)")
+	f.IntVar(&opts.Settings.ChunkMessages, "chunk-messages", workflows.DefaultChunkMessages, "messages one activity copies before it reports progress to the workflow")
 	f.DurationVar(&opts.Settings.HeartbeatTimeout, "heartbeat-timeout", workflows.DefaultHeartbeatTimeout, "how soon a copy on a dead worker is resumed elsewhere")
 	for _, n := range []string{"name", "csv", "source", "target"} {
 		cmd.MarkFlagRequired(n)
@@ -129,7 +130,9 @@ func batchStartRun(ctx context.Context, g *globalOptions, opts *batchStartOption
 		ID:                    workflows.BatchWorkflowID(opts.Name),
 		TaskQueue:             workflows.TaskQueue,
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SearchAttrBatch.ValueSet(opts.Name)),
+		// Without this the SDK quietly hands back the existing batch.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(workflows.SearchAttrBatch.ValueSet(opts.Name)),
 	}, workflows.Batch, in)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {

@@ -35,7 +35,7 @@ func Run(ctx context.Context, opts Options) error {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	key, err := secret.Load(opts.SecretKeyFile, false)
+	key, err := secret.Load(opts.SecretKeyFile, true)
 	if err != nil {
 		return err
 	}

@@ -63,8 +63,9 @@ func NewKey(raw []byte) (*Key, error) {
 }
 
 // Load reads the key from $MAILMOVE_SECRET_KEY, or else from file. With
-// create, a missing file is made with a new random key (mode 0600); a worker
-// passes create=false so that a typo in a path is an error, not a second key.
+// create, a missing file is made with a new random key (mode 0600), so the
+// CLI and a worker on one machine share a key without setup. A worker whose
+// key differs from the CLI's fails each move at once with SecretKeyMismatch.
 func Load(file string, create bool) (*Key, error) {
 	if v := os.Getenv(EnvKey); v != "" {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))

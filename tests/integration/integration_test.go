@@ -1,0 +1,365 @@
+// Package integration moves real mailboxes between two real Dovecot servers
+// through a real Temporal dev server, with the real CLI and worker binaries,
+// and compares both sides message by message.
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailmove/mailmove/tests/temporaltest"
+	"github.com/mailmove/mailmove/tests/testbed"
+	"github.com/mailmove/mailmove/workflows"
+)
+
+// env is what every test shares: the servers and binaries started once.
+var env struct {
+	dir            string
+	mailmove       string
+	worker         string
+	temporal       *temporaltest.Server
+	source, target *testbed.Server
+	keyFile        string
+}
+
+// crashNamespace has no worker of its own: the crash test runs and kills
+// its own workers there.
+const crashNamespace = "crash"
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration setup:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "mailmove-it-*")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	env.dir = dir
+	if err := testbed.EnsureDovecot(); err != nil {
+		return 1, err
+	}
+	root, err := temporaltest.RepoRoot()
+	if err != nil {
+		return 1, err
+	}
+	env.mailmove, env.worker = filepath.Join(dir, "mailmove"), filepath.Join(dir, "mailmove-worker")
+	for out, pkg := range map[string]string{env.mailmove: "./starter", env.worker: "./worker/cmd/mailmove-worker"} {
+		build := exec.Command("go", "build", "-o", out, pkg)
+		build.Dir = root
+		if b, err := build.CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	env.keyFile = filepath.Join(dir, "secret.key")
+
+	if env.temporal, err = temporaltest.Start(dir, crashNamespace); err != nil {
+		return 1, err
+	}
+	defer env.temporal.Stop()
+	if env.source, err = testbed.Start(testbed.Options{Name: "source", Dir: filepath.Join(dir, "source"), SpecialUse: testbed.StandardSpecialUse()}); err != nil {
+		return 1, err
+	}
+	defer env.source.Stop()
+	// The target names its special folders the Microsoft way, so the
+	// special-use mapping is exercised.
+	if env.target, err = testbed.Start(testbed.Options{Name: "target", Dir: filepath.Join(dir, "target"), SpecialUse: testbed.OutlookSpecialUse()}); err != nil {
+		return 1, err
+	}
+	defer env.target.Stop()
+
+	w, err := startWorker("default")
+	if err != nil {
+		return 1, err
+	}
+	defer stopWorker(w)
+	return m.Run(), nil
+}
+
+// startWorker runs the worker binary as its own process, as in production.
+func startWorker(namespace string) (*exec.Cmd, error) {
+	cmd := exec.Command(env.worker, "--address", env.temporal.Addr, "--namespace", namespace, "--secret-key-file", env.keyFile)
+	log, err := os.OpenFile(filepath.Join(env.dir, "worker-"+namespace+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd, cmd.Start()
+}
+
+func stopWorker(cmd *exec.Cmd) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// mailmove runs the CLI against the test Temporal server.
+func mailmove(t *testing.T, namespace string, args ...string) string {
+	t.Helper()
+	args = append(args, "--address", env.temporal.Addr, "--namespace", namespace, "--secret-key-file", env.keyFile)
+	out, err := exec.Command(env.mailmove, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mailmove %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+type account struct{ user, password string }
+
+// addAccounts creates the accounts on both servers and seeds the source.
+func addAccounts(t *testing.T, seed int64, messages int, names ...string) []account {
+	t.Helper()
+	var accs []account
+	for i, n := range names {
+		a := account{user: n + "@example.com", password: "pw-" + n}
+		for _, s := range []*testbed.Server{env.source, env.target} {
+			if err := s.AddUser(testbed.User{Name: a.user, Password: a.password}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := testbed.Seed(env.source.Addr(), a.user, a.password, testbed.SampleMailbox(seed+int64(i), messages)); err != nil {
+			t.Fatalf("seed %s: %v", a.user, err)
+		}
+		accs = append(accs, a)
+	}
+	return accs
+}
+
+func writeCSV(t *testing.T, accs []account, password func(account) string) string {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString("EmailAddress,UserName,Password\n")
+	for _, a := range accs {
+		fmt.Fprintf(&b, "%s,%s,%s\n", a.user, a.user, password(a))
+	}
+	f := filepath.Join(t.TempDir(), "batch.csv")
+	if err := os.WriteFile(f, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func startBatch(t *testing.T, namespace, name, csv string, extra ...string) {
+	t.Helper()
+	args := append([]string{"batch", "start", "--name", name, "--csv", csv,
+		"--source", env.source.Addr(), "--target", env.target.Addr(),
+		"--source-security", "none", "--target-security", "none"}, extra...)
+	mailmove(t, namespace, args...)
+}
+
+type report struct {
+	Moves []workflows.MoveStatus
+}
+
+func batchStatus(t *testing.T, namespace, name string) report {
+	t.Helper()
+	var r report
+	out := mailmove(t, namespace, "batch", "status", name, "--json")
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("batch status --json: %v\n%s", err, out)
+	}
+	return r
+}
+
+// waitTerminal waits until every move of the batch has ended.
+func waitTerminal(t *testing.T, namespace, name string, timeout time.Duration) report {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := batchStatus(t, namespace, name)
+		done := len(r.Moves) > 0
+		for _, m := range r.Moves {
+			done = done && m.Status.Terminal()
+		}
+		if done {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch %s not finished after %v: %+v", name, timeout, r.Moves)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// targetFolder is where the move puts a source folder of SampleMailbox on
+// the test target, whose special folders have Microsoft names.
+func targetFolder(name string) string {
+	switch name {
+	case "Sent":
+		return "Sent Items"
+	case "Trash":
+		return "Deleted Items"
+	case "Junk":
+		return "Junk Email"
+	}
+	return name
+}
+
+// assertIdentical compares both sides of an account message by message:
+// same bytes (hash), flags and internal date, nothing missing or duplicated.
+func assertIdentical(t *testing.T, a account) {
+	t.Helper()
+	src, err := testbed.TakeSnapshot(env.source.Addr(), a.user, a.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := testbed.TakeSnapshot(env.target.Addr(), a.user, a.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := testbed.Diff(src, tgt, targetFolder); len(diff) > 0 {
+		if len(diff) > 20 {
+			diff = append(diff[:20], fmt.Sprintf("... and %d more", len(diff)-20))
+		}
+		t.Fatalf("%s differs between source and target:\n%s", a.user, strings.Join(diff, "\n"))
+	}
+}
+
+// countTarget counts the account's messages on the target without reading
+// them, cheap enough to poll during a copy.
+func countTarget(a account) (int, error) {
+	c, err := testbed.Dial(env.target.Addr(), a.user, a.password)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	lists, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range lists {
+		st, err := c.Status(l.Mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err == nil && st.NumMessages != nil {
+			n += int(*st.NumMessages)
+		}
+	}
+	return n, nil
+}
+
+func TestBatchMovesThreeMailboxesExactly(t *testing.T) {
+	accs := addAccounts(t, 100, 300, "alice", "bob", "carol")
+	csv := writeCSV(t, accs, func(a account) string { return a.password })
+	start := time.Now()
+	startBatch(t, "default", "three", csv)
+	r := waitTerminal(t, "default", "three", 5*time.Minute)
+	elapsed := time.Since(start)
+
+	copied := 0
+	for _, m := range r.Moves {
+		if m.Status != workflows.StatusCompleted {
+			t.Fatalf("%s: %s (%s), want Completed", m.Mailbox, m.Status, m.Reason)
+		}
+		if m.Verify == nil || m.Verify.Missing != 0 {
+			t.Errorf("%s: verification = %+v, want nothing missing", m.Mailbox, m.Verify)
+		}
+		copied += m.MessagesCopied
+	}
+	for _, a := range accs {
+		assertIdentical(t, a)
+	}
+	t.Logf("moved %d messages in %v through Temporal: %.0f messages/s", copied, elapsed.Round(time.Millisecond), float64(copied)/elapsed.Seconds())
+
+	// Starting the same batch again is refused, not a second copy.
+	args := []string{"batch", "start", "--name", "three", "--csv", csv, "--source", env.source.Addr(), "--target", env.target.Addr(),
+		"--address", env.temporal.Addr, "--secret-key-file", env.keyFile}
+	out, err := exec.Command(env.mailmove, args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already exists") {
+		t.Fatalf("second batch start = %v, %s; want refused", err, out)
+	}
+}
+
+func TestWrongPasswordFailsClearlyOthersComplete(t *testing.T) {
+	accs := addAccounts(t, 200, 40, "erin", "frank", "grace")
+	bad := accs[2].user
+	csv := writeCSV(t, accs, func(a account) string {
+		if a.user == bad {
+			return "not-the-password"
+		}
+		return a.password
+	})
+	startBatch(t, "default", "badpw", csv, "--logon-attempts", "3", "--logon-retry-interval", "1s")
+	r := waitTerminal(t, "default", "badpw", 3*time.Minute)
+	for _, m := range r.Moves {
+		if m.Mailbox == bad {
+			if m.Status != workflows.StatusFailed || !strings.Contains(m.Reason, "LogonFailed") || !strings.Contains(m.Reason, bad) || !strings.Contains(m.Reason, "source") {
+				t.Fatalf("%s: %s, reason %q; want Failed with a logon reason naming side and account", m.Mailbox, m.Status, m.Reason)
+			}
+			continue
+		}
+		if m.Status != workflows.StatusCompleted {
+			t.Fatalf("%s: %s (%s), want Completed", m.Mailbox, m.Status, m.Reason)
+		}
+	}
+	assertIdentical(t, accs[0])
+	assertIdentical(t, accs[1])
+	// The human table shows the reason too.
+	if out := mailmove(t, "default", "batch", "status", "badpw"); !strings.Contains(out, "LogonFailed") {
+		t.Fatalf("batch status does not show the logon failure:\n%s", out)
+	}
+}
+
+func TestWorkerKilledMidCopyResumesWithoutDuplicates(t *testing.T) {
+	accs := addAccounts(t, 300, 3000, "dave")
+	a := accs[0]
+	csv := writeCSV(t, accs, func(a account) string { return a.password })
+	w, err := startWorker(crashNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startBatch(t, crashNamespace, "crash", csv, "--heartbeat-timeout", "5s", "--folder-concurrency", "2")
+
+	// Kill the worker process once part of the mailbox is on the target.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, err := countTarget(a)
+		if err == nil && n >= 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the copy did not start within 2 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.Process.Kill()
+	w.Wait()
+	n, _ := countTarget(a)
+	t.Logf("killed the worker with %d of 3000 messages on the target", n)
+	if n >= 3000 {
+		t.Fatal("the copy finished before the worker was killed; the test proves nothing")
+	}
+
+	w2, err := startWorker(crashNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopWorker(w2)
+	r := waitTerminal(t, crashNamespace, "crash", 5*time.Minute)
+	if m := r.Moves[0]; m.Status != workflows.StatusCompleted {
+		t.Fatalf("%s: %s (%s), want Completed", m.Mailbox, m.Status, m.Reason)
+	}
+	assertIdentical(t, a)
+}

@@ -1,0 +1,157 @@
+// Package temporaltest runs the pinned Temporal CLI dev server for tests: a
+// real server on free loopback ports with a throw-away SQLite file and the
+// mailmove search attributes registered.
+package temporaltest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/mailmove/mailmove/workflows"
+)
+
+// RepoRoot returns the directory holding go.mod, found upwards from the
+// working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Binary returns the temporal CLI: $TEMPORAL_BIN or bin/temporal, which
+// `make bin/temporal` builds from the pinned version.
+func Binary() (string, error) {
+	if b := os.Getenv("TEMPORAL_BIN"); b != "" {
+		return b, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	b := filepath.Join(root, "bin", "temporal")
+	if _, err := os.Stat(b); err != nil {
+		return "", fmt.Errorf("%s is missing: run `make bin/temporal` (it builds the pinned Temporal CLI, about 5 minutes once)", b)
+	}
+	return b, nil
+}
+
+// Server is a running dev server.
+type Server struct {
+	Addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start starts a headless dev server with the given extra namespaces and
+// waits until it answers. Stop it with Stop.
+func Start(dir string, namespaces ...string) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "error"}
+	for _, sa := range workflows.SearchAttributes {
+		args = append(args, "--search-attribute", sa)
+	}
+	for _, ns := range namespaces {
+		args = append(args, "--namespace", ns)
+	}
+	cmd := exec.Command(bin, args...)
+	log, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); log.Close(); close(s.done) }()
+
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		c, err := client.Dial(client.Options{HostPort: s.Addr, Logger: nopLogger{}})
+		if err == nil {
+			_, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{})
+			c.Close()
+			if err == nil {
+				return s, nil
+			}
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("temporal dev server exited; see %s", filepath.Join(dir, "temporal.log"))
+		case <-time.After(300 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("temporal dev server did not answer on %s within 90s: %v", s.Addr, err)
+		}
+	}
+}
+
+// StartForTest starts a dev server that the test's cleanup stops.
+func StartForTest(t testing.TB, namespaces ...string) *Server {
+	t.Helper()
+	s, err := Start(t.TempDir(), namespaces...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop ends the server and waits for it.
+func (s *Server) Stop() {
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+	}
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Debug(string, ...interface{}) {}
+func (nopLogger) Info(string, ...interface{})  {}
+func (nopLogger) Warn(string, ...interface{})  {}
+func (nopLogger) Error(string, ...interface{}) {}
