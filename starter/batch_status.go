@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/mailmove/mailmove/workflows"
@@ -138,8 +140,13 @@ func moveStatus(ctx context.Context, c client.Client, batch string, e workflows.
 	if err == nil {
 		err = v.Get(&st)
 	}
-	if err != nil {
-		// The move may not have run its first task yet.
+	var notFound *serviceerror.NotFound
+	switch {
+	case err == nil:
+	case errors.As(err, &notFound) && e.Error == "":
+		// The batch has asked for the move but the server has not started
+		// it yet.
+	default:
 		if e.Error != "" {
 			st.Status, st.Reason = workflows.StatusFailed, e.Error
 		} else {

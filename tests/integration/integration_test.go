@@ -77,9 +77,10 @@ func setup(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer env.source.Stop()
-	// The target names its special folders the Microsoft way, so the
-	// special-use mapping is exercised.
-	if env.target, err = testbed.Start(testbed.Options{Name: "target", Dir: filepath.Join(dir, "target"), SpecialUse: testbed.OutlookSpecialUse()}); err != nil {
+	// The target names its special folders the Microsoft way and separates
+	// levels with '.', so special-use mapping and separator translation are
+	// exercised.
+	if env.target, err = testbed.Start(testbed.Options{Name: "target", Dir: filepath.Join(dir, "target"), Separator: ".", SpecialUse: testbed.OutlookSpecialUse()}); err != nil {
 		return 1, err
 	}
 	defer env.target.Stop()

@@ -1,0 +1,47 @@
+# mailmove — see README.md.
+TEMPORAL_VERSION := v1.5.1
+GO ?= go
+BIN := $(CURDIR)/bin
+
+.PHONY: all build test test-unit demo demo-stop dev-server lint FORCE
+
+all: build
+
+build: bin/mailmove bin/mailmove-worker bin/testbed bin/temporal
+
+bin/mailmove: FORCE
+	$(GO) build -o $@ ./starter
+
+bin/mailmove-worker: FORCE
+	$(GO) build -o $@ ./worker/cmd/mailmove-worker
+
+bin/testbed: FORCE
+	$(GO) build -o $@ ./tests/testbed/cmd/testbed
+
+# The pinned Temporal CLI, built from the Go module proxy once (about five
+# minutes) and then reused: it is rebuilt only when missing.
+bin/temporal:
+	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+
+# Unit, workflow and integration tests. The integration tests start their own
+# Dovecot servers (installing dovecot-imapd when missing) and their own
+# Temporal dev server from bin/temporal.
+test: bin/temporal
+	$(GO) test -count=1 -timeout 25m ./...
+
+# Fast tests only: no Dovecot, no Temporal server.
+test-unit:
+	$(GO) test -count=1 ./internal/... ./workflows/... ./starter/...
+
+demo: build
+	bash scripts/demo.sh
+
+demo-stop:
+	bash scripts/demo.sh stop
+
+dev-server: bin/mailmove bin/temporal
+	bin/mailmove dev-server
+
+lint:
+	$(GO) vet ./...
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
