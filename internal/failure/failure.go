@@ -143,7 +143,7 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
 	case strings.Contains(text, "in use") || strings.Contains(text, "locked") || strings.Contains(text, "lock timeout"):
 		fe.Type, fe.Hint = TypeMailboxLocked, "another process holds the mailbox; the move retries later"
-	case strings.Contains(text, "too many") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy"):
+	case strings.Contains(text, "too many") || strings.Contains(text, "unavailable") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy"):
 		fe.Type, fe.Hint = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes"
 	case strings.Contains(text, "doesn't exist") || strings.Contains(text, "does not exist") || strings.Contains(text, "not found") || strings.Contains(text, "unknown mailbox"):
 		fe.Type, fe.Hint = TypeNotFound, "the folder or account does not exist"

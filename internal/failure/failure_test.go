@@ -1,0 +1,56 @@
+package failure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+func imapErr(typ imap.StatusResponseType, code imap.ResponseCode, text string) error {
+	return &imap.Error{Type: typ, Code: code, Text: text}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		op   string
+		err  error
+		want Type
+	}{
+		{"dovecot bad password", "login alice", imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeAuthenticationFailed, "Authentication failed."), TypeLogonFailed},
+		{"courier bad password", "login alice", imapErr(imap.StatusResponseTypeNo, "", "Login failed."), TypeLogonFailed},
+		{"dovecot mailbox in use", "select INBOX", imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeInUse, "Mailbox is locked, will abort in 30 seconds"), TypeMailboxLocked},
+		{"exchange throttled", "fetch", imapErr(imap.StatusResponseTypeNo, "", "Server Unavailable. 15"), TypeServerUnavailable},
+		{"unavailable code", "fetch", imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeUnavailable, "try later"), TypeServerUnavailable},
+		{"too many connections", "login alice", imapErr(imap.StatusResponseTypeBye, "", "Too many connections"), TypeServerUnavailable},
+		{"dovecot over quota", "append", imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeOverQuota, "Quota exceeded (mailbox for user is full)"), TypeTargetFull},
+		{"cyrus over quota text", "append", imapErr(imap.StatusResponseTypeNo, "", "Over quota"), TypeTargetFull},
+		{"folder missing", "select Foo", imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeNonExistent, "Mailbox doesn't exist: Foo"), TypeNotFound},
+		{"message too big", "append", imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeTooBig, "Message too large"), TypeMessageRejected},
+		{"refused", "connect", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, TypeConnectFailed},
+		{"unknown host", "connect", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "imap.nowhere"}}, TypeConnectFailed},
+		{"dropped", "fetch", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), TypeServerUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fe, ok := As(Classify(SideSource, tc.op, tc.err))
+			if !ok || fe.Type != tc.want {
+				t.Fatalf("Classify(%v) = %v, want %s", tc.err, fe, tc.want)
+			}
+		})
+	}
+}
+
+func TestClassifyKeepsContextErrors(t *testing.T) {
+	if err := Classify(SideTarget, "append", context.Canceled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Classify(context.Canceled) = %v", err)
+	}
+	if _, ok := As(Classify(SideTarget, "append", context.Canceled)); ok {
+		t.Fatal("a cancelled context was classified as a server failure")
+	}
+}
