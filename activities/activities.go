@@ -99,8 +99,8 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 	return res, nil
 }
 
-// SyncInput is the input of SyncFolders: the cursors of the folders one lane
-// of the move works through, in order.
+// SyncInput is the input of InitialSync and IncrementalSync: the cursors of
+// the folders one lane of the move works through, in order.
 type SyncInput struct {
 	Mailbox string
 	Source  Account
@@ -111,7 +111,7 @@ type SyncInput struct {
 	MaxMessages int
 }
 
-// SyncResult is the progress of one SyncFolders call.
+// SyncResult is the progress of one InitialSync or IncrementalSync call.
 type SyncResult struct {
 	Cursors []engine.Cursor
 	// Done[i] is true when folder i is up to date.
@@ -123,19 +123,32 @@ type SyncResult struct {
 	BadItems    []engine.BadItem
 }
 
-// syncProgress is the heartbeat of SyncFolders: enough to resume exactly
-// where a dead worker stopped.
-type syncProgress struct {
+// SyncProgress is the heartbeat of InitialSync and IncrementalSync: enough to
+// resume exactly where a dead worker stopped, and the live progress that
+// `batch status` shows between two results.
+type SyncProgress struct {
 	Result SyncResult
 }
 
-// SyncFolders brings the given folders up to date, one after the other over
-// one source and one target connection, until all are done or MaxMessages
-// were copied. A retried attempt resumes from its last heartbeat.
-func (a *Activities) SyncFolders(ctx context.Context, in SyncInput) (SyncResult, error) {
+// InitialSync copies the given folders, one after the other over one source
+// and one target connection, until all are copied or MaxMessages were copied.
+// A retried attempt resumes from its last heartbeat.
+func (a *Activities) InitialSync(ctx context.Context, in SyncInput) (SyncResult, error) {
+	return a.syncFolders(ctx, in)
+}
+
+// IncrementalSync brings already copied folders up to date: new messages
+// above each folder's watermark and flag changes. It is InitialSync's
+// algorithm; a separate activity type so histories and the Web UI tell the
+// passes apart.
+func (a *Activities) IncrementalSync(ctx context.Context, in SyncInput) (SyncResult, error) {
+	return a.syncFolders(ctx, in)
+}
+
+func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult, error) {
 	res := SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors))}
 	if activity.HasHeartbeatDetails(ctx) {
-		var p syncProgress
+		var p SyncProgress
 		if err := activity.GetHeartbeatDetails(ctx, &p); err == nil && len(p.Result.Cursors) == len(in.Cursors) {
 			res = p.Result
 			a.logger(ctx).Info("resuming from heartbeat", zap.String("mailbox", in.Mailbox), zap.Int("copied", res.Copied))
@@ -145,7 +158,7 @@ func (a *Activities) SyncFolders(ctx context.Context, in SyncInput) (SyncResult,
 	var mu sync.Mutex
 	beat := func() {
 		mu.Lock()
-		p := syncProgress{Result: res}
+		p := SyncProgress{Result: res}
 		p.Result.Cursors = append([]engine.Cursor(nil), res.Cursors...)
 		p.Result.Done = append([]bool(nil), res.Done...)
 		mu.Unlock()

@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
+	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -153,7 +155,36 @@ func moveStatus(ctx context.Context, c client.Client, batch string, e workflows.
 			st.Reason = "status unavailable: " + err.Error()
 		}
 	}
+	if st.Status == workflows.StatusInitialSync {
+		addLiveProgress(ctx, c, e.WorkflowID, &st)
+	}
 	return st
+}
+
+// addLiveProgress adds what the running copy activities have heartbeated
+// but not yet reported to the workflow: a chunk holds thousands of messages,
+// and an admin watching a large mailbox wants to see them move.
+func addLiveProgress(ctx context.Context, c client.Client, workflowID string, st *workflows.MoveStatus) {
+	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return
+	}
+	dc := converter.GetDefaultDataConverter()
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var p activities.SyncProgress
+		if dc.FromPayloads(pa.GetHeartbeatDetails(), &p) != nil {
+			continue
+		}
+		st.MessagesCopied += p.Result.Copied
+		st.MessagesMatched += p.Result.Matched
+		st.BytesCopied += p.Result.Bytes
+	}
+	if st.MessagesTotal > 0 {
+		st.PercentComplete = min(99, 100*(st.MessagesCopied+st.MessagesMatched)/st.MessagesTotal)
+	}
 }
 
 func printBatchReport(out io.Writer, rep batchReport) {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -68,7 +69,7 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	}
 	if m.state.SyncedAt.IsZero() {
 		m.setStatus(ctx, StatusInitialSync)
-		if err := m.syncAll(ctx); err != nil {
+		if err := m.syncAll(ctx, a.InitialSync); err != nil {
 			return m.fail(ctx, err)
 		}
 		m.state.SyncedAt = workflow.Now(ctx)
@@ -83,7 +84,7 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 				break
 			}
 			m.setStatus(ctx, StatusIncrementalSync)
-			if err := m.syncAll(ctx); err != nil {
+			if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
 				return m.fail(ctx, err)
 			}
 			m.state.IncrementalPasses++
@@ -94,7 +95,7 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	}
 
 	m.setStatus(ctx, StatusCompleting)
-	if err := m.syncAll(ctx); err != nil {
+	if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
 		return m.fail(ctx, err)
 	}
 	if err := m.verify(ctx); err != nil {
@@ -120,10 +121,13 @@ func (m *move) connect(ctx workflow.Context) error {
 	return nil
 }
 
-// syncAll runs one pass over every folder: FolderConcurrency lanes, each one
-// SyncFolders activity at a time over its own connections, folders balanced
-// across lanes by message count.
-func (m *move) syncAll(ctx workflow.Context) error {
+// syncActivity is InitialSync or IncrementalSync.
+type syncActivity func(context.Context, activities.SyncInput) (activities.SyncResult, error)
+
+// syncAll runs one pass over every folder: FolderConcurrency lanes, each
+// running one sync activity at a time over its own connections, folders
+// balanced across lanes by message count.
+func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
 	lanes := m.lanes()
 	var firstErr error
 	wg := workflow.NewWaitGroup(ctx)
@@ -131,7 +135,7 @@ func (m *move) syncAll(ctx workflow.Context) error {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
-			if err := m.syncLane(syncOptions(ctx, m.settings), lane); err != nil && firstErr == nil {
+			if err := m.syncLane(syncOptions(ctx, m.settings), act, lane); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		})
@@ -168,7 +172,7 @@ func (m *move) lanes() [][]int {
 	return lanes
 }
 
-func (m *move) syncLane(ctx workflow.Context, lane []int) error {
+func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) error {
 	pending := lane
 	for len(pending) > 0 {
 		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages}
@@ -176,7 +180,7 @@ func (m *move) syncLane(ctx workflow.Context, lane []int) error {
 			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
 		}
 		var res activities.SyncResult
-		if err := workflow.ExecuteActivity(ctx, a.SyncFolders, in).Get(ctx, &res); err != nil {
+		if err := workflow.ExecuteActivity(ctx, act, in).Get(ctx, &res); err != nil {
 			return err
 		}
 		var next []int
@@ -212,6 +216,9 @@ func (m *move) verify(ctx workflow.Context) error {
 		return err
 	}
 	m.state.Verify = &res
+	if res.Missing > 0 {
+		m.state.Reason = fmt.Sprintf("verification: the target has %d messages fewer than the source (see the folder counts)", res.Missing)
+	}
 	return nil
 }
 

@@ -2,11 +2,14 @@ package workflows
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -23,7 +26,7 @@ var twoFolders = activities.ConnectResult{Folders: []engine.FolderPlan{
 	{Source: "Sent", Target: "Sent Items", Messages: 5},
 }}
 
-// syncAllDone answers a SyncFolders call as if every folder were copied.
+// syncAllDone answers a sync activity call as if every folder were copied.
 func syncAllDone(_ context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 	res := activities.SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors))}
 	for i := range in.Cursors {
@@ -37,6 +40,7 @@ func syncAllDone(_ context.Context, in activities.SyncInput) (activities.SyncRes
 
 func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
+	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(MailboxMove)
 	env.RegisterActivity(&activities.Activities{})
@@ -59,7 +63,8 @@ func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) MoveStatu
 func TestMailboxMoveAutoComplete(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil).Once()
-	env.OnActivity(a.SyncFolders, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
 	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil).Once()
 	env.ExecuteWorkflow(MailboxMove, testInput(Settings{}))
 
@@ -72,13 +77,15 @@ func TestMailboxMoveAutoComplete(t *testing.T) {
 		t.Fatalf("report = %+v, want Completed, 100%%, 2 folders, 15 messages", rep.MoveStatus)
 	}
 	// Two passes (initial, final), each one activity per lane.
-	env.AssertNumberOfCalls(t, "SyncFolders", 4)
+	env.AssertNumberOfCalls(t, "InitialSync", 2)
+	env.AssertNumberOfCalls(t, "IncrementalSync", 2)
 }
 
 func TestMailboxMoveManualCompleteRunsIncrementalPasses(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
-	env.OnActivity(a.SyncFolders, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
 	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
 
 	var before MoveStatus
@@ -128,7 +135,8 @@ func TestMailboxMoveResumesChunks(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
 	calls := 0
-	env.OnActivity(a.SyncFolders, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 		calls++
 		if calls == 1 {
 			// A chunk: progress, not done.
@@ -144,9 +152,9 @@ func TestMailboxMoveResumesChunks(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error = %v", err)
 	}
-	// chunk, transient failure retried, rest of the initial sync, final pass.
-	if calls != 4 {
-		t.Fatalf("SyncFolders calls = %d, want 4", calls)
+	// chunk, transient failure retried, rest of the initial sync.
+	if calls != 3 {
+		t.Fatalf("InitialSync calls = %d, want 3", calls)
 	}
 }
 
