@@ -133,6 +133,13 @@ type account struct{ user, password string }
 // addAccounts creates the accounts on both servers and seeds the source.
 func addAccounts(t *testing.T, seed int64, messages int, names ...string) []account {
 	t.Helper()
+	return addAccountsWith(t, seed, messages, nil, names...)
+}
+
+// addAccountsWith is addAccounts with extra messages in the first
+// account's INBOX.
+func addAccountsWith(t *testing.T, seed int64, messages int, extra []testbed.Message, names ...string) []account {
+	t.Helper()
 	var accs []account
 	for i, n := range names {
 		a := account{user: n + "@example.com", password: "pw-" + n}
@@ -141,7 +148,11 @@ func addAccounts(t *testing.T, seed int64, messages int, names ...string) []acco
 				t.Fatal(err)
 			}
 		}
-		if err := testbed.Seed(env.source.Addr(), a.user, a.password, testbed.SampleMailbox(seed+int64(i), messages)); err != nil {
+		folders := testbed.SampleMailbox(seed+int64(i), messages)
+		if i == 0 && len(extra) > 0 {
+			folders = append(folders, testbed.Folder{Name: "INBOX", Messages: extra})
+		}
+		if err := testbed.Seed(env.source.Addr(), a.user, a.password, folders); err != nil {
 			t.Fatalf("seed %s: %v", a.user, err)
 		}
 		accs = append(accs, a)
@@ -262,7 +273,8 @@ func countTarget(a account) (int, error) {
 }
 
 func TestBatchMovesThreeMailboxesExactly(t *testing.T) {
-	accs := addAccounts(t, 100, 300, "alice", "bob", "carol")
+	// A 30 MB message streams through without being held in memory.
+	accs := addAccountsWith(t, 100, 300, []testbed.Message{testbed.LargeMessage(7, 30<<20)}, "alice", "bob", "carol")
 	csv := writeCSV(t, accs, func(a account) string { return a.password })
 	start := time.Now()
 	startBatch(t, "default", "three", csv)
