@@ -56,14 +56,19 @@ type ConnectResult struct {
 // the CLI can show side, operation and the server's words apart.
 type FailureDetails struct {
 	Type   string
+	Reason string
 	Side   string
 	Op     string
 	Server string
 	Hint   string
+	// QuotaUsed and QuotaLimit, in bytes, accompany a TargetFull failure
+	// when the target reports its quota.
+	QuotaUsed  int64 `json:",omitempty"`
+	QuotaLimit int64 `json:",omitempty"`
 }
 
-// Connect logs on to both sides, reads capabilities and folders, plans the
-// folder mapping and creates the missing target folders.
+// Connect logs on to both sides, reads capabilities and folders and plans the
+// folder mapping.
 func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResult, error) {
 	src, tgt, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
@@ -81,9 +86,6 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 		return ConnectResult{}, toApplicationError(err)
 	}
 	plans := engine.PlanFolders(srcFolders, src.Delim, tgtFolders, tgt.Delim)
-	if err := tgt.CreateFolders(ctx, plans); err != nil {
-		return ConnectResult{}, toApplicationError(err)
-	}
 	res := ConnectResult{Folders: plans, SourceDelim: string(src.Delim), TargetDelim: string(tgt.Delim)}
 	for c := range src.Caps {
 		res.SourceCaps = append(res.SourceCaps, string(c))
@@ -97,6 +99,25 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 	}
 	a.logger(ctx).Info("planned folders", zap.String("mailbox", in.Mailbox), zap.Int("folders", len(plans)), zap.Uint32("messages", res.TotalMessage))
 	return res, nil
+}
+
+// CreateFoldersInput is the input of CreateFolders.
+type CreateFoldersInput struct {
+	Mailbox string
+	Target  Account
+	Folders []engine.FolderPlan
+}
+
+// CreateFolders creates the planned folders missing on the target, parents
+// first, and subscribes those subscribed on the source. Running it again
+// changes nothing.
+func (a *Activities) CreateFolders(ctx context.Context, in CreateFoldersInput) error {
+	tgt, err := a.dial(ctx, failure.SideTarget, in.Target)
+	if err != nil {
+		return toApplicationError(err)
+	}
+	defer tgt.Close()
+	return toApplicationError(tgt.CreateFolders(ctx, in.Folders))
 }
 
 // SyncInput is the input of InitialSync and IncrementalSync: the cursors of
@@ -183,7 +204,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 
 	src, tgt, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
-		return res, toApplicationError(err)
+		return res, applicationError(err, detailsOf(err), &res)
 	}
 	defer func() { src.Close(); tgt.Close() }()
 
@@ -214,7 +235,11 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		mu.Unlock()
 		if err != nil {
 			beat()
-			return res, toApplicationError(err)
+			fd := detailsOf(err)
+			if fd.Type == string(failure.TypeTargetFull) {
+				fd.QuotaUsed, fd.QuotaLimit, _ = tgt.StorageQuota(ctx)
+			}
+			return res, applicationError(err, fd, &res)
 		}
 		budget -= st.Copied + st.Matched
 	}
@@ -285,6 +310,15 @@ func targets(ps []engine.FolderPlan) []string {
 	return out
 }
 
+// dial logs on to one side.
+func (a *Activities) dial(ctx context.Context, side failure.Side, acc Account) (*engine.Session, error) {
+	pw, err := a.Key.Open(acc.Password)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s password: %v", side, err), "SecretKeyMismatch", err)
+	}
+	return engine.Dial(ctx, side, acc.Endpoint, engine.Credentials{User: acc.User, Password: pw})
+}
+
 // open logs on to both sides at once: two logons cost one round trip, not two.
 func (a *Activities) open(ctx context.Context, source, target Account) (*engine.Session, *engine.Session, error) {
 	type dialed struct {
@@ -292,11 +326,7 @@ func (a *Activities) open(ctx context.Context, source, target Account) (*engine.
 		err error
 	}
 	dial := func(side failure.Side, acc Account) dialed {
-		pw, err := a.Key.Open(acc.Password)
-		if err != nil {
-			return dialed{err: temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s password: %v", side, err), "SecretKeyMismatch", err)}
-		}
-		s, err := engine.Dial(ctx, side, acc.Endpoint, engine.Credentials{User: acc.User, Password: pw})
+		s, err := a.dial(ctx, side, acc)
 		return dialed{s, err}
 	}
 	tch := make(chan dialed, 1)
@@ -325,9 +355,26 @@ func (a *Activities) logger(ctx context.Context) *zap.Logger {
 }
 
 // toApplicationError turns a classified failure into a Temporal
-// ApplicationError whose type is the failure type, so that retry policies
-// can name it in NonRetryableErrorTypes.
+// ApplicationError whose type is the failure type, so that the workflow's
+// policy table can look it up.
 func toApplicationError(err error) error {
+	return applicationError(err, detailsOf(err), nil)
+}
+
+// detailsOf describes a classified failure.
+func detailsOf(err error) FailureDetails {
+	fe, ok := failure.As(err)
+	if !ok {
+		return FailureDetails{}
+	}
+	return FailureDetails{Type: string(fe.Type), Reason: fe.Reason, Side: string(fe.Side), Op: fe.Op, Server: fe.Server, Hint: fe.Hint}
+}
+
+// applicationError builds the ApplicationError of a failed activity. Its
+// details are the FailureDetails and, for the sync activities, the progress
+// made before the failure, so that the workflow keeps it while it waits
+// instead of copying those messages again.
+func applicationError(err error, fd FailureDetails, progress *SyncResult) error {
 	if err == nil {
 		return nil
 	}
@@ -335,11 +382,13 @@ func toApplicationError(err error) error {
 	if errors.As(err, &appErr) {
 		return err
 	}
-	fe, ok := failure.As(err)
-	if !ok {
+	if fd.Type == "" {
+		// Unclassified: Temporal's own retry policy handles it.
 		return err
 	}
-	return temporal.NewApplicationErrorWithOptions(fe.Error(), string(fe.Type), temporal.ApplicationErrorOptions{
-		Details: []interface{}{FailureDetails{Type: string(fe.Type), Side: string(fe.Side), Op: fe.Op, Server: fe.Server, Hint: fe.Hint}},
-	})
+	details := []interface{}{fd}
+	if progress != nil {
+		details = append(details, *progress)
+	}
+	return temporal.NewApplicationErrorWithOptions(err.Error(), fd.Type, temporal.ApplicationErrorOptions{Details: details})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
@@ -16,6 +17,8 @@ import (
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/csvbatch"
 	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/policy"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -30,6 +33,9 @@ type batchStartOptions struct {
 	InsecureSkipVerify bool
 	Complete           string
 	Concurrency        int
+	PolicyFile         string
+	LogonAttempts      int
+	LogonRetryInterval time.Duration
 	Settings           workflows.Settings
 }
 
@@ -54,8 +60,9 @@ func newCmdBatchStart(g *globalOptions) *cobra.Command {
 	f.StringVar(&opts.Complete, "complete", "auto", "auto: finish each move after its initial sync; manual: keep syncing until `batch complete`")
 	f.IntVar(&opts.Concurrency, "concurrency", workflows.DefaultConcurrency, "moves in their initial sync at once")
 	f.DurationVar(&opts.Settings.IncrementalInterval, "incremental-interval", workflows.DefaultIncrementalInterval, "time between incremental passes (manual completion)")
-	f.Int32Var(&opts.Settings.LogonAttempts, "logon-attempts", workflows.DefaultLogonAttempts, "logon attempts before a move fails")
-	f.DurationVar(&opts.Settings.LogonRetryInterval, "logon-retry-interval", workflows.DefaultLogonRetryInterval, "wait between logon attempts")
+	f.StringVar(&opts.PolicyFile, "policy", "", "YAML or JSON failure policy over the defaults (docs/failure-policy.md)")
+	f.IntVar(&opts.LogonAttempts, "logon-attempts", 0, "logon attempts before a move fails (overrides the policy; default 5)")
+	f.DurationVar(&opts.LogonRetryInterval, "logon-retry-interval", 0, "first wait between logon attempts, doubling up to 5m (overrides the policy; default 30s)")
 	f.IntVar(&opts.Settings.FolderConcurrency, "folder-concurrency", workflows.DefaultFolderConcurrency, "folders of one mailbox copied at once (each uses one connection per side)")
 	f.IntVar(&opts.Settings.ChunkMessages, "chunk-messages", workflows.DefaultChunkMessages, "messages one activity copies before it reports progress to the workflow")
 	f.DurationVar(&opts.Settings.HeartbeatTimeout, "heartbeat-timeout", workflows.DefaultHeartbeatTimeout, "how soon a copy on a dead worker is resumed elsewhere")
@@ -84,6 +91,27 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 	if opts.Concurrency < 1 {
 		return workflows.BatchInput{}, fmt.Errorf("--concurrency %d: must be at least 1", opts.Concurrency)
 	}
+	pol := policy.Default()
+	if opts.PolicyFile != "" {
+		if pol, err = policy.Load(opts.PolicyFile); err != nil {
+			return workflows.BatchInput{}, err
+		}
+	}
+	logon := pol.Rule(failure.TypeLogonFailed)
+	if opts.LogonAttempts < 0 {
+		return workflows.BatchInput{}, fmt.Errorf("--logon-attempts %d: must be at least 1", opts.LogonAttempts)
+	}
+	if opts.LogonAttempts > 0 {
+		logon.MaximumAttempts = opts.LogonAttempts
+	}
+	if opts.LogonRetryInterval > 0 {
+		logon.InitialInterval = policy.Duration(opts.LogonRetryInterval)
+		if logon.MaximumInterval < logon.InitialInterval {
+			logon.MaximumInterval = logon.InitialInterval
+		}
+	}
+	pol.Rules[failure.TypeLogonFailed] = logon
+	opts.Settings.Policy = &pol
 	f, err := os.Open(opts.CSV)
 	if err != nil {
 		return workflows.BatchInput{}, fmt.Errorf("--csv: %w", err)

@@ -92,9 +92,7 @@ func batchStatusRun(ctx context.Context, g *globalOptions, opts *batchStatusOpti
 // settled: nothing is left to wait for in the batch's first phase.
 func settled(rep batchReport) bool {
 	for _, m := range rep.Moves {
-		switch m.Status {
-		case workflows.StatusSynced, workflows.StatusIncrementalSync, workflows.StatusCompleted, workflows.StatusFailed:
-		default:
+		if m.Status != workflows.StatusSynced && !m.Status.Terminal() {
 			return false
 		}
 	}
@@ -114,7 +112,7 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i, e := range bs.Entries {
-		rep.Moves[i] = workflows.MoveStatus{Batch: name, Mailbox: e.Mailbox, Status: workflows.StatusQueued}
+		rep.Moves[i] = workflows.MoveStatus{Batch: name, Mailbox: e.Mailbox, Status: workflows.StatusQueued, StatusDetail: workflows.DetailQueued}
 		if !e.Started {
 			continue
 		}
@@ -137,7 +135,7 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 }
 
 func moveStatus(ctx context.Context, c client.Client, batch string, e workflows.BatchEntry) workflows.MoveStatus {
-	st := workflows.MoveStatus{Batch: batch, Mailbox: e.Mailbox, Status: workflows.StatusQueued}
+	st := workflows.MoveStatus{Batch: batch, Mailbox: e.Mailbox, Status: workflows.StatusQueued, StatusDetail: workflows.DetailQueued}
 	v, err := c.QueryWorkflow(ctx, e.WorkflowID, "", workflows.QueryStatus)
 	if err == nil {
 		err = v.Get(&st)
@@ -155,7 +153,7 @@ func moveStatus(ctx context.Context, c client.Client, batch string, e workflows.
 			st.Reason = "status unavailable: " + err.Error()
 		}
 	}
-	if st.Status == workflows.StatusInitialSync {
+	if st.Status == workflows.StatusInProgress && st.StatusDetail == workflows.DetailCopyingMessages {
 		addLiveProgress(ctx, c, e.WorkflowID, &st)
 	}
 	return st
@@ -189,13 +187,13 @@ func addLiveProgress(ctx context.Context, c client.Client, workflowID string, st
 
 func printBatchReport(out io.Writer, rep batchReport) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAILBOX\tSTATUS\tPERCENT\tMESSAGES\tBYTES\tLAST ERROR")
+	fmt.Fprintln(tw, "MAILBOX\tSTATUS\tDETAIL\tPERCENT\tMESSAGES\tBYTES\tLAST ERROR")
 	for _, m := range rep.Moves {
-		fmt.Fprintf(tw, "%s\t%s\t%d%%\t%d/%d\t%s\t%s\n", m.Mailbox, m.Status, m.PercentComplete, m.MessagesCopied+m.MessagesMatched, m.MessagesTotal, humanBytes(m.BytesCopied), oneLine(m.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%%\t%d/%d\t%s\t%s\n", m.Mailbox, m.Status, m.StatusDetail, m.PercentComplete, m.MessagesCopied+m.MessagesMatched, m.MessagesTotal, humanBytes(m.BytesCopied), oneLine(m.Reason))
 	}
 	tw.Flush()
 	var parts []string
-	for _, s := range []workflows.Status{workflows.StatusQueued, workflows.StatusConnecting, workflows.StatusInitialSync, workflows.StatusSynced, workflows.StatusIncrementalSync, workflows.StatusCompleting, workflows.StatusCompleted, workflows.StatusFailed} {
+	for _, s := range []workflows.Status{workflows.StatusQueued, workflows.StatusInProgress, workflows.StatusSuspended, workflows.StatusSynced, workflows.StatusCompleting, workflows.StatusCompleted, workflows.StatusCompletedWithWarnings, workflows.StatusFailed} {
 		if n := rep.Totals.ByStatus[s]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"errors"
+
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -11,10 +13,11 @@ import (
 const DefaultConcurrency = 10
 
 // Batch starts the moves of a batch as child workflows, at most Concurrency
-// of them in their initial sync at once, and waits for all of them. A move
-// that reaches Synced frees its slot even though it goes on with incremental
-// passes, as a manual-complete batch would otherwise stall after the first
-// Concurrency moves.
+// of them at work at once, and waits for all of them. A move frees its slot
+// when it reaches Synced — it goes on with incremental passes, and a
+// manual-complete batch would otherwise stall after the first Concurrency
+// moves — or when it starts waiting out a failure, so that a mailbox that
+// cannot log on or is locked never delays the others.
 func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	if in.Concurrency <= 0 {
 		in.Concurrency = DefaultConcurrency
@@ -30,14 +33,14 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrBatch.ValueSet(in.Name))
 
-	active := 0 // moves started and neither synced nor closed
-	synced := workflow.GetSignalChannel(ctx, SignalMoveSynced)
+	active := 0 // moves started and neither released nor closed
+	released := workflow.GetSignalChannel(ctx, SignalMoveReleased)
 	sel := workflow.NewSelector(ctx)
-	sel.AddReceive(synced, func(c workflow.ReceiveChannel, _ bool) {
+	sel.AddReceive(released, func(c workflow.ReceiveChannel, _ bool) {
 		var mailbox string
 		c.Receive(ctx, &mailbox)
-		if i, ok := byMailbox[mailbox]; ok && !st.Entries[i].Synced && !st.Entries[i].Closed {
-			st.Entries[i].Synced = true
+		if i, ok := byMailbox[mailbox]; ok && !st.Entries[i].Released && !st.Entries[i].Closed {
+			st.Entries[i].Released = true
 			active--
 		}
 	})
@@ -65,7 +68,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		sel.AddFuture(fut, func(f workflow.Future) {
 			open--
 			e := &st.Entries[i]
-			if !e.Synced {
+			if !e.Released {
 				active--
 			}
 			e.Closed = true
@@ -78,4 +81,13 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		sel.Select(ctx)
 	}
 	return st, nil
+}
+
+// reason is the message a move failed with.
+func reason(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
 }

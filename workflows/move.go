@@ -2,23 +2,26 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/policy"
 )
 
 // a is used only for its method names: workflows call activities through it.
 var a *activities.Activities
 
 // MailboxMove moves one mailbox: connect, initial sync, incremental passes
-// until completed, finalize. It fails — with the server's words as reason —
-// when a failure is final or its retries are spent.
+// until completed, finalize. Failures are waited out as the batch's policy
+// table says; the move fails — with the server's words as reason — when a
+// failure is final or its budget is spent.
 func MailboxMove(ctx workflow.Context, in MailboxMoveInput) (MoveReport, error) {
 	m := &move{in: in, settings: in.Settings.withDefaults()}
 	if err := m.setup(ctx); err != nil {
@@ -31,6 +34,7 @@ type move struct {
 	in       MailboxMoveInput
 	settings Settings
 	state    MoveState
+	resume   bool // a resume signal arrived during a wait
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -40,19 +44,36 @@ func (m *move) setup(ctx workflow.Context) error {
 	if m.in.State != nil {
 		m.state = *m.in.State
 	} else {
-		m.state = MoveState{Status: StatusQueued, Started: workflow.Now(ctx)}
+		m.state = MoveState{Status: StatusQueued, StatusDetail: DetailQueued, Started: workflow.Now(ctx)}
+	}
+	if m.state.Attempts == nil {
+		m.state.Attempts = map[failure.Type]int{}
+	}
+	if m.state.StallTime == nil {
+		m.state.StallTime = map[string]time.Duration{}
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (MoveStatus, error) {
 		return m.status(), nil
 	}); err != nil {
 		return err
 	}
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (MoveState, error) {
+		return m.state, nil
+	}); err != nil {
+		return err
+	}
+	resume := workflow.GetSignalChannel(ctx, SignalResume)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			resume.Receive(ctx, nil)
+			m.resume = true
+		}
+	})
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateComplete, func(ctx workflow.Context) (MoveStatus, error) {
 		m.state.CompleteRequested = true
 		return m.status(), nil
 	}, workflow.UpdateHandlerOptions{Validator: func() error {
-		switch m.state.Status {
-		case StatusCompleting, StatusCompleted, StatusFailed:
+		if m.state.Status.Terminal() || m.state.Status == StatusCompleting {
 			return fmt.Errorf("move of %s is already %s", m.in.Mailbox, m.state.Status)
 		}
 		return nil
@@ -62,28 +83,34 @@ func (m *move) setup(ctx workflow.Context) error {
 // run is the move's story, top to bottom.
 func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	if len(m.state.Folders) == 0 {
-		m.setStatus(ctx, StatusConnecting)
+		m.setStatus(ctx, StatusInProgress, DetailConnecting)
 		if err := m.connect(ctx); err != nil {
 			return m.fail(ctx, err)
 		}
 	}
+	if !m.state.FoldersCreated {
+		m.setStatus(ctx, StatusInProgress, DetailCreatingFolderHierarchy)
+		if err := m.createFolders(ctx); err != nil {
+			return m.fail(ctx, err)
+		}
+	}
 	if m.state.SyncedAt.IsZero() {
-		m.setStatus(ctx, StatusInitialSync)
+		m.setStatus(ctx, StatusInProgress, DetailCopyingMessages)
 		if err := m.syncAll(ctx, a.InitialSync); err != nil {
 			return m.fail(ctx, err)
 		}
 		m.state.SyncedAt = workflow.Now(ctx)
-		m.setStatus(ctx, StatusSynced)
-		m.notifyBatch(ctx)
+		m.setStatus(ctx, StatusSynced, DetailSynced)
+		m.release(ctx)
 	}
 	if m.settings.Complete == CompleteManual {
 		for !m.state.CompleteRequested {
-			m.setStatus(ctx, StatusSynced)
+			m.setStatus(ctx, StatusSynced, DetailSynced)
 			ok, _ := workflow.AwaitWithTimeout(ctx, m.settings.IncrementalInterval, func() bool { return m.state.CompleteRequested })
 			if ok {
 				break
 			}
-			m.setStatus(ctx, StatusIncrementalSync)
+			m.setStatus(ctx, StatusSynced, DetailIncrementalSync)
 			if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
 				return m.fail(ctx, err)
 			}
@@ -94,23 +121,29 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 		}
 	}
 
-	m.setStatus(ctx, StatusCompleting)
+	m.setStatus(ctx, StatusCompleting, DetailFinalIncrementalSync)
 	if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
 		return m.fail(ctx, err)
 	}
+	m.setStatus(ctx, StatusCompleting, DetailVerifying)
 	if err := m.verify(ctx); err != nil {
 		return m.fail(ctx, err)
 	}
-	m.setStatus(ctx, StatusCompleted)
+	if warning := m.warnings(); warning != "" {
+		m.state.Reason = warning
+		m.setStatus(ctx, StatusCompletedWithWarnings, DetailCompleted)
+	} else {
+		m.setStatus(ctx, StatusCompleted, DetailCompleted)
+	}
 	return m.report(ctx), nil
 }
 
 func (m *move) connect(ctx workflow.Context) error {
 	var res activities.ConnectResult
-	err := workflow.ExecuteActivity(connectOptions(ctx, m.settings), a.Connect, activities.ConnectInput{
-		Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target,
-	}).Get(ctx, &res)
-	if err != nil {
+	in := func() interface{} {
+		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target}
+	}
+	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Connect, in, &res, nil); err != nil {
 		return err
 	}
 	for _, p := range res.Folders {
@@ -121,6 +154,21 @@ func (m *move) connect(ctx workflow.Context) error {
 	return nil
 }
 
+func (m *move) createFolders(ctx workflow.Context) error {
+	in := func() interface{} {
+		plans := make([]engine.FolderPlan, len(m.state.Folders))
+		for i, f := range m.state.Folders {
+			plans[i] = f.Plan
+		}
+		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Folders: plans}
+	}
+	if err := m.call(ctx, shortOptions(ctx, m.settings), a.CreateFolders, in, nil, nil); err != nil {
+		return err
+	}
+	m.state.FoldersCreated = true
+	return nil
+}
+
 // syncActivity is InitialSync or IncrementalSync.
 type syncActivity func(context.Context, activities.SyncInput) (activities.SyncResult, error)
 
@@ -128,14 +176,13 @@ type syncActivity func(context.Context, activities.SyncInput) (activities.SyncRe
 // running one sync activity at a time over its own connections, folders
 // balanced across lanes by message count.
 func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
-	lanes := m.lanes()
 	var firstErr error
 	wg := workflow.NewWaitGroup(ctx)
-	for _, lane := range lanes {
+	for _, lane := range m.lanes() {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
-			if err := m.syncLane(syncOptions(ctx, m.settings), act, lane); err != nil && firstErr == nil {
+			if err := m.syncLane(ctx, act, lane); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		})
@@ -174,17 +221,13 @@ func (m *move) lanes() [][]int {
 
 func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) error {
 	pending := lane
-	for len(pending) > 0 {
-		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages}
-		for _, i := range pending {
-			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
-		}
-		var res activities.SyncResult
-		if err := workflow.ExecuteActivity(ctx, act, in).Get(ctx, &res); err != nil {
-			return err
-		}
+	apply := func(res activities.SyncResult) {
 		var next []int
 		for k, i := range pending {
+			if k >= len(res.Cursors) {
+				next = append(next, i)
+				continue
+			}
 			m.state.Folders[i].Cursor = res.Cursors[k]
 			if res.Done[k] {
 				m.state.Folders[i].Copied = true
@@ -200,37 +243,161 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) erro
 		m.updateDetails(ctx)
 		pending = next
 	}
+	in := func() interface{} {
+		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages}
+		for _, i := range pending {
+			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
+		}
+		return in
+	}
+	actx := syncOptions(ctx, m.settings)
+	for len(pending) > 0 {
+		var res activities.SyncResult
+		if err := m.call(ctx, actx, act, in, &res, apply); err != nil {
+			return err
+		}
+		apply(res)
+		if limit := m.settings.Policy.BadItemLimit; len(m.state.BadItems) > limit {
+			return &moveError{reason: fmt.Sprintf("BadItemLimitExceeded: the target refused %d messages, more than the bad-item limit of %d (see `mailmove batch report`)", len(m.state.BadItems), limit), detail: DetailFailedPrefix + "BadItemLimitExceeded"}
+		}
+	}
 	return nil
 }
 
 func (m *move) verify(ctx workflow.Context) error {
-	plans := make([]engine.FolderPlan, len(m.state.Folders))
-	for i, f := range m.state.Folders {
-		plans[i] = f.Plan
+	in := func() interface{} {
+		plans := make([]engine.FolderPlan, len(m.state.Folders))
+		for i, f := range m.state.Folders {
+			plans[i] = f.Plan
+		}
+		return activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Folders: plans}
 	}
 	var res activities.VerifyResult
-	err := workflow.ExecuteActivity(syncOptions(ctx, m.settings), a.Verify, activities.VerifyInput{
-		Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Folders: plans,
-	}).Get(ctx, &res)
-	if err != nil {
+	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Verify, in, &res, nil); err != nil {
 		return err
 	}
 	m.state.Verify = &res
-	if res.Missing > 0 {
-		m.state.Reason = fmt.Sprintf("verification: the target has %d messages fewer than the source (see the folder counts)", res.Missing)
-	}
 	return nil
 }
 
-// notifyBatch tells the batch that started this move that its initial sync
-// is over, so the batch can start the next queued move.
-func (m *move) notifyBatch(ctx workflow.Context) {
+// warnings explains a CompletedWithWarnings, or is empty.
+func (m *move) warnings() string {
+	var w string
+	if n := len(m.state.BadItems); n > 0 {
+		w = fmt.Sprintf("%d bad items: messages the target refused, skipped (see `mailmove batch report`)", n)
+	}
+	if v := m.state.Verify; v != nil && v.Missing > len(m.state.BadItems) {
+		if w != "" {
+			w += "; "
+		}
+		w += fmt.Sprintf("verification: the target has %d messages fewer than the source", v.Missing)
+	}
+	return w
+}
+
+// call runs an activity and carries out the policy table on its classified
+// failures: record, show the wait, sleep, run again from the progress kept —
+// the one place where a move waits out a failure. in builds the input anew
+// for each attempt; progress receives what a failed sync attempt had done.
+func (m *move) call(ctx, actx workflow.Context, act interface{}, in func() interface{}, out interface{}, progress func(activities.SyncResult)) error {
+	for {
+		err := workflow.ExecuteActivity(actx, act, in()).Get(ctx, out)
+		if err == nil {
+			m.succeeded()
+			return nil
+		}
+		d, partial, ok := failureOf(err)
+		if !ok {
+			return err
+		}
+		if partial != nil && progress != nil {
+			progress(*partial)
+		}
+		m.state.LastFailure = &d
+		if d.Type == string(failure.TypeLogonFailed) {
+			m.state.LogonFailures++
+		}
+		rule := m.rule(d)
+		m.state.Attempts[failure.Type(d.Type)]++
+		n := m.state.Attempts[failure.Type(d.Type)]
+		if rule.Exhausted(n) {
+			return m.finalError(d, n, rule)
+		}
+		if d.Type == string(failure.TypeMailboxLocked) {
+			m.state.LockRelinquishes++
+		}
+		m.wait(ctx, d, n, rule)
+	}
+}
+
+// succeeded starts the consecutive budgets (logon, connect) afresh.
+func (m *move) succeeded() {
+	for t := range m.state.Attempts {
+		if m.settings.Policy.Rule(t).Consecutive {
+			m.state.Attempts[t] = 0
+		}
+	}
+}
+
+// wait shows the wait as StatusDetail with the next attempt's time, gives
+// the batch its concurrency slot back, sleeps, and accounts the time.
+func (m *move) wait(ctx workflow.Context, d activities.FailureDetails, n int, rule policy.Rule) {
+	prevStatus, prevDetail := m.state.Status, m.state.StatusDetail
+	status, detail := waitDetail(d, prevStatus)
+	delay := rule.Delay(n)
+	start := workflow.Now(ctx)
+	m.state.NextAttemptAt = start.Add(delay)
+	attempts := fmt.Sprintf("%d", n)
+	if rule.MaximumAttempts > 0 {
+		attempts = fmt.Sprintf("%d/%d", n, rule.MaximumAttempts)
+	}
+	m.state.Reason = fmt.Sprintf("%s (attempt %s, next at %s)", describe(d), attempts, m.state.NextAttemptAt.UTC().Format(time.RFC3339))
+	m.release(ctx)
+	m.setStatus(ctx, status, detail)
+
+	m.resume = false
+	_, _ = workflow.AwaitWithTimeout(ctx, delay, func() bool { return m.resume })
+	m.resume = false
+
+	m.state.StallTime[detail] += workflow.Now(ctx).Sub(start)
+	m.state.NextAttemptAt = time.Time{}
+	m.state.Reason = ""
+	m.setStatus(ctx, prevStatus, prevDetail)
+}
+
+// moveError ends a move with a reason an admin can act on.
+type moveError struct {
+	reason string
+	detail string
+}
+
+func (e *moveError) Error() string { return e.reason }
+
+func (m *move) finalError(d activities.FailureDetails, n int, rule policy.Rule) error {
+	r := describe(d)
+	switch {
+	case failure.Type(d.Type) == failure.TypeTargetFull && m.state.BytesTotal > m.state.BytesCopied:
+		r += fmt.Sprintf("; about %s of the source mailbox is still to copy", humanBytes(m.state.BytesTotal-m.state.BytesCopied))
+	case !rule.Final:
+		r += fmt.Sprintf(" (gave up after %d attempts)", n)
+	}
+	return &moveError{reason: r, detail: DetailFailedPrefix + d.Type}
+}
+
+// release tells the batch that started this move to stop counting it against
+// its concurrency: the move is synced, or waiting out a failure that must not
+// hold up the other mailboxes.
+func (m *move) release(ctx workflow.Context) {
+	if m.state.Released {
+		return
+	}
+	m.state.Released = true
 	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
 	if parent == nil {
 		return
 	}
 	// Best effort: a batch that is gone has nothing to start.
-	_ = workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalMoveSynced, m.in.Mailbox).Get(ctx, nil)
+	_ = workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalMoveReleased, m.in.Mailbox).Get(ctx, nil)
 }
 
 func (m *move) continueAsNew(ctx workflow.Context) error {
@@ -245,41 +412,28 @@ func (m *move) continueAsNew(ctx workflow.Context) error {
 // fail records the reason, marks the move Failed and fails the workflow so
 // the Web UI and `batch status` both show it.
 func (m *move) fail(ctx workflow.Context, err error) (MoveReport, error) {
-	m.state.Reason = reason(err)
-	m.setStatus(ctx, StatusFailed)
-	return m.report(ctx), temporal.NewNonRetryableApplicationError(m.state.Reason, "MoveFailed", err)
-}
-
-// reason is the admin-readable cause of an activity failure: the failure
-// type, the side, what we were doing, the server's words and what to check.
-func reason(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		var d activities.FailureDetails
-		if appErr.HasDetails() && appErr.Details(&d) == nil && d.Type != "" {
-			s := fmt.Sprintf("%s: %s %s", d.Type, d.Side, d.Op)
-			if d.Server != "" {
-				s += fmt.Sprintf(": server said %q", d.Server)
-			}
-			if d.Hint != "" {
-				s += " — " + d.Hint
-			}
-			return s
-		}
-		return appErr.Error()
+	detail := DetailFailedPrefix + "Error"
+	if me, ok := err.(*moveError); ok {
+		m.state.Reason, detail = me.reason, me.detail
+	} else {
+		m.state.Reason = err.Error()
 	}
-	return err.Error()
+	m.state.NextAttemptAt = time.Time{}
+	m.setStatus(ctx, StatusFailed, detail)
+	return m.report(ctx), temporal.NewNonRetryableApplicationError(m.state.Reason, "MoveFailed", nil)
 }
 
-func (m *move) setStatus(ctx workflow.Context, s Status) {
-	if m.state.Status == s {
+func (m *move) setStatus(ctx workflow.Context, s Status, detail string) {
+	if m.state.Status == s && m.state.StatusDetail == detail {
+		m.updateDetails(ctx)
 		return
 	}
-	m.state.Status = s
+	m.state.Status, m.state.StatusDetail = s, detail
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		SearchAttrBatch.ValueSet(m.in.Batch),
 		SearchAttrMailbox.ValueSet(m.in.Mailbox),
 		SearchAttrStatus.ValueSet(string(s)),
+		SearchAttrStatusDetail.ValueSet(detail),
 	)
 	m.updateDetails(ctx)
 }
@@ -288,8 +442,8 @@ func (m *move) setStatus(ctx workflow.Context, s Status) {
 // workflow page.
 func (m *move) updateDetails(ctx workflow.Context) {
 	st := m.status()
-	details := fmt.Sprintf("**%s** — %d%%, %d/%d messages, %s copied, %d/%d folders",
-		st.Status, st.PercentComplete, st.MessagesCopied+st.MessagesMatched, st.MessagesTotal, humanBytes(st.BytesCopied), st.FoldersCopied, st.FoldersTotal)
+	details := fmt.Sprintf("**%s** / %s — %d%%, %d/%d messages, %s copied, %d/%d folders",
+		st.Status, st.StatusDetail, st.PercentComplete, st.MessagesCopied+st.MessagesMatched, st.MessagesTotal, humanBytes(st.BytesCopied), st.FoldersCopied, st.FoldersTotal)
 	if st.Reason != "" {
 		details += "\n\n" + st.Reason
 	}
@@ -298,12 +452,20 @@ func (m *move) updateDetails(ctx workflow.Context) {
 
 func (m *move) status() MoveStatus {
 	st := MoveStatus{
-		Batch: m.in.Batch, Mailbox: m.in.Mailbox, Status: m.state.Status, Reason: m.state.Reason,
-		FoldersTotal: len(m.state.Folders), MessagesTotal: m.state.MessagesTotal,
+		Batch: m.in.Batch, Mailbox: m.in.Mailbox, Status: m.state.Status, StatusDetail: m.state.StatusDetail, Reason: m.state.Reason,
+		FoldersTotal: len(m.state.Folders), MessagesTotal: m.state.MessagesTotal, BytesTotal: m.state.BytesTotal,
 		MessagesCopied: m.state.MessagesCopied, BytesCopied: m.state.BytesCopied,
 		MessagesMatched: m.state.MessagesMatched, FlagUpdates: m.state.FlagUpdates,
 		BadItems: len(m.state.BadItems), IncrementalPasses: m.state.IncrementalPasses,
+		LogonFailures: m.state.LogonFailures, LockRelinquishes: m.state.LockRelinquishes,
+		NextAttemptAt: m.state.NextAttemptAt, LastFailure: m.state.LastFailure,
 		Started: m.state.Started, SyncedAt: m.state.SyncedAt, Verify: m.state.Verify,
+	}
+	if len(m.state.StallTime) > 0 {
+		st.StallTime = make(map[string]time.Duration, len(m.state.StallTime))
+		for k, v := range m.state.StallTime {
+			st.StallTime[k] = v
+		}
 	}
 	for _, f := range m.state.Folders {
 		if f.Copied {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/policy"
 )
 
 func testInput(s Settings) MailboxMoveInput {
@@ -22,8 +24,8 @@ func testInput(s Settings) MailboxMoveInput {
 }
 
 var twoFolders = activities.ConnectResult{Folders: []engine.FolderPlan{
-	{Source: "INBOX", Target: "INBOX", Messages: 10},
-	{Source: "Sent", Target: "Sent Items", Messages: 5},
+	{Source: "INBOX", Target: "INBOX", Messages: 10, Bytes: 1000},
+	{Source: "Sent", Target: "Sent Items", Messages: 5, Bytes: 500},
 }}
 
 // syncAllDone answers a sync activity call as if every folder were copied.
@@ -38,13 +40,38 @@ func syncAllDone(_ context.Context, in activities.SyncInput) (activities.SyncRes
 	return res, nil
 }
 
+// failed builds the ApplicationError an activity returns for a classified
+// failure, with the partial progress of a sync activity when given.
+func failed(typ failure.Type, side failure.Side, reason, server string, progress *activities.SyncResult) error {
+	d := activities.FailureDetails{Type: string(typ), Reason: reason, Side: string(side), Op: "op", Server: server, Hint: "hint"}
+	details := []interface{}{d}
+	if progress != nil {
+		details = append(details, *progress)
+	}
+	return temporal.NewApplicationErrorWithOptions(server, string(typ), temporal.ApplicationErrorOptions{Details: details})
+}
+
 func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(MailboxMove)
+	env.RegisterWorkflow(Batch)
 	env.RegisterActivity(&activities.Activities{})
 	return env
+}
+
+// mockHappy mocks every activity as succeeding, InitialSync with initial
+// when given (a function or the values to return).
+func mockHappy(env *testsuite.TestWorkflowEnvironment, initial ...interface{}) {
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	if len(initial) == 0 {
+		initial = []interface{}{syncAllDone}
+	}
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(initial...)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
 }
 
 func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) MoveStatus {
@@ -60,12 +87,18 @@ func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) MoveStatu
 	return st
 }
 
+// withRule returns the default policy with one rule replaced.
+func withRule(t failure.Type, r policy.Rule) *policy.Policy {
+	p := policy.Default()
+	p.Rules[t] = r
+	return &p
+}
+
+func minutes(n int) policy.Duration { return policy.Duration(time.Duration(n) * time.Minute) }
+
 func TestMailboxMoveAutoComplete(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil).Once()
-	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
-	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
-	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil).Once()
+	mockHappy(env)
 	env.ExecuteWorkflow(MailboxMove, testInput(Settings{}))
 
 	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
@@ -73,7 +106,7 @@ func TestMailboxMoveAutoComplete(t *testing.T) {
 	}
 	var rep MoveReport
 	env.GetWorkflowResult(&rep)
-	if rep.Status != StatusCompleted || rep.PercentComplete != 100 || rep.FoldersCopied != 2 || rep.MessagesTotal != 15 {
+	if rep.Status != StatusCompleted || rep.StatusDetail != DetailCompleted || rep.PercentComplete != 100 || rep.FoldersCopied != 2 || rep.MessagesTotal != 15 {
 		t.Fatalf("report = %+v, want Completed, 100%%, 2 folders, 15 messages", rep.MoveStatus)
 	}
 	// Two passes (initial, final), each one activity per lane.
@@ -83,11 +116,7 @@ func TestMailboxMoveAutoComplete(t *testing.T) {
 
 func TestMailboxMoveManualCompleteRunsIncrementalPasses(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
-	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
-	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
-	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
-
+	mockHappy(env)
 	var before MoveStatus
 	// After three incremental intervals, the admin completes the move.
 	env.RegisterDelayedCallback(func() {
@@ -102,59 +131,219 @@ func TestMailboxMoveManualCompleteRunsIncrementalPasses(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error = %v", err)
 	}
-	if before.Status != StatusSynced || before.IncrementalPasses != 3 {
-		t.Fatalf("status before complete = %s with %d passes, want Synced with 3", before.Status, before.IncrementalPasses)
+	if before.Status != StatusSynced || before.StatusDetail != DetailSynced || before.IncrementalPasses != 3 {
+		t.Fatalf("status before complete = %s/%s with %d passes, want Synced/Synced with 3", before.Status, before.StatusDetail, before.IncrementalPasses)
 	}
-	st := queryStatus(t, env)
-	if st.Status != StatusCompleted {
+	if st := queryStatus(t, env); st.Status != StatusCompleted {
 		t.Fatalf("status = %s, want Completed", st.Status)
 	}
 }
 
-func TestMailboxMoveWrongPasswordFailsAfterLogonAttempts(t *testing.T) {
+func TestWrongPasswordWaitsVisiblyThenFails(t *testing.T) {
 	env := newEnv(t)
-	logonFailed := temporal.NewApplicationErrorWithOptions("source: login alice: imap: NO [AUTHENTICATIONFAILED] Authentication failed.", "LogonFailed",
-		temporal.ApplicationErrorOptions{Details: []interface{}{activities.FailureDetails{
-			Type: "LogonFailed", Side: "source", Op: "login alice", Server: "Authentication failed.", Hint: "check the user name and password",
-		}}})
-	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(activities.ConnectResult{}, logonFailed)
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{LogonAttempts: 3, LogonRetryInterval: time.Minute}))
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(activities.ConnectResult{},
+		failed(failure.TypeLogonFailed, failure.SideSource, "LogonFailed", "Authentication failed.", nil))
+	var during MoveStatus
+	env.RegisterDelayedCallback(func() { during = queryStatus(t, env) }, 30*time.Second)
+	pol := withRule(failure.TypeLogonFailed, policy.Rule{InitialInterval: minutes(1), BackoffCoefficient: 2, MaximumAttempts: 3, Consecutive: true})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol}))
 
-	err := env.GetWorkflowError()
-	if err == nil {
+	if env.GetWorkflowError() == nil {
 		t.Fatal("workflow succeeded, want it failed")
 	}
 	env.AssertNumberOfCalls(t, "Connect", 3)
+	if during.StatusDetail != DetailWaitingForLogonRetry || !strings.Contains(during.Reason, "attempt 1/3, next at") || during.NextAttemptAt.IsZero() {
+		t.Fatalf("during the wait: %s %q (next %v); want WaitingForLogonRetry, attempt 1/3 and the next attempt's time", during.StatusDetail, during.Reason, during.NextAttemptAt)
+	}
 	st := queryStatus(t, env)
-	if st.Status != StatusFailed || !strings.Contains(st.Reason, "LogonFailed: source login alice") || !strings.Contains(st.Reason, "Authentication failed.") {
-		t.Fatalf("status = %s, reason %q; want Failed naming side, account and the server's words", st.Status, st.Reason)
+	if st.Status != StatusFailed || st.StatusDetail != "Failed_LogonFailed" || !strings.Contains(st.Reason, "source op") || !strings.Contains(st.Reason, "Authentication failed.") {
+		t.Fatalf("status = %s/%s, reason %q; want Failed naming side and the server's words", st.Status, st.StatusDetail, st.Reason)
+	}
+	// Waits of 1m then 2m: two waits for three attempts.
+	if st.LogonFailures != 3 || st.StallTime[DetailWaitingForLogonRetry] != 3*time.Minute {
+		t.Fatalf("logon failures %d, waited %v; want 3 and 3m", st.LogonFailures, st.StallTime[DetailWaitingForLogonRetry])
 	}
 }
 
-func TestMailboxMoveResumesChunks(t *testing.T) {
+func TestMailboxLockedRelinquishesAndResumesFromProgress(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
 	calls := 0
-	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
-	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+	var resumedFrom uint32
+	mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 		calls++
-		if calls == 1 {
-			// A chunk: progress, not done.
-			return activities.SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors)), Copied: 3}, nil
+		if calls <= 2 {
+			// Some progress, then the lock.
+			p := activities.SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors)), Copied: 2}
+			p.Cursors[0].LastUID += 2
+			return activities.SyncResult{}, failed(failure.TypeMailboxLocked, failure.SideSource, "MailboxLocked", "Mailbox is locked", &p)
 		}
-		if calls == 2 {
-			return activities.SyncResult{}, temporal.NewApplicationError("connection dropped", "ServerUnavailable")
-		}
+		resumedFrom = in.Cursors[0].LastUID
 		return syncAllDone(ctx, in)
 	})
-	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{FolderConcurrency: 1}))
+	var during MoveStatus
+	env.RegisterDelayedCallback(func() { during = queryStatus(t, env) }, time.Minute)
+	pol := withRule(failure.TypeMailboxLocked, policy.Rule{InitialInterval: minutes(5), MaximumAttempts: 5})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, FolderConcurrency: 1}))
+
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error = %v", err)
 	}
-	// chunk, transient failure retried, rest of the initial sync.
-	if calls != 3 {
-		t.Fatalf("InitialSync calls = %d, want 3", calls)
+	if during.StatusDetail != DetailRelinquishedLocked || during.Status != StatusInProgress {
+		t.Fatalf("during the lock: %s/%s, want InProgress/Relinquished_MailboxLocked", during.Status, during.StatusDetail)
+	}
+	st := queryStatus(t, env)
+	if st.LockRelinquishes != 2 || st.StallTime[DetailRelinquishedLocked] != 10*time.Minute || resumedFrom != 4 {
+		t.Fatalf("relinquishes %d, waited %v, resumed from uid %d; want 2, 10m, 4", st.LockRelinquishes, st.StallTime[DetailRelinquishedLocked], resumedFrom)
+	}
+	if st.Status != StatusCompleted || st.MessagesCopied < 4 {
+		t.Fatalf("status %s with %d copied; want Completed keeping the 4 copied before the locks", st.Status, st.MessagesCopied)
+	}
+}
+
+func TestMailboxLockedBudgetSpentFails(t *testing.T) {
+	env := newEnv(t)
+	mockHappy(env, activities.SyncResult{},
+		failed(failure.TypeMailboxLocked, failure.SideSource, "MailboxLocked", "Mailbox is locked", nil))
+	pol := withRule(failure.TypeMailboxLocked, policy.Rule{InitialInterval: minutes(5), MaximumAttempts: 3})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, FolderConcurrency: 1}))
+
+	st := queryStatus(t, env)
+	if env.GetWorkflowError() == nil || st.StatusDetail != "Failed_MailboxLocked" || !strings.Contains(st.Reason, "gave up after 3 attempts") {
+		t.Fatalf("status %s/%s %q; want Failed_MailboxLocked after 3 attempts", st.Status, st.StatusDetail, st.Reason)
+	}
+	env.AssertNumberOfCalls(t, "InitialSync", 3)
+}
+
+func TestStallBacksOffAndResumes(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		calls++
+		if calls <= 3 {
+			return activities.SyncResult{}, failed(failure.TypeServerUnavailable, failure.SideTarget, "Unavailable", "Server busy", nil)
+		}
+		return syncAllDone(ctx, in)
+	})
+	var during MoveStatus
+	env.RegisterDelayedCallback(func() { during = queryStatus(t, env) }, 10*time.Second)
+	pol := withRule(failure.TypeServerUnavailable, policy.Rule{InitialInterval: policy.Duration(15 * time.Second), BackoffCoefficient: 2, MaximumInterval: minutes(10)})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, FolderConcurrency: 1}))
+
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error = %v", err)
+	}
+	if during.StatusDetail != "StalledDueToTarget_Unavailable" {
+		t.Fatalf("during the stall: %s, want StalledDueToTarget_Unavailable", during.StatusDetail)
+	}
+	// 15s, 30s, 60s.
+	if got := queryStatus(t, env).StallTime["StalledDueToTarget_Unavailable"]; got != 105*time.Second {
+		t.Fatalf("stall time = %v, want 1m45s", got)
+	}
+}
+
+func TestTargetFullFailsWithTheSpaceNeeded(t *testing.T) {
+	env := newEnv(t)
+	full := temporal.NewApplicationErrorWithOptions("full", string(failure.TypeTargetFull), temporal.ApplicationErrorOptions{Details: []interface{}{
+		activities.FailureDetails{Type: string(failure.TypeTargetFull), Side: "target", Op: "append INBOX uid 3", Server: "Quota exceeded", QuotaUsed: 900 << 10, QuotaLimit: 1 << 20},
+	}})
+	mockHappy(env, activities.SyncResult{}, full)
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{FolderConcurrency: 1}))
+
+	st := queryStatus(t, env)
+	if env.GetWorkflowError() == nil || st.StatusDetail != "Failed_TargetFull" ||
+		!strings.Contains(st.Reason, "target quota: 900.0 KiB of 1.0 MiB used") || !strings.Contains(st.Reason, "about 1.5 KiB of the source mailbox is still to copy") {
+		t.Fatalf("status %s/%s %q; want Failed_TargetFull with quota and space still needed", st.Status, st.StatusDetail, st.Reason)
+	}
+	env.AssertNumberOfCalls(t, "InitialSync", 1)
+}
+
+func TestTargetFullWaitSuspendsUntilResumed(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		calls++
+		if calls == 1 {
+			return activities.SyncResult{}, failed(failure.TypeTargetFull, failure.SideTarget, "TargetFull", "Quota exceeded", nil)
+		}
+		return syncAllDone(ctx, in)
+	})
+	var during MoveStatus
+	env.RegisterDelayedCallback(func() {
+		during = queryStatus(t, env)
+		env.SignalWorkflow(SignalResume, nil) // the admin raised the quota
+	}, time.Minute)
+	pol := policy.Default()
+	pol.OverQuota = policy.OverQuotaWait
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: &pol, FolderConcurrency: 1}))
+
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error = %v", err)
+	}
+	if during.Status != StatusSuspended || during.StatusDetail != DetailWaitingForQuota {
+		t.Fatalf("while full: %s/%s, want Suspended/WaitingForQuota", during.Status, during.StatusDetail)
+	}
+	// Resumed by the signal after 1m, not after the rule's 10m.
+	if got := queryStatus(t, env).StallTime[DetailWaitingForQuota]; got != time.Minute {
+		t.Fatalf("waited %v for quota, want 1m", got)
+	}
+}
+
+func TestBadItems(t *testing.T) {
+	for _, tc := range []struct {
+		limit, bad int
+		want       Status
+	}{
+		{limit: 10, bad: 2, want: StatusCompletedWithWarnings},
+		{limit: 1, bad: 2, want: StatusFailed},
+	} {
+		env := newEnv(t)
+				mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+			res, _ := syncAllDone(ctx, in)
+			for i := 0; i < tc.bad; i++ {
+				res.BadItems = append(res.BadItems, engine.BadItem{Folder: "INBOX", UID: uint32(i + 1), Size: 10, Reason: "message too large"})
+			}
+			return res, nil
+		})
+		pol := policy.Default()
+		pol.BadItemLimit = tc.limit
+		env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: &pol, FolderConcurrency: 1}))
+		st := queryStatus(t, env)
+		if st.Status != tc.want || st.BadItems != tc.bad || !strings.Contains(st.Reason, "bad item") && !strings.Contains(st.Reason, "BadItemLimitExceeded") {
+			t.Errorf("limit %d, %d bad: %s %q; want %s", tc.limit, tc.bad, st.Status, st.Reason, tc.want)
+		}
+	}
+}
+
+func TestBatchDoesNotWaitForAMoveThatCannotLogOn(t *testing.T) {
+	env := newEnv(t)
+	var bobStarted time.Time
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ConnectInput) (activities.ConnectResult, error) {
+		if in.Mailbox == "alice@example.com" {
+			return activities.ConnectResult{}, failed(failure.TypeLogonFailed, failure.SideSource, "LogonFailed", "Authentication failed.", nil)
+		}
+		bobStarted = env.Now()
+		return twoFolders, nil
+	})
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	pol := withRule(failure.TypeLogonFailed, policy.Rule{InitialInterval: minutes(60), MaximumAttempts: 3, Consecutive: true})
+	start := env.Now()
+	env.ExecuteWorkflow(Batch, BatchInput{Name: "b1", Concurrency: 1, Moves: []MailboxMoveInput{
+		{Mailbox: "alice@example.com", Settings: Settings{Policy: pol}},
+		{Mailbox: "bob@example.com", Settings: Settings{Policy: pol}},
+	}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("batch error = %v", err)
+	}
+	var st BatchStatus
+	env.GetWorkflowResult(&st)
+	if st.Entries[0].Error == "" || st.Entries[1].Error != "" {
+		t.Fatalf("entries = %+v, want alice failed and bob completed", st.Entries)
+	}
+	if bobStarted.IsZero() || bobStarted.Sub(start) > time.Minute {
+		t.Fatalf("bob started %v after the batch, want at once although alice waits hours for a logon retry", bobStarted.Sub(start))
 	}
 }
 

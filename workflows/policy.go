@@ -1,49 +1,141 @@
 package workflows
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/policy"
 )
 
-// The retry policies of a move, in one place. Temporal carries them out:
-// there is no retry loop in workflow or activity code.
+// How failures are carried out:
+//
+//   - A classified failure (an ApplicationError whose type is a
+//     failure.Type) is never retried by Temporal's server: the activity fails
+//     at once and the workflow looks the type up in the batch's policy table
+//     (internal/policy), shows the wait as StatusDetail, sleeps on a timer and
+//     runs the activity again from its checkpoint, until the rule's budget is
+//     spent. That keeps every wait visible and filterable while it happens.
+//   - Everything else — a worker that died (heartbeat timeout), an
+//     unexpected error — is retried by Temporal's RetryPolicy below, resuming
+//     from the activity's last heartbeat.
 
-// finalFailures end a move at once: retrying cannot fix them without the
-// admin. SecretKeyMismatch: the worker cannot open the passwords.
-var finalFailures = []string{string(failure.TypeTargetFull), string(failure.TypeNotFound), "SecretKeyMismatch"}
+// classifiedTypes are left to the workflow's policy table.
+var classifiedTypes = []string{
+	string(failure.TypeLogonFailed), string(failure.TypeConnectFailed), string(failure.TypeMailboxLocked),
+	string(failure.TypeServerUnavailable), string(failure.TypeTargetFull), string(failure.TypeNotFound),
+	string(failure.TypeMessageRejected), string(failure.TypeProtocol),
+	"SecretKeyMismatch",
+}
 
-// connectOptions: a failed logon is retried LogonAttempts times at a fixed
-// interval, then the move fails with the server's words. Only this activity
-// is allowed to fail on logon; later ones that meet a refused password fail
-// the move at once.
-func connectOptions(ctx workflow.Context, s Settings) workflow.Context {
+func activityOptions(ctx workflow.Context, s Settings, timeout time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 5 * time.Minute,
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    s.HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        s.LogonRetryInterval,
-			BackoffCoefficient:     1.0,
-			MaximumAttempts:        s.LogonAttempts,
-			NonRetryableErrorTypes: finalFailures,
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2.0,
+			MaximumInterval:        5 * time.Minute,
+			NonRetryableErrorTypes: classifiedTypes,
 		},
 	})
 }
 
-// syncOptions: copying survives anything transient — a dropped connection, a
-// dead worker, a server that is briefly unavailable — by resuming from the
-// last heartbeat with backoff up to five minutes, for as long as it takes.
-func syncOptions(ctx workflow.Context, s Settings) workflow.Context {
+// shortOptions: Connect, CreateFolders, Verify — a few commands each.
+func shortOptions(ctx workflow.Context, s Settings) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 24 * time.Hour,
-		HeartbeatTimeout:    s.HeartbeatTimeout,
+		StartToCloseTimeout: 10 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        5 * time.Second,
+			InitialInterval:        time.Second,
 			BackoffCoefficient:     2.0,
-			MaximumInterval:        5 * time.Minute,
-			NonRetryableErrorTypes: append([]string{string(failure.TypeLogonFailed)}, finalFailures...),
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: classifiedTypes,
 		},
 	})
+}
+
+// syncOptions: copying runs for as long as it takes and heartbeats, so a dead
+// worker is noticed within HeartbeatTimeout and the copy resumes elsewhere.
+func syncOptions(ctx workflow.Context, s Settings) workflow.Context {
+	return activityOptions(ctx, s, 24*time.Hour)
+}
+
+// failureOf returns the classified failure of an activity error; ok is false
+// for errors the policy table does not cover.
+func failureOf(err error) (activities.FailureDetails, *activities.SyncResult, bool) {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return activities.FailureDetails{}, nil, false
+	}
+	var d activities.FailureDetails
+	var progress activities.SyncResult
+	if appErr.HasDetails() {
+		if appErr.Details(&d, &progress) == nil && d.Type != "" {
+			if progress.Cursors == nil {
+				return d, nil, true
+			}
+			return d, &progress, true
+		}
+		if appErr.Details(&d) == nil && d.Type != "" {
+			return d, nil, true
+		}
+	}
+	if appErr.Type() == "SecretKeyMismatch" {
+		return activities.FailureDetails{Type: "SecretKeyMismatch", Hint: "start the worker with the --secret-key-file the batch was started with"}, nil, true
+	}
+	return activities.FailureDetails{}, nil, false
+}
+
+// waitDetail is the StatusDetail shown while a move waits out a failure,
+// and the Status it waits in.
+func waitDetail(d activities.FailureDetails, current Status) (Status, string) {
+	switch failure.Type(d.Type) {
+	case failure.TypeLogonFailed:
+		return current, DetailWaitingForLogonRetry
+	case failure.TypeMailboxLocked:
+		return current, DetailRelinquishedLocked
+	case failure.TypeTargetFull:
+		return StatusSuspended, DetailWaitingForQuota
+	}
+	side := "Source"
+	if d.Side == string(failure.SideTarget) {
+		side = "Target"
+	}
+	reason := d.Reason
+	if reason == "" {
+		reason = d.Type
+	}
+	return current, DetailStalledPrefix + side + "_" + reason
+}
+
+// describe is the admin-readable account of a failure: type, side, what we
+// were doing, the server's own words and what to check.
+func describe(d activities.FailureDetails) string {
+	s := d.Type
+	if d.Side != "" {
+		s += fmt.Sprintf(": %s %s", d.Side, d.Op)
+	}
+	if d.Server != "" {
+		s += fmt.Sprintf(": server said %q", d.Server)
+	}
+	if d.QuotaLimit > 0 {
+		s += fmt.Sprintf(" (target quota: %s of %s used)", humanBytes(d.QuotaUsed), humanBytes(d.QuotaLimit))
+	}
+	if d.Hint != "" {
+		s += " — " + d.Hint
+	}
+	return s
+}
+
+// rule returns the policy rule for a failure.
+func (m *move) rule(d activities.FailureDetails) policy.Rule {
+	if d.Type == "SecretKeyMismatch" {
+		return policy.Rule{Final: true}
+	}
+	return m.settings.Policy.Rule(failure.Type(d.Type))
 }

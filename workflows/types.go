@@ -12,6 +12,8 @@ import (
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/policy"
 )
 
 // TaskQueue is the task queue workers poll and starters use.
@@ -19,23 +21,26 @@ const TaskQueue = "mailmove"
 
 // Names of the workflows' handlers.
 const (
-	QueryStatus      = "status"      // MailboxMove and Batch: current status
-	UpdateComplete   = "complete"    // MailboxMove: finish the move after its sync
-	SignalMoveSynced = "move-synced" // MailboxMove → its Batch: initial sync is over
+	QueryStatus        = "status"        // MailboxMove and Batch: current status
+	QueryState         = "state"         // MailboxMove: the whole MoveState, for `batch retry`
+	UpdateComplete     = "complete"      // MailboxMove: finish the move after its sync
+	SignalResume       = "resume"        // MailboxMove: end a wait now (e.g. after the admin raised a quota)
+	SignalMoveReleased = "move-released" // MailboxMove → its Batch: stop counting me against the concurrency
 )
 
 // Search attributes, registered on the dev server by `mailmove dev-server`
 // and to be registered with `temporal operator search-attribute create` on
 // any other cluster.
 var (
-	SearchAttrBatch   = temporal.NewSearchAttributeKeyKeyword("MailmoveBatch")
-	SearchAttrStatus  = temporal.NewSearchAttributeKeyKeyword("MailmoveStatus")
-	SearchAttrMailbox = temporal.NewSearchAttributeKeyKeyword("MailmoveMailbox")
+	SearchAttrBatch        = temporal.NewSearchAttributeKeyKeyword("MailmoveBatch")
+	SearchAttrStatus       = temporal.NewSearchAttributeKeyKeyword("MailmoveStatus")
+	SearchAttrStatusDetail = temporal.NewSearchAttributeKeyKeyword("MailmoveStatusDetail")
+	SearchAttrMailbox      = temporal.NewSearchAttributeKeyKeyword("MailmoveMailbox")
 )
 
 // SearchAttributes lists the custom search attributes as NAME=TYPE for
 // `temporal server start-dev --search-attribute`.
-var SearchAttributes = []string{"MailmoveBatch=Keyword", "MailmoveStatus=Keyword", "MailmoveMailbox=Keyword"}
+var SearchAttributes = []string{"MailmoveBatch=Keyword", "MailmoveStatus=Keyword", "MailmoveStatusDetail=Keyword", "MailmoveMailbox=Keyword"}
 
 // MoveWorkflowID is the workflow ID of one mailbox's move in a batch. It is
 // derived, not random, so starting the same move twice is refused by the
@@ -49,22 +54,50 @@ func BatchWorkflowID(batch string) string {
 	return "mailmove-batch/" + batch
 }
 
-// Status is where a move is.
+// Status is where a move is, after Exchange's move requests; StatusDetail
+// says what it is doing there.
 type Status string
 
 const (
-	StatusQueued          Status = "Queued"
-	StatusConnecting      Status = "Connecting"
-	StatusInitialSync     Status = "InitialSync"
-	StatusSynced          Status = "Synced"
-	StatusIncrementalSync Status = "IncrementalSync"
-	StatusCompleting      Status = "Completing"
-	StatusCompleted       Status = "Completed"
-	StatusFailed          Status = "Failed"
+	StatusQueued                Status = "Queued"
+	StatusInProgress            Status = "InProgress"
+	StatusSynced                Status = "Synced"
+	StatusCompleting            Status = "Completing"
+	StatusCompleted             Status = "Completed"
+	StatusCompletedWithWarnings Status = "CompletedWithWarnings"
+	StatusFailed                Status = "Failed"
+	// StatusSuspended: waiting for the admin (a full target with
+	// overQuota: wait); `mailmove move resume` or the policy's interval
+	// ends the wait.
+	StatusSuspended Status = "Suspended"
 )
 
 // Terminal reports whether the move has ended.
-func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusCompletedWithWarnings || s == StatusFailed
+}
+
+// StatusDetail values. Waits are named after their cause and side, so the
+// Web UI can filter e.g. MailmoveStatusDetail STARTS_WITH "StalledDueToTarget".
+const (
+	DetailQueued                  = "Queued"
+	DetailConnecting              = "Connecting"
+	DetailCreatingFolderHierarchy = "CreatingFolderHierarchy"
+	DetailCopyingMessages         = "CopyingMessages"
+	DetailSynced                  = "Synced"
+	DetailIncrementalSync         = "IncrementalSync"
+	DetailFinalIncrementalSync    = "FinalIncrementalSync"
+	DetailVerifying               = "Verifying"
+	DetailCompleted               = "Completed"
+	DetailWaitingForLogonRetry    = "WaitingForLogonRetry"
+	DetailRelinquishedLocked      = "Relinquished_MailboxLocked"
+	DetailWaitingForQuota         = "WaitingForQuota"
+	// DetailStalledPrefix + "Source_" or "Target_" + a reason such as
+	// Unavailable, ConnectionDropped, TooManyConnections.
+	DetailStalledPrefix = "StalledDueTo"
+	// DetailFailedPrefix + the failure type, e.g. Failed_LogonFailed.
+	DetailFailedPrefix = "Failed_"
+)
 
 // CompleteMode says whether a move finishes by itself after its initial sync.
 type CompleteMode string
@@ -78,10 +111,9 @@ const (
 type Settings struct {
 	Complete            CompleteMode
 	IncrementalInterval time.Duration
-	// LogonAttempts bounds the logon attempts of Connect: a wrong password
-	// fails the move after this many tries instead of retrying forever.
-	LogonAttempts      int32
-	LogonRetryInterval time.Duration
+	// Policy says what the move does about each kind of failure; nil means
+	// policy.Default().
+	Policy *policy.Policy `json:",omitempty"`
 	// FolderConcurrency is the number of folders copied at once, each over
 	// its own pair of connections.
 	FolderConcurrency int
@@ -94,8 +126,6 @@ type Settings struct {
 // Defaults of Settings.
 const (
 	DefaultIncrementalInterval = 30 * time.Minute
-	DefaultLogonAttempts       = 5
-	DefaultLogonRetryInterval  = 30 * time.Second
 	DefaultFolderConcurrency   = 3
 	DefaultChunkMessages       = 5000
 	DefaultHeartbeatTimeout    = time.Minute
@@ -108,11 +138,9 @@ func (s Settings) withDefaults() Settings {
 	if s.IncrementalInterval <= 0 {
 		s.IncrementalInterval = DefaultIncrementalInterval
 	}
-	if s.LogonAttempts <= 0 {
-		s.LogonAttempts = DefaultLogonAttempts
-	}
-	if s.LogonRetryInterval <= 0 {
-		s.LogonRetryInterval = DefaultLogonRetryInterval
+	if s.Policy == nil {
+		p := policy.Default()
+		s.Policy = &p
 	}
 	if s.FolderConcurrency <= 0 {
 		s.FolderConcurrency = DefaultFolderConcurrency
@@ -148,8 +176,12 @@ type FolderState struct {
 // MoveState is all the resumable progress of a move, carried whole across
 // continue-as-new.
 type MoveState struct {
-	Status            Status
-	Reason            string // why it failed, or the last error it overcame
+	Status       Status
+	StatusDetail string
+	// Reason says why the move failed, waits, or completed with warnings.
+	Reason string
+	// FoldersCreated is true once CreateFolders ran.
+	FoldersCreated    bool
 	Folders           []FolderState
 	MessagesTotal     int
 	BytesTotal        int64
@@ -163,6 +195,15 @@ type MoveState struct {
 	Started           time.Time
 	SyncedAt          time.Time
 	Verify            *activities.VerifyResult `json:",omitempty"`
+
+	// Failure accounting.
+	Attempts         map[failure.Type]int       `json:",omitempty"` // failed attempts counted against each rule's budget
+	LogonFailures    int                        // failed logon attempts, all told
+	LockRelinquishes int                        // times the move gave way to a lock
+	StallTime        map[string]time.Duration   `json:",omitempty"` // time spent waiting, by StatusDetail
+	NextAttemptAt    time.Time                  `json:",omitempty"`
+	LastFailure      *activities.FailureDetails `json:",omitempty"`
+	Released         bool                       // the batch no longer counts this move against its concurrency
 }
 
 // MoveStatus is what the status query returns: the counters without cursors.
@@ -170,17 +211,24 @@ type MoveStatus struct {
 	Batch             string
 	Mailbox           string
 	Status            Status
+	StatusDetail      string
 	Reason            string `json:",omitempty"`
 	PercentComplete   int
 	FoldersTotal      int
 	FoldersCopied     int
 	MessagesTotal     int
 	MessagesCopied    int
+	BytesTotal        int64
 	BytesCopied       int64
 	MessagesMatched   int
 	FlagUpdates       int
 	BadItems          int
 	IncrementalPasses int
+	LogonFailures     int
+	LockRelinquishes  int
+	StallTime         map[string]time.Duration   `json:",omitempty"`
+	NextAttemptAt     time.Time                  `json:",omitempty"`
+	LastFailure       *activities.FailureDetails `json:",omitempty"`
 	Started           time.Time
 	SyncedAt          time.Time                `json:",omitempty"`
 	Verify            *activities.VerifyResult `json:",omitempty"`
@@ -207,9 +255,11 @@ type BatchEntry struct {
 	Mailbox    string
 	WorkflowID string
 	Started    bool
-	Synced     bool
-	Closed     bool
-	Error      string `json:",omitempty"`
+	// Released: the move no longer holds one of the batch's concurrency
+	// slots (it is synced, or waiting out a failure).
+	Released bool
+	Closed   bool
+	Error    string `json:",omitempty"`
 }
 
 // BatchStatus is what the batch's status query returns.

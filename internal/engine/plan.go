@@ -249,3 +249,22 @@ func (s *Session) Counts(ctx context.Context, folders []string) ([]uint32, error
 	}
 	return out, nil
 }
+
+// StorageQuota returns the storage usage and limit in bytes of the quota
+// root of INBOX, or ok=false when the server has no QUOTA or no limit.
+func (s *Session) StorageQuota(ctx context.Context) (used, limit int64, ok bool) {
+	if !s.Caps.Has(imap.CapQuota) && !s.Caps.Has("QUOTA=RES-STORAGE") {
+		return 0, 0, false
+	}
+	roots, err := s.Client.GetQuotaRoot("INBOX").Wait()
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, r := range roots {
+		if res, found := r.Resources[imap.QuotaResourceStorage]; found && res.Limit > 0 {
+			// RFC 9208 counts STORAGE in units of 1024 octets.
+			return res.Usage * 1024, res.Limit * 1024, true
+		}
+	}
+	return 0, 0, false
+}

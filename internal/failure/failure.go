@@ -60,6 +60,10 @@ type Error struct {
 	Op     string // what we were doing, e.g. "login alice@example.com"
 	Server string // the server's response text, when there was one
 	Hint   string // what the admin should check
+	// Reason is a short CamelCase cause within the type, e.g. "Unavailable",
+	// "ConnectionDropped", "TooManyConnections"; it names stalls in the
+	// move's StatusDetail.
+	Reason string
 	Err    error
 }
 
@@ -102,6 +106,12 @@ func Classify(side Side, op string, err error) error {
 	if errors.As(err, &ie) {
 		fe.Server = ie.Text
 		classifyIMAP(fe, (*imap.StatusResponse)(ie), op)
+		if fe.Reason == "" {
+			fe.Reason = string(fe.Type)
+			if fe.Type == TypeProtocol {
+				fe.Reason = "ProtocolError"
+			}
+		}
 		return fe
 	}
 	classifyNetwork(fe, err)
@@ -121,6 +131,7 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 		return
 	case imap.ResponseCodeUnavailable, imap.ResponseCodeLimit:
 		fe.Type, fe.Hint = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes"
+		fe.Reason = camel(string(resp.Code))
 		return
 	case imap.ResponseCodeOverQuota:
 		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
@@ -133,8 +144,10 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 		return
 	}
 	switch {
+	case resp.Type == imap.StatusResponseTypeBye && strings.Contains(text, "too many"):
+		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server refuses more connections; lower --folder-concurrency or --concurrency", "TooManyConnections"
 	case resp.Type == imap.StatusResponseTypeBye:
-		fe.Type, fe.Hint = TypeServerUnavailable, "the server closed the connection; the move waits and resumes"
+		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server closed the connection; the move waits and resumes", "Bye"
 	case strings.HasPrefix(op, "login") && resp.Type == imap.StatusResponseTypeNo:
 		// Many servers (Courier, older Exchange) answer a bad password with a
 		// bare NO and a text of their own.
@@ -143,8 +156,10 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
 	case strings.Contains(text, "in use") || strings.Contains(text, "locked") || strings.Contains(text, "lock timeout"):
 		fe.Type, fe.Hint = TypeMailboxLocked, "another process holds the mailbox; the move retries later"
-	case strings.Contains(text, "too many") || strings.Contains(text, "unavailable") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy"):
-		fe.Type, fe.Hint = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes"
+	case strings.Contains(text, "too many"):
+		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server refuses more connections or commands; the move waits and resumes", "TooManyConnections"
+	case strings.Contains(text, "unavailable") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy"):
+		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes", "Throttled"
 	case strings.Contains(text, "doesn't exist") || strings.Contains(text, "does not exist") || strings.Contains(text, "not found") || strings.Contains(text, "unknown mailbox"):
 		fe.Type, fe.Hint = TypeNotFound, "the folder or account does not exist"
 	}
@@ -157,18 +172,29 @@ func classifyNetwork(fe *Error, err error) {
 	var certErr *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &dnsErr):
-		fe.Type, fe.Hint = TypeConnectFailed, "the host name does not resolve; check --source/--target"
+		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "the host name does not resolve; check --source/--target", "UnknownHost"
 	case errors.As(err, &certErr), errors.As(err, &tlsErr):
-		fe.Type, fe.Hint = TypeConnectFailed, "TLS failed; check --source-security/--target-security, or --insecure-skip-verify for a self-signed certificate"
+		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "TLS failed; check --source-security/--target-security, or --insecure-skip-verify for a self-signed certificate", "TLSFailed"
 	case errors.Is(err, syscall.ECONNREFUSED):
-		fe.Type, fe.Hint = TypeConnectFailed, "connection refused; check host and port, and that a firewall's flood protection is not refusing bursts of connections"
+		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "connection refused; check host and port, and that a firewall's flood protection is not refusing bursts of connections", "ConnectionRefused"
 	case errors.As(err, &opErr) && opErr.Op == "dial":
-		fe.Type, fe.Hint = TypeConnectFailed, "cannot reach the server; check host, port and firewall"
+		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "cannot reach the server; check host, port and firewall", "Unreachable"
 	case isTimeout(err):
-		fe.Type, fe.Hint = TypeServerUnavailable, "the server stopped answering; the move waits and resumes"
+		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server stopped answering; the move waits and resumes", "Timeout"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
-		fe.Type, fe.Hint = TypeServerUnavailable, "the server dropped the connection; the move waits and resumes"
+		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server dropped the connection; the move waits and resumes", "ConnectionDropped"
 	}
+	if fe.Type == TypeProtocol {
+		fe.Reason = "ProtocolError"
+	}
+}
+
+// camel turns a response code such as "UNAVAILABLE" into "Unavailable".
+func camel(code string) string {
+	if code == "" {
+		return ""
+	}
+	return code[:1] + strings.ToLower(code[1:])
 }
 
 func isTimeout(err error) bool {
