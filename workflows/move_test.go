@@ -297,7 +297,7 @@ func TestBadItems(t *testing.T) {
 		{limit: 1, bad: 2, want: StatusFailed},
 	} {
 		env := newEnv(t)
-				mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 			res, _ := syncAllDone(ctx, in)
 			for i := 0; i < tc.bad; i++ {
 				res.BadItems = append(res.BadItems, engine.BadItem{Folder: "INBOX", UID: uint32(i + 1), Size: 10, Reason: "message too large"})
