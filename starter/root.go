@@ -37,7 +37,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&g.Address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
 	f.StringVar(&g.Namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
 	f.StringVar(&g.SecretKeyFile, "secret-key-file", secret.DefaultKeyFile(), "key that seals the batch passwords; workers need the same one (or env "+secret.EnvKey+")")
-	cmd.AddCommand(newCmdBatch(g), newCmdWorker(g), newCmdDevServer())
+	cmd.AddCommand(newCmdBatch(g), newCmdMove(g), newCmdWorker(g), newCmdDevServer())
 	return cmd
 }
 

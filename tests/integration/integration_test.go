@@ -333,6 +333,25 @@ func TestWrongPasswordFailsClearlyOthersComplete(t *testing.T) {
 	if out := mailmove(t, "default", "batch", "status", "badpw"); !strings.Contains(out, "LogonFailed") {
 		t.Fatalf("batch status does not show the logon failure:\n%s", out)
 	}
+	// The error report names the category, side and remedy.
+	var probs []struct{ Mailbox, Category, Side, Message, Remedy string }
+	if err := json.Unmarshal([]byte(mailmove(t, "default", "batch", "report", "badpw", "--format", "json")), &probs); err != nil {
+		t.Fatal(err)
+	}
+	if len(probs) != 1 || probs[0].Mailbox != bad || probs[0].Category != "LogonFailed" || probs[0].Side != "source" || !strings.Contains(probs[0].Remedy, "password") {
+		t.Fatalf("batch report = %+v, want one LogonFailed line for %s with a remedy", probs, bad)
+	}
+
+	// With the password corrected, retry completes the move.
+	fixed := writeCSV(t, accs[2:], func(a account) string { return a.password })
+	mailmove(t, "default", "batch", "retry", "badpw", "--failed", "--csv", fixed)
+	r = waitTerminal(t, "default", "badpw", 3*time.Minute)
+	for _, m := range r.Moves {
+		if m.Status != workflows.StatusCompleted {
+			t.Fatalf("after retry %s: %s (%s), want Completed", m.Mailbox, m.Status, m.Reason)
+		}
+	}
+	assertIdentical(t, accs[2])
 }
 
 func TestWorkerKilledMidCopyResumesWithoutDuplicates(t *testing.T) {

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/mailmove/mailmove/internal/csvbatch"
+	"github.com/mailmove/mailmove/internal/secret"
+	"github.com/mailmove/mailmove/workflows"
+)
+
+type batchRetryOptions struct {
+	Name   string
+	Failed bool
+	CSV    string
+}
+
+func newCmdBatchRetry(g *globalOptions) *cobra.Command {
+	opts := &batchRetryOptions{}
+	cmd := &cobra.Command{
+		Use:   "retry NAME --failed",
+		Short: "Start the failed moves of a batch again, keeping what they already copied",
+		Long: "Starts every failed move of the batch again from where it stopped: its folder plan and\n" +
+			"per-folder progress are carried over, so nothing is copied twice. Fix the cause first\n" +
+			"(see `mailmove batch report`).",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if !opts.Failed {
+				return errors.New("say which moves to retry: --failed")
+			}
+			return batchRetryRun(cmd.Context(), g, opts, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVar(&opts.Failed, "failed", false, "retry the moves that failed")
+	cmd.Flags().StringVar(&opts.CSV, "csv", "", "take corrected credentials from this CSV (same columns as batch start)")
+	return cmd
+}
+
+func batchRetryRun(ctx context.Context, g *globalOptions, opts *batchRetryOptions, out io.Writer) error {
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	creds, err := correctedCredentials(g, opts.CSV)
+	if err != nil {
+		return err
+	}
+	rep, err := fetchBatchReport(ctx, c, opts.Name)
+	if err != nil {
+		return err
+	}
+	retried := 0
+	var errs []error
+	for _, m := range rep.Moves {
+		if m.Status != workflows.StatusFailed {
+			continue
+		}
+		if err := retryMove(ctx, c, opts.Name, m.Mailbox, creds[strings.ToLower(m.Mailbox)]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.Mailbox, err))
+			continue
+		}
+		fmt.Fprintf(out, "%s: started again\n", m.Mailbox)
+		retried++
+	}
+	fmt.Fprintf(out, "%d failed moves started again\n", retried)
+	return errors.Join(errs...)
+}
+
+// retryMove starts a failed move again under its workflow ID with the
+// input it was started with and the progress it had made.
+func retryMove(ctx context.Context, c client.Client, batch, mailbox string, fix *sealedRow) error {
+	id := workflows.MoveWorkflowID(batch, mailbox)
+	in, err := startInput(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	if fix != nil {
+		in.Source.User, in.Source.Password = fix.user, fix.password
+		in.Target.User, in.Target.Password = fix.targetUser, fix.targetPassword
+	}
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryState)
+	if err != nil {
+		return fmt.Errorf("read the progress of the failed move: %w", err)
+	}
+	var st workflows.MoveState
+	if err := v.Get(&st); err != nil {
+		return err
+	}
+	// Keep the plan, cursors and counters; start the failure budgets and
+	// the status afresh.
+	st.Status, st.StatusDetail, st.Reason = workflows.StatusQueued, workflows.DetailQueued, ""
+	st.Attempts, st.NextAttemptAt = nil, time.Time{}
+	st.Released = true // no batch workflow waits for this run
+	in.State = &st
+	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       id,
+		TaskQueue:                                workflows.TaskQueue,
+		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchAttrBatch.ValueSet(batch), workflows.SearchAttrMailbox.ValueSet(mailbox),
+			workflows.SearchAttrStatus.ValueSet(string(workflows.StatusQueued)), workflows.SearchAttrStatusDetail.ValueSet(workflows.DetailQueued),
+		),
+	}, workflows.MailboxMove, in)
+	return err
+}
+
+// sealedRow is one CSV row's credentials, sealed.
+type sealedRow struct {
+	user, targetUser         string
+	password, targetPassword secret.Sealed
+}
+
+// correctedCredentials reads a CSV of corrected credentials, by lower-case
+// EmailAddress; none without a file.
+func correctedCredentials(g *globalOptions, file string) (map[string]*sealedRow, error) {
+	if file == "" {
+		return nil, nil
+	}
+	key, err := secret.Load(g.SecretKeyFile, true)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("--csv: %w", err)
+	}
+	defer f.Close()
+	rows, err := csvbatch.Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	out := make(map[string]*sealedRow, len(rows))
+	for _, r := range rows {
+		sr := &sealedRow{user: r.UserName, targetUser: r.TargetUserName}
+		if sr.password, err = key.Seal(r.Password); err != nil {
+			return nil, err
+		}
+		if sr.targetPassword, err = key.Seal(r.TargetPassword); err != nil {
+			return nil, err
+		}
+		out[strings.ToLower(r.EmailAddress)] = sr
+	}
+	return out, nil
+}
+
+// startInput reads the input a workflow was started with from its history.
+func startInput(ctx context.Context, c client.Client, id string) (workflows.MailboxMoveInput, error) {
+	var in workflows.MailboxMoveInput
+	it := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return in, fmt.Errorf("workflow %s has no history", id)
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return in, err
+	}
+	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
+	if attrs == nil {
+		return in, fmt.Errorf("workflow %s: first event is %s", id, ev.GetEventType())
+	}
+	if err := converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &in); err != nil {
+		return in, fmt.Errorf("workflow %s: read its input: %w", id, err)
+	}
+	if in.State != nil {
+		// A run started by continue-as-new or an earlier retry: its
+		// progress comes from the query, not from its input.
+		in.State = nil
+	}
+	return in, nil
+}
