@@ -130,6 +130,9 @@ type SyncInput struct {
 	// MaxMessages bounds the messages copied by one call, so that progress
 	// reaches the workflow regularly and heartbeats stay small.
 	MaxMessages int
+	// LatencyThreshold: above this per-message service time of a server,
+	// the copy slows down (0: never).
+	LatencyThreshold time.Duration
 }
 
 // SyncResult is the progress of one InitialSync or IncrementalSync call.
@@ -142,6 +145,9 @@ type SyncResult struct {
 	Matched     int
 	FlagUpdates int
 	BadItems    []engine.BadItem
+	// Throttled is the time the copy slowed itself down, by side, because
+	// the server answered slower than LatencyThreshold.
+	Throttled map[failure.Side]time.Duration `json:",omitempty"`
 }
 
 // SyncProgress is the heartbeat of InitialSync and IncrementalSync: enough to
@@ -218,7 +224,8 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		}
 		base := res
 		cur, st, err := engine.SyncFolder(ctx, src, tgt, res.Cursors[i], engine.Options{
-			MaxMessages: budget,
+			MaxMessages:      budget,
+			LatencyThreshold: in.LatencyThreshold,
 			Checkpoint: func(c engine.Cursor, st engine.Stats) {
 				mu.Lock()
 				res.Cursors[i] = c
@@ -231,6 +238,12 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
 		res.FlagUpdates += st.FlagUpdates
 		res.BadItems = append(res.BadItems, st.BadItems...)
+		for side, d := range st.Throttled {
+			if res.Throttled == nil {
+				res.Throttled = map[failure.Side]time.Duration{}
+			}
+			res.Throttled[side] += d
+		}
 		res.Done[i] = err == nil && !st.More
 		mu.Unlock()
 		if err != nil {

@@ -240,11 +240,15 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) erro
 		m.state.MessagesMatched += res.Matched
 		m.state.FlagUpdates += res.FlagUpdates
 		m.state.BadItems = append(m.state.BadItems, res.BadItems...)
+		for side, d := range res.Throttled {
+			m.state.StallTime[stallDetail(side, "HighLatency")] += d
+		}
 		m.updateDetails(ctx)
 		pending = next
 	}
 	in := func() interface{} {
-		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages}
+		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages,
+			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold)}
 		for _, i := range pending {
 			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
 		}

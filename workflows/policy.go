@@ -102,15 +102,20 @@ func waitDetail(d activities.FailureDetails, current Status) (Status, string) {
 	case failure.TypeTargetFull:
 		return StatusSuspended, DetailWaitingForQuota
 	}
-	side := "Source"
-	if d.Side == string(failure.SideTarget) {
-		side = "Target"
-	}
 	reason := d.Reason
 	if reason == "" {
 		reason = d.Type
 	}
-	return current, DetailStalledPrefix + side + "_" + reason
+	return current, stallDetail(failure.Side(d.Side), reason)
+}
+
+// stallDetail is e.g. StalledDueToTarget_Unavailable.
+func stallDetail(side failure.Side, reason string) string {
+	s := "Source"
+	if side == failure.SideTarget {
+		s = "Target"
+	}
+	return DetailStalledPrefix + s + "_" + reason
 }
 
 // describe is the admin-readable account of a failure: type, side, what we

@@ -67,6 +67,9 @@ type Stats struct {
 	More bool
 	// Remaining is the number of source messages above the cursor after this call.
 	Remaining int
+	// Throttled is the time the copy slowed itself down because a side's
+	// service time was above Options.LatencyThreshold.
+	Throttled map[failure.Side]time.Duration `json:",omitempty"`
 }
 
 // Options tunes SyncFolder.
@@ -81,6 +84,9 @@ type Options struct {
 	// CheckpointEvery. It runs while the copy waits: keep it quick.
 	Checkpoint      func(Cursor, Stats)
 	CheckpointEvery time.Duration
+	// LatencyThreshold: above this per-message service time of a server, the
+	// copy slows down (0: never).
+	LatencyThreshold time.Duration
 }
 
 func (o *Options) defaults() {
@@ -172,10 +178,11 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	if err != nil {
 		return cur, st, err
 	}
-	c := &copier{src: src, tgt: tgt, cur: cur, st: st, opts: opts, known: known}
+	c := &copier{src: src, tgt: tgt, cur: cur, st: st, opts: opts, known: known, throttle: newThrottle(opts.LatencyThreshold)}
 	err = c.run(ctx, metas)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.st.Throttled = c.throttle.throttled()
 	return c.cur, c.st, err
 }
 
@@ -291,6 +298,7 @@ type copier struct {
 	opts     Options
 	known    map[identity][]imap.UID
 	stop     atomic.Bool // set by confirm on a fatal error: stop sending
+	throttle *throttle
 
 	mu       sync.Mutex
 	cur      Cursor
@@ -304,7 +312,8 @@ type copier struct {
 type step struct {
 	m        meta
 	append   *imapclient.AppendCommand
-	matched  imap.UID // target UID when found on the target
+	sent     time.Time // when the APPEND was fully written
+	matched  imap.UID  // target UID when found on the target
 	writeErr error
 }
 
@@ -355,10 +364,12 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 			UID:         true,
 			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 		})
+		asked := time.Now()
 		for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
 			if c.stop.Load() {
 				return nil // confirm holds the error; the caller closes the session
 			}
+			c.throttle.observe(failure.SideSource, time.Since(asked))
 			uid, body, done, err := c.readBody(ctx, msg)
 			if err != nil {
 				return err
@@ -376,6 +387,14 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 			}
 			steps <- s
 			next++
+			if _, d := c.throttle.pause(); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			asked = time.Now()
 		}
 		if err := fetch.Close(); err != nil {
 			return c.src.classify("fetch messages of "+c.cur.Source, ctxErr(ctx, err))
@@ -460,7 +479,14 @@ func (c *copier) appendOne(ctx context.Context, m meta, body imap.LiteralReader)
 	case err != nil:
 		return step{m: m, writeErr: c.tgt.classify(fmt.Sprintf("append %s uid %d", c.cur.Target, m.uid), ctxErr(ctx, err))}
 	}
-	return step{m: m, append: cmd}
+	return step{m: m, append: cmd, sent: time.Now()}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 type errReader struct {
@@ -486,6 +512,7 @@ func (r sizedReader) Size() int64 { return r.n }
 // confirm waits for the target's answers in order and advances the cursor.
 func (c *copier) confirm(steps <-chan step) error {
 	var firstErr error
+	var lastDone time.Time
 	fail := func(err error) {
 		firstErr = err
 		c.stop.Store(true)
@@ -506,6 +533,11 @@ func (c *copier) confirm(steps <-chan step) error {
 			continue
 		case s.append != nil:
 			data, err := s.append.Wait()
+			// Service time: from when the server could start on this
+			// message (sent, and the one before it answered) to its answer.
+			now := time.Now()
+			c.throttle.observe(failure.SideTarget, now.Sub(maxTime(s.sent, lastDone)))
+			lastDone = now
 			if err != nil {
 				err = c.tgt.classify(fmt.Sprintf("append %s uid %d (%d bytes)", c.cur.Source, s.m.uid, s.m.size), err)
 				if fe, ok := failure.As(err); ok && fe.Type == failure.TypeMessageRejected {
