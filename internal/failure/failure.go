@@ -134,6 +134,12 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 		fe.Reason = camel(string(resp.Code))
 		return
 	case imap.ResponseCodeOverQuota:
+		if strings.Contains(text, "bandwidth") || strings.Contains(text, "command") {
+			// Gmail says OVERQUOTA for its per-account transfer limits: a
+			// throttle that lifts by itself, not a full mailbox.
+			fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server's transfer limits are reached; the move waits and resumes", "Throttled"
+			return
+		}
 		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
 		return
 	case imap.ResponseCodeNonExistent, imap.ResponseCodeTryCreate:
@@ -144,7 +150,7 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 		return
 	}
 	switch {
-	case resp.Type == imap.StatusResponseTypeBye && strings.Contains(text, "too many"):
+	case resp.Type == imap.StatusResponseTypeBye && (strings.Contains(text, "too many") || strings.Contains(text, "maximum number of connections")):
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server refuses more connections; lower --folder-concurrency or --concurrency", "TooManyConnections"
 	case resp.Type == imap.StatusResponseTypeBye:
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server closed the connection; the move waits and resumes", "Bye"
@@ -156,7 +162,7 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
 	case strings.Contains(text, "in use") || strings.Contains(text, "locked") || strings.Contains(text, "lock timeout"):
 		fe.Type, fe.Hint = TypeMailboxLocked, "another process holds the mailbox; the move retries later"
-	case strings.Contains(text, "too many"):
+	case strings.Contains(text, "too many") || strings.Contains(text, "maximum number of connections"):
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server refuses more connections or commands; the move waits and resumes", "TooManyConnections"
 	case strings.Contains(text, "unavailable") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy"):
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes", "Throttled"
