@@ -364,6 +364,16 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 			UID:         true,
 			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 		})
+		// Leaving before the FETCH ends (a failure on either side) must not
+		// drain the rest of it: cut the source connection, then let go-imap
+		// finish the command with an error.
+		finished := false
+		defer func() {
+			if !finished {
+				c.src.abort()
+				fetch.Close()
+			}
+		}()
 		asked := time.Now()
 		for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
 			if c.stop.Load() {
@@ -382,8 +392,12 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 			flushUpTo(uid)
 			s := c.appendOne(ctx, metas[i], body)
 			done()
-			if s.writeErr != nil && ctx.Err() != nil {
-				return ctx.Err()
+			if s.writeErr != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				steps <- s // confirm reports it after the APPENDs before it
+				return nil
 			}
 			steps <- s
 			next++
@@ -396,6 +410,7 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 			}
 			asked = time.Now()
 		}
+		finished = true
 		if err := fetch.Close(); err != nil {
 			return c.src.classify("fetch messages of "+c.cur.Source, ctxErr(ctx, err))
 		}
@@ -441,6 +456,9 @@ func (c *copier) readBody(ctx context.Context, msg *imapclient.FetchMessageData)
 			}
 			done = func() { f.Close(); os.Remove(f.Name()) }
 			n, err := io.Copy(f, item.Literal)
+			if err == nil && n != item.Literal.Size() {
+				err = fmt.Errorf("message body ended after %d of %d bytes: %w", n, item.Literal.Size(), io.ErrUnexpectedEOF)
+			}
 			if err == nil {
 				_, err = f.Seek(0, io.SeekStart)
 			}
@@ -466,8 +484,15 @@ func (c *copier) appendOne(ctx context.Context, m meta, body imap.LiteralReader)
 	// that compute it lazily.
 	m.size = body.Size()
 	cmd := c.tgt.Client.Append(c.cur.Target, m.size, &imap.AppendOptions{Flags: m.flags, Time: m.date})
-	r := &errReader{r: body}
+	r := &errReader{r: body, want: m.size}
 	_, err := io.Copy(cmd, r)
+	if err != nil || r.err != nil {
+		// The literal is short. Whatever we write next on this connection
+		// — even the command's closing CRLF or a LOGOUT — the server would
+		// take as the rest of the message and store a corrupt copy: cut the
+		// connection first, so it discards the incomplete APPEND.
+		c.tgt.abort()
+	}
 	if cerr := cmd.Close(); err == nil {
 		err = cerr
 	}
@@ -489,13 +514,22 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
+// errReader remembers the read error of a message body, and turns a body
+// that ends before its announced size into one: go-imap reports a literal
+// cut short by a dropped connection as a clean EOF.
 type errReader struct {
-	r   io.Reader
-	err error
+	r    io.Reader
+	want int64
+	got  int64
+	err  error
 }
 
 func (e *errReader) Read(b []byte) (int, error) {
 	n, err := e.r.Read(b)
+	e.got += int64(n)
+	if err == io.EOF && e.got < e.want {
+		err = fmt.Errorf("message body ended after %d of %d bytes: %w", e.got, e.want, io.ErrUnexpectedEOF)
+	}
 	if err != nil && err != io.EOF {
 		e.err = err
 	}

@@ -6,6 +6,7 @@ package engine
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -67,6 +68,7 @@ type Session struct {
 	Delim rune
 
 	stop func() bool
+	raw  net.Conn
 }
 
 // Dial connects and logs on. The session is closed when ctx ends, so a
@@ -98,7 +100,7 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 		raw.Close()
 		return nil, failure.Classify(side, op, err)
 	}
-	s := &Session{Side: side, User: cred.User, Client: c}
+	s := &Session{Side: side, User: cred.User, Client: c, raw: raw}
 	s.stop = context.AfterFunc(ctx, func() { c.Close() })
 
 	if err := c.WaitGreeting(); err != nil {
@@ -124,7 +126,8 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 	return s, nil
 }
 
-// Close logs out politely when it can and always releases the connection.
+// Close logs out politely when it can and always releases the connection,
+// within a few seconds whatever state the session is in.
 func (s *Session) Close() error {
 	if s.stop != nil {
 		s.stop()
@@ -137,8 +140,28 @@ func (s *Session) Close() error {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
+		s.abort()
 	}
-	return s.Client.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Client.Close() }()
+	select {
+	case err := <-closed:
+		return err
+	case <-time.After(5 * time.Second):
+		// go-imap waits for its reader, which may be stuck handing a
+		// literal to a command nobody reads; the socket is closed anyway.
+		s.abort()
+		return errors.New("close: the IMAP client did not stop")
+	}
+}
+
+// abort cuts the connection at once. The session is unusable afterwards;
+// commands in flight fail quickly instead of being drained, which matters
+// when a FETCH of gigabytes is abandoned half way.
+func (s *Session) abort() {
+	if s.raw != nil {
+		s.raw.Close()
+	}
 }
 
 // Classify wraps err with this session's side.

@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/tests/faultproxy"
+	"github.com/mailmove/mailmove/tests/testbed"
+)
+
+// A target that turns unavailable in the middle of the copy fails the call
+// quickly with a classified failure, keeping the progress made.
+func TestSyncFolderTargetUnavailableMidCopy(t *testing.T) {
+	srcAddr, tgtAddr := memServer(t, "Work"), memServer(t, "Work")
+	proxy := faultproxy.StartForTest(t, tgtAddr)
+	src, tgt := dial(t, failure.SideSource, srcAddr), dial(t, failure.SideTarget, proxy.Addr())
+	seed(t, src, "Work", 0, 200)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var armed bool
+	cur, st, err := SyncFolder(ctx, src, tgt, Cursor{Source: "Work", Target: "Work"}, Options{
+		CheckpointEvery: time.Nanosecond,
+		Checkpoint: func(c Cursor, st Stats) {
+			if !armed && st.Copied >= 20 {
+				armed = true
+				proxy.Unavailable(time.Minute, "UNAVAILABLE", "Server busy")
+			}
+		},
+	})
+	fe, ok := failure.As(err)
+	if !ok || fe.Type != failure.TypeServerUnavailable || fe.Side != failure.SideTarget {
+		t.Fatalf("SyncFolder() = %v, want a target ServerUnavailable", err)
+	}
+	if st.Copied < 20 || cur.LastUID < 20 {
+		t.Fatalf("progress lost: stats %+v, cursor LastUID %d", st, cur.LastUID)
+	}
+}
+
+// A source connection cut in the middle of a message is a source
+// ConnectionDropped failure, never a truncated copy; resuming from the
+// returned cursor completes the folder without duplicates. The target is a
+// real Dovecot: the in-memory server stores a literal cut short, which no
+// real server does, and that is the behaviour under test.
+func TestSyncFolderSourceCutMidMessage(t *testing.T) {
+	if err := testbed.EnsureDovecot(); err != nil {
+		t.Fatal(err)
+	}
+	dovecot := testbed.StartForTest(t, testbed.Options{Name: "cut-target", Users: []testbed.User{{Name: testUser, Password: testPass}}})
+	srcAddr, tgtAddr := memServer(t, "Work"), dovecot.Addr()
+	if err := dial(t, failure.SideTarget, tgtAddr).Client.Create("Work", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	seeder := dial(t, failure.SideSource, srcAddr)
+	seed(t, seeder, "Work", 0, 60)
+	proxy := faultproxy.StartForTest(t, srcAddr)
+	tgt := dial(t, failure.SideTarget, tgtAddr)
+
+	proxy.CutFetchLiterals(2, 5000)
+	cur := Cursor{Source: "Work", Target: "Work"}
+	for attempt := 1; ; attempt++ {
+		src := dial(t, failure.SideSource, proxy.Addr())
+		var err error
+		cur, _, err = SyncFolder(context.Background(), src, tgt, cur, Options{})
+		if err == nil {
+			break
+		}
+		fe, ok := failure.As(err)
+		if !ok || fe.Type != failure.TypeServerUnavailable || fe.Side != failure.SideSource || fe.Reason != "ConnectionDropped" {
+			t.Fatalf("attempt %d: SyncFolder() = %v (%+v), want a source ConnectionDropped", attempt, err, fe)
+		}
+		if attempt > 3 {
+			t.Fatalf("still failing after %d attempts", attempt)
+		}
+		// A new target session too: the failed one may be mid-APPEND.
+		tgt.Close()
+		tgt = dial(t, failure.SideTarget, tgtAddr)
+	}
+	if got := proxy.Stats().Injected[faultproxy.FaultCutLiteral]; got != 2 {
+		t.Fatalf("cut %d messages, want 2", got)
+	}
+	assertSame(t, seeder, tgt, "Work", "Work")
+}
