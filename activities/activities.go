@@ -250,13 +250,25 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 			beat()
 			fd := detailsOf(err)
 			if fd.Type == string(failure.TypeTargetFull) {
-				fd.QuotaUsed, fd.QuotaLimit, _ = tgt.StorageQuota(ctx)
+				fd.QuotaUsed, fd.QuotaLimit = a.targetQuota(ctx, in.Target)
 			}
 			return res, applicationError(err, fd, &res)
 		}
 		budget -= st.Copied + st.Matched
 	}
 	return res, nil
+}
+
+// targetQuota reads the target's storage quota over a fresh session: the
+// one whose APPEND was refused may have been cut mid-literal.
+func (a *Activities) targetQuota(ctx context.Context, target Account) (used, limit int64) {
+	tgt, err := a.dial(ctx, failure.SideTarget, target)
+	if err != nil {
+		return 0, 0
+	}
+	defer tgt.Close()
+	used, limit, _ = tgt.StorageQuota(ctx)
+	return used, limit
 }
 
 // VerifyInput is the input of Verify.

@@ -176,8 +176,15 @@ func writeCSV(t *testing.T, accs []account, password func(account) string) strin
 
 func startBatch(t *testing.T, namespace, name, csv string, extra ...string) {
 	t.Helper()
+	startBatchTo(t, namespace, name, csv, env.source.Addr(), env.target.Addr(), extra...)
+}
+
+// startBatchTo starts a batch between the given servers (a fault proxy in
+// front of the test bed, say).
+func startBatchTo(t *testing.T, namespace, name, csv, source, target string, extra ...string) {
+	t.Helper()
 	args := append([]string{"batch", "start", "--name", name, "--csv", csv,
-		"--source", env.source.Addr(), "--target", env.target.Addr(),
+		"--source", source, "--target", target,
 		"--source-security", "none", "--target-security", "none"}, extra...)
 	mailmove(t, namespace, args...)
 }
