@@ -212,11 +212,20 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 	if err != nil {
 		return res, applicationError(err, detailsOf(err), &res)
 	}
-	defer func() { src.Close(); tgt.Close() }()
+	// The sessions may be replaced below; close the last ones.
+	defer func() {
+		if src != nil {
+			src.Close()
+		}
+		if tgt != nil {
+			tgt.Close()
+		}
+	}()
 
 	budget := in.MaxMessages
-	for i := range res.Cursors {
+	for i := 0; i < len(res.Cursors); {
 		if res.Done[i] {
+			i++
 			continue
 		}
 		if in.MaxMessages > 0 && budget <= 0 {
@@ -246,15 +255,26 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		}
 		res.Done[i] = err == nil && !st.More
 		mu.Unlock()
-		if err != nil {
+		budget -= st.Copied + st.Matched
+		switch {
+		case errors.Is(err, engine.ErrReconnect):
+			// The same folder again, after the refused message, over new
+			// sessions.
+			src.Close()
+			tgt.Close()
+			if src, tgt, err = a.open(ctx, in.Source, in.Target); err != nil {
+				return res, applicationError(err, detailsOf(err), &res)
+			}
+		case err != nil:
 			beat()
 			fd := detailsOf(err)
 			if fd.Type == string(failure.TypeTargetFull) {
 				fd.QuotaUsed, fd.QuotaLimit = a.targetQuota(ctx, in.Target)
 			}
 			return res, applicationError(err, fd, &res)
+		default:
+			i++
 		}
-		budget -= st.Copied + st.Matched
 	}
 	return res, nil
 }

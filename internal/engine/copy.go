@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -507,6 +508,19 @@ func (c *copier) appendOne(ctx context.Context, m meta, body imap.LiteralReader)
 	return step{m: m, append: cmd, sent: time.Now()}
 }
 
+// ErrReconnect is returned by SyncFolder when it stopped only because a
+// session had to be cut (the target refused a message before its body was
+// sent). The cursor and stats are up to date: reconnect and call again.
+var ErrReconnect = errors.New("session cut after a refused message; reconnect and continue")
+
+// badItem records a message the target refused and moves the cursor past it.
+func (c *copier) badItem(m meta, fe *failure.Error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: uint32(m.uid), Size: m.size, Reason: fe.Server})
+	c.cur.LastUID = uint32(m.uid)
+}
+
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -563,6 +577,14 @@ func (c *copier) confirm(steps <-chan step) error {
 		var tgtUID imap.UID
 		switch {
 		case s.writeErr != nil:
+			if fe, ok := failure.As(s.writeErr); ok && fe.Type == failure.TypeMessageRejected && fe.Side == failure.SideTarget {
+				// Refused before its body was sent: a bad item. The target
+				// connection was cut to keep the stream sane, so the caller
+				// reconnects and goes on after it.
+				c.badItem(s.m, fe)
+				fail(ErrReconnect)
+				continue
+			}
 			fail(s.writeErr)
 			continue
 		case s.append != nil:
@@ -575,10 +597,7 @@ func (c *copier) confirm(steps <-chan step) error {
 			if err != nil {
 				err = c.tgt.classify(fmt.Sprintf("append %s uid %d (%d bytes)", c.cur.Source, s.m.uid, s.m.size), err)
 				if fe, ok := failure.As(err); ok && fe.Type == failure.TypeMessageRejected {
-					c.mu.Lock()
-					c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: uint32(s.m.uid), Size: s.m.size, Reason: fe.Server})
-					c.cur.LastUID = uint32(s.m.uid)
-					c.mu.Unlock()
+					c.badItem(s.m, fe)
 					continue
 				}
 				fail(err)

@@ -122,6 +122,14 @@ func Classify(side Side, op string, err error) error {
 // the texts of servers that send no code.
 func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 	text := strings.ToLower(resp.Text)
+	if strings.HasPrefix(op, "append") && resp.Type == imap.StatusResponseTypeNo &&
+		(resp.Code == imap.ResponseCodeLimit || resp.Code == imap.ResponseCodeTooBig ||
+			strings.Contains(text, "too large") || strings.Contains(text, "too big") || strings.Contains(text, "maximum size")) {
+		// A limit met by one message (Dovecot's quota_max_mail_size answers
+		// [LIMIT]): that message is a bad item, the server is fine.
+		fe.Type, fe.Reason, fe.Hint = TypeMessageRejected, "MessageTooLarge", "the target refuses messages this large"
+		return
+	}
 	switch resp.Code {
 	case imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed, imap.ResponseCodeExpired:
 		fe.Type, fe.Hint = TypeLogonFailed, "check the user name and password, that the account exists and is enabled, and admin rights for a proxy logon"

@@ -45,6 +45,8 @@ func TestClassify(t *testing.T) {
 		{"zimbra bad password", "login alice", imapErr(imap.StatusResponseTypeNo, "", "LOGIN failed"), TypeLogonFailed},
 		{"zimbra over quota", "append", imapErr(imap.StatusResponseTypeNo, "", "APPEND failed: mailbox quota exceeded"), TypeTargetFull},
 		{"courier over quota", "append", imapErr(imap.StatusResponseTypeNo, "", "[ALERT] You exceeded your mail quota."), TypeTargetFull},
+		{"dovecot max mail size", "append INBOX uid 16 (3145728 bytes)", imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeLimit, "Mail size is larger than the maximum size allowed by server configuration"), TypeMessageRejected},
+		{"limit outside append is a stall", "fetch", imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeLimit, "Too many commands"), TypeServerUnavailable},
 		{"refused", "connect", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, TypeConnectFailed},
 		{"unknown host", "connect", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "imap.nowhere"}}, TypeConnectFailed},
 		{"dropped", "fetch", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), TypeServerUnavailable},

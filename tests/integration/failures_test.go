@@ -171,3 +171,26 @@ func TestFullTargetReportsOverQuotaWithNumbers(t *testing.T) {
 	}
 	t.Logf("reason: %s", m.Reason)
 }
+
+func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
+	accs := []account{{user: "picky@example.com", password: "pw-picky"}}
+	picky := testbed.StartForTest(t, testbed.Options{Name: "picky", MaxMessageBytes: 1 << 20, Users: []testbed.User{{Name: accs[0].user, Password: accs[0].password}}})
+	if err := env.source.AddUser(testbed.User{Name: accs[0].user, Password: accs[0].password}); err != nil {
+		t.Fatal(err)
+	}
+	folders := append(testbed.SampleMailbox(900, 50), testbed.Folder{Name: "INBOX", Messages: []testbed.Message{testbed.LargeMessage(9, 3<<20)}})
+	if err := testbed.Seed(env.source.Addr(), accs[0].user, accs[0].password, folders); err != nil {
+		t.Fatal(err)
+	}
+	startBatchTo(t, "default", "picky", writeCSV(t, accs, func(a account) string { return a.password }), env.source.Addr(), picky.Addr())
+
+	r := waitTerminal(t, "default", "picky", 3*time.Minute)
+	m := r.Moves[0]
+	if m.Status != workflows.StatusCompletedWithWarnings || m.BadItems != 1 || !strings.Contains(m.Reason, "1 bad items") {
+		t.Fatalf("%s/%s %q with %d bad items; want CompletedWithWarnings with the 3 MB message as its one bad item", m.Status, m.StatusDetail, m.Reason, m.BadItems)
+	}
+	out := mailmove(t, "default", "batch", "report", "picky")
+	if !strings.Contains(out, "BadItems") || !strings.Contains(out, accs[0].user) {
+		t.Fatalf("batch report does not list the bad item:\n%s", out)
+	}
+}

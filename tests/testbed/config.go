@@ -226,6 +226,8 @@ type configData struct {
 	Identity     identity
 	SpecialUse   []specialUseBox
 	QuotaBytes   int64
+	MaxMessage   int64
+	Quota        bool // the quota plugins are loaded
 	MaxUserConns int
 }
 
@@ -258,7 +260,7 @@ mail_location = maildir:~/Maildir
 # Only Dovecot touches these Maildirs, so it need not rescan cur/ and new/
 # on every APPEND; seeding a large folder is about 20% faster.
 maildir_very_dirty_syncs = yes
-{{- if gt .QuotaBytes 0}}
+{{- if .Quota}}
 mail_plugins = $mail_plugins quota
 {{- end}}
 
@@ -273,7 +275,7 @@ userdb {
 
 protocol imap {
   mail_max_userip_connections = {{.MaxUserConns}}
-{{- if gt .QuotaBytes 0}}
+{{- if .Quota}}
   mail_plugins = $mail_plugins imap_quota
 {{- end}}
 }
@@ -310,11 +312,16 @@ namespace inbox {
   }
 {{- end}}
 }
-{{- if gt .QuotaBytes 0}}
+{{- if .Quota}}
 
 plugin {
   quota = count:User quota
+{{- if gt .QuotaBytes 0}}
   quota_rule = *:storage={{.QuotaBytes}}B
+{{- end}}
+{{- if gt .MaxMessage 0}}
+  quota_max_mail_size = {{.MaxMessage}}B
+{{- end}}
   quota_vsizes = yes
 }
 {{- end}}
@@ -334,6 +341,8 @@ func (s *Server) writeConfig(opts Options, id identity) error {
 		Separator:    s.sep,
 		Identity:     id,
 		QuotaBytes:   opts.QuotaBytes,
+		MaxMessage:   opts.MaxMessageBytes,
+		Quota:        opts.QuotaBytes > 0 || opts.MaxMessageBytes > 0,
 		MaxUserConns: 50,
 	}
 	for name, attr := range opts.SpecialUse {

@@ -86,6 +86,10 @@ type Options struct {
 	// QuotaBytes, when positive, enables the quota and imap_quota plugins
 	// with this storage limit for every user.
 	QuotaBytes int64
+	// MaxMessageBytes, when positive, makes the server refuse to store a
+	// larger message (quota_max_mail_size), as servers with a message size
+	// limit do.
+	MaxMessageBytes int64
 
 	// dieWithParent stops the instance when the starting process dies, so
 	// that a test binary killed by a timeout leaves no Dovecot behind.
