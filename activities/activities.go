@@ -25,6 +25,9 @@ import (
 type Activities struct {
 	Key    *secret.Key
 	Logger *zap.Logger
+	// NoProgressTimeout: a copy that moves no byte this long is cut
+	// (DefaultNoProgressTimeout when zero).
+	NoProgressTimeout time.Duration
 }
 
 // Account is one side of a move: where and as whom to log on.
@@ -192,25 +195,44 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		activity.RecordHeartbeat(ctx, p)
 	}
 	// Heartbeat even while one large message or a slow server keeps the copy
-	// from checkpointing, so a live attempt is never mistaken for a dead one.
+	// from checkpointing, so a live attempt is never mistaken for a dead one;
+	// but a copy that moves no byte for NoProgressTimeout is stuck, not
+	// slow, and is cut so the policy can deal with it.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var src, tgt *engine.Session
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
+		var last int64
+		lastMoved := time.Now()
 		for {
 			select {
 			case <-t.C:
 				beat()
+				mu.Lock()
+				n := src.Bytes() + tgt.Bytes()
+				mu.Unlock()
+				if n != last {
+					last, lastMoved = n, time.Now()
+				} else if time.Since(lastMoved) > a.noProgressTimeout() {
+					cancel(errNoProgress)
+					return
+				}
 			case <-stop:
 				return
 			}
 		}
 	}()
 
-	src, tgt, err := a.open(ctx, in.Source, in.Target)
+	s, t, err := a.open(ctx, in.Source, in.Target)
+	mu.Lock()
+	src, tgt = s, t
+	mu.Unlock()
 	if err != nil {
-		return res, applicationError(err, detailsOf(err), &res)
+		return res, applicationError(err, noProgress(ctx, err), &res)
 	}
 	// The sessions may be replaced below; close the last ones.
 	defer func() {
@@ -262,12 +284,16 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 			// sessions.
 			src.Close()
 			tgt.Close()
-			if src, tgt, err = a.open(ctx, in.Source, in.Target); err != nil {
-				return res, applicationError(err, detailsOf(err), &res)
+			s, t, err := a.open(ctx, in.Source, in.Target)
+			mu.Lock()
+			src, tgt = s, t
+			mu.Unlock()
+			if err != nil {
+				return res, applicationError(err, noProgress(ctx, err), &res)
 			}
 		case err != nil:
 			beat()
-			fd := detailsOf(err)
+			fd := noProgress(ctx, err)
 			if fd.Type == string(failure.TypeTargetFull) {
 				fd.QuotaUsed, fd.QuotaLimit = a.targetQuota(ctx, in.Target)
 			}
@@ -277,6 +303,30 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		}
 	}
 	return res, nil
+}
+
+// errNoProgress cancels a copy that moved no byte for NoProgressTimeout.
+var errNoProgress = errors.New("no byte moved on either connection")
+
+// DefaultNoProgressTimeout is how long a copy may move no byte at all before
+// it is cut. It is well above the sessions' idle timeout: it catches a copy
+// stuck inside the client, not a slow server.
+const DefaultNoProgressTimeout = 10 * time.Minute
+
+func (a *Activities) noProgressTimeout() time.Duration {
+	if a.NoProgressTimeout > 0 {
+		return a.NoProgressTimeout
+	}
+	return DefaultNoProgressTimeout
+}
+
+// noProgress describes err, or the stall when the watchdog cut the copy.
+func noProgress(ctx context.Context, err error) FailureDetails {
+	if errors.Is(context.Cause(ctx), errNoProgress) {
+		return FailureDetails{Type: string(failure.TypeServerUnavailable), Reason: "NoProgress", Side: string(failure.SideSource),
+			Op: "copy", Hint: "nothing moved for " + DefaultNoProgressTimeout.String() + "; the copy was restarted"}
+	}
+	return detailsOf(err)
 }
 
 // targetQuota reads the target's storage quota over a fresh session: the

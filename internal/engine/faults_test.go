@@ -83,3 +83,23 @@ func TestSyncFolderSourceCutMidMessage(t *testing.T) {
 	}
 	assertSame(t, seeder, tgt, "Work", "Work")
 }
+
+// A target that answers slower than the threshold makes the copy slow down
+// by itself, and the time is reported.
+func TestSyncFolderSlowsDownForASlowTarget(t *testing.T) {
+	srcAddr, tgtAddr := memServer(t, "Work"), memServer(t, "Work")
+	proxy := faultproxy.StartForTest(t, tgtAddr)
+	src, tgt := dial(t, failure.SideSource, srcAddr), dial(t, failure.SideTarget, proxy.Addr())
+	seed(t, src, "Work", 0, 30)
+	proxy.SetLatency(30 * time.Millisecond)
+
+	_, st, err := SyncFolder(context.Background(), src, tgt, Cursor{Source: "Work", Target: "Work"}, Options{LatencyThreshold: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("SyncFolder() = %v", err)
+	}
+	if st.Throttled[failure.SideTarget] <= 0 || st.Throttled[failure.SideSource] != 0 {
+		t.Fatalf("throttled = %v, want time on the target side only", st.Throttled)
+	}
+	proxy.SetLatency(0)
+	assertSame(t, src, tgt, "Work", "Work")
+}

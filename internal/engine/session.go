@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -69,6 +70,16 @@ type Session struct {
 
 	stop func() bool
 	raw  net.Conn
+	conn *idleConn
+}
+
+// Bytes is the number of bytes read and written so far: a watchdog can tell
+// a slow session from a stuck one.
+func (s *Session) Bytes() int64 {
+	if s == nil || s.conn == nil {
+		return 0
+	}
+	return s.conn.bytes.Load()
 }
 
 // Dial connects and logs on. The session is closed when ctx ends, so a
@@ -100,7 +111,7 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 		raw.Close()
 		return nil, failure.Classify(side, op, err)
 	}
-	s := &Session{Side: side, User: cred.User, Client: c, raw: raw}
+	s := &Session{Side: side, User: cred.User, Client: c, raw: raw, conn: conn}
 	s.stop = context.AfterFunc(ctx, func() { c.Close() })
 
 	if err := c.WaitGreeting(); err != nil {
@@ -184,7 +195,20 @@ func ctxErr(ctx context.Context, err error) error {
 // forever.
 type idleConn struct {
 	net.Conn
-	idle time.Duration
+	idle  time.Duration
+	bytes atomic.Int64
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.bytes.Add(int64(n))
+	return n, err
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.bytes.Add(int64(n))
+	return n, err
 }
 
 func (c *idleConn) SetReadDeadline(t time.Time) error {
