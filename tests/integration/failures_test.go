@@ -1,16 +1,45 @@
 package integration
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+
 	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/tests/testbed"
 	"github.com/mailmove/mailmove/workflows"
 )
+
+// waitVisible waits until a visibility query — what an admin types in the
+// Web UI's filter — finds a workflow.
+func waitVisible(t *testing.T, query string) {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: env.temporal.Addr, Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err == nil && len(resp.GetExecutions()) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no workflow matches %s after a minute (last error %v)", query, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
 
 // writePolicy writes a policy file for --policy.
 func writePolicy(t *testing.T, yaml string) string {
@@ -54,6 +83,9 @@ func TestLockedMailboxIsWaitedOut(t *testing.T) {
 	pol := writePolicy(t, "rules:\n  MailboxLocked:\n    initialInterval: 2s\n    maximumAttempts: 10\n")
 	startBatchTo(t, "default", "locked", writeCSV(t, accs, func(a account) string { return a.password }), src.Addr(), env.target.Addr(), "--policy", pol)
 
+	// While it waits, the move is found by the Web UI's filter.
+	waitVisible(t, `MailmoveBatch="locked" AND MailmoveStatusDetail="Relinquished_MailboxLocked"`)
+
 	r := waitTerminal(t, "default", "locked", 3*time.Minute)
 	m := onlyMove(t, r)
 	if m.LockRelinquishes == 0 || m.StallTime[workflows.DetailRelinquishedLocked] < 2*time.Second {
@@ -96,6 +128,20 @@ func TestConnectionCutMidMessageNeitherLosesNorDuplicates(t *testing.T) {
 	}
 	if m.StallTime["StalledDueToSource_ConnectionDropped"] == 0 {
 		t.Fatalf("stall time = %v, want the dropped connections accounted", m.StallTime)
+	}
+	assertIdentical(t, accs[0])
+}
+
+func TestLogonFailuresAreRetriedUntilTheyPass(t *testing.T) {
+	accs := addAccounts(t, 450, 50, "flaky")
+	src := faultproxy.StartForTest(t, env.source.Addr())
+	src.FailLogins(2, "Authentication failed.")
+	pol := writePolicy(t, "rules:\n  LogonFailed:\n    initialInterval: 1s\n    maximumAttempts: 5\n    consecutive: true\n")
+	startBatchTo(t, "default", "flaky", writeCSV(t, accs, func(a account) string { return a.password }), src.Addr(), env.target.Addr(), "--policy", pol)
+
+	m := onlyMove(t, waitTerminal(t, "default", "flaky", 3*time.Minute))
+	if m.LogonFailures != 2 || m.StallTime[workflows.DetailWaitingForLogonRetry] < 2*time.Second {
+		t.Fatalf("logon failures %d, waited %v; want 2 failures waited out", m.LogonFailures, m.StallTime)
 	}
 	assertIdentical(t, accs[0])
 }
