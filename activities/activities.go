@@ -108,8 +108,14 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 type CreateFoldersInput struct {
 	Mailbox string
 	Target  Account
+	// Renames are done first: target folders that follow a folder renamed
+	// on the source.
+	Renames []FolderRename `json:",omitempty"`
 	Folders []engine.FolderPlan
 }
+
+// FolderRename renames one target folder.
+type FolderRename struct{ From, To string }
 
 // CreateFolders creates the planned folders missing on the target, parents
 // first, and subscribes those subscribed on the source. Running it again
@@ -120,6 +126,11 @@ func (a *Activities) CreateFolders(ctx context.Context, in CreateFoldersInput) e
 		return toApplicationError(err)
 	}
 	defer tgt.Close()
+	for _, r := range in.Renames {
+		if err := tgt.RenameFolder(ctx, r.From, r.To); err != nil {
+			return toApplicationError(err)
+		}
+	}
 	return toApplicationError(tgt.CreateFolders(ctx, in.Folders))
 }
 
@@ -136,18 +147,23 @@ type SyncInput struct {
 	// LatencyThreshold: above this per-message service time of a server,
 	// the copy slows down (0: never).
 	LatencyThreshold time.Duration
+	// PropagateDeletes expunges from the target what was expunged from the
+	// source since it was copied.
+	PropagateDeletes bool `json:",omitempty"`
 }
 
 // SyncResult is the progress of one InitialSync or IncrementalSync call.
 type SyncResult struct {
 	Cursors []engine.Cursor
 	// Done[i] is true when folder i is up to date.
-	Done        []bool
-	Copied      int
-	Bytes       int64
-	Matched     int
-	FlagUpdates int
-	BadItems    []engine.BadItem
+	Done            []bool
+	Copied          int
+	Bytes           int64
+	Matched         int
+	FlagUpdates     int
+	DeletedOnSource int
+	Expunged        int
+	BadItems        []engine.BadItem
 	// Throttled is the time the copy slowed itself down, by side, because
 	// the server answered slower than LatencyThreshold.
 	Throttled map[failure.Side]time.Duration `json:",omitempty"`
@@ -257,6 +273,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		cur, st, err := engine.SyncFolder(ctx, src, tgt, res.Cursors[i], engine.Options{
 			MaxMessages:      budget,
 			LatencyThreshold: in.LatencyThreshold,
+			PropagateDeletes: in.PropagateDeletes,
 			Checkpoint: func(c engine.Cursor, st engine.Stats) {
 				mu.Lock()
 				res.Cursors[i] = c
@@ -268,6 +285,8 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		res.Cursors[i] = cur
 		res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
 		res.FlagUpdates += st.FlagUpdates
+		res.DeletedOnSource += st.DeletedOnSource
+		res.Expunged += st.Expunged
 		res.BadItems = append(res.BadItems, st.BadItems...)
 		for side, d := range st.Throttled {
 			if res.Throttled == nil {

@@ -64,6 +64,7 @@ func newCmdBatchStart(g *globalOptions) *cobra.Command {
 	f.IntVar(&opts.LogonAttempts, "logon-attempts", 0, "logon attempts before a move fails (overrides the policy; default 5)")
 	f.DurationVar(&opts.LogonRetryInterval, "logon-retry-interval", 0, "first wait between logon attempts, doubling up to 5m (overrides the policy; default 30s)")
 	f.IntVar(&opts.Settings.FolderConcurrency, "folder-concurrency", workflows.DefaultFolderConcurrency, "folders of one mailbox copied at once (each uses one connection per side)")
+	f.BoolVar(&opts.Settings.PropagateDeletes, "propagate-deletes", false, "expunge from the target what users expunge from the source during the move")
 	f.IntVar(&opts.Settings.ChunkMessages, "chunk-messages", workflows.DefaultChunkMessages, "messages one activity copies before it reports progress to the workflow")
 	f.DurationVar(&opts.Settings.HeartbeatTimeout, "heartbeat-timeout", workflows.DefaultHeartbeatTimeout, "how soon a copy on a dead worker is resumed elsewhere")
 	for _, n := range []string{"name", "csv", "source", "target"} {

@@ -86,7 +86,10 @@ func printMoveStatus(out io.Writer, id string, st workflows.MoveStatus, now time
 	}
 	fmt.Fprintf(tw, "Progress:\t%d%%, %d/%d messages, %s copied, %d/%d folders\n",
 		st.PercentComplete, st.MessagesCopied+st.MessagesMatched, st.MessagesTotal, humanBytes(st.BytesCopied), st.FoldersCopied, st.FoldersTotal)
-	fmt.Fprintf(tw, "Incremental passes:\t%d (%d flag updates)\n", st.IncrementalPasses, st.FlagUpdates)
+	fmt.Fprintf(tw, "Incremental passes:\t%d (%d flag updates, %d deleted on the source, %d of them expunged from the target)\n", st.IncrementalPasses, st.FlagUpdates, st.DeletedOnSource, st.Expunged)
+	if st.FoldersAdded+st.FoldersRenamed+st.FoldersDeleted > 0 {
+		fmt.Fprintf(tw, "Folder changes:\t%d added, %d renamed, %d deleted on the source\n", st.FoldersAdded, st.FoldersRenamed, st.FoldersDeleted)
+	}
 	fmt.Fprintf(tw, "Bad items:\t%d\n", st.BadItems)
 	fmt.Fprintf(tw, "Logon failures:\t%d\n", st.LogonFailures)
 	fmt.Fprintf(tw, "Lock relinquishes:\t%d\n", st.LockRelinquishes)

@@ -111,6 +111,9 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 				break
 			}
 			m.setStatus(ctx, StatusSynced, DetailIncrementalSync)
+			if err := m.replan(ctx); err != nil {
+				return m.fail(ctx, err)
+			}
 			if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
 				return m.fail(ctx, err)
 			}
@@ -122,6 +125,9 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	}
 
 	m.setStatus(ctx, StatusCompleting, DetailFinalIncrementalSync)
+	if err := m.replan(ctx); err != nil {
+		return m.fail(ctx, err)
+	}
 	if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
 		return m.fail(ctx, err)
 	}
@@ -169,6 +175,81 @@ func (m *move) createFolders(ctx workflow.Context) error {
 	return nil
 }
 
+// replan lists the source's folders again before an incremental pass: a new
+// folder is created and copied, a renamed one is followed (the target folder
+// is renamed, its progress kept), a deleted one stays on the target and is
+// no longer synced.
+func (m *move) replan(ctx workflow.Context) error {
+	var res activities.ConnectResult
+	in := func() interface{} {
+		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target}
+	}
+	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Connect, in, &res, nil); err != nil {
+		return err
+	}
+	bySource := make(map[string]int, len(m.state.Folders))
+	for i, f := range m.state.Folders {
+		if !f.Gone {
+			bySource[f.Plan.Source] = i
+		}
+	}
+	seen := make(map[int]bool)
+	var fresh []engine.FolderPlan
+	for _, p := range res.Folders {
+		if i, ok := bySource[p.Source]; ok {
+			seen[i] = true
+			continue
+		}
+		fresh = append(fresh, p)
+	}
+	// A source folder that vanished while one with its UIDVALIDITY appeared
+	// was renamed; with two candidates it is ambiguous and treated as a
+	// deletion and a new folder.
+	vanished := make(map[uint32][]int)
+	for i, f := range m.state.Folders {
+		if !f.Gone && !seen[i] {
+			v := f.Cursor.UIDValidity
+			if v == 0 {
+				v = f.Plan.UIDValidity
+			}
+			vanished[v] = append(vanished[v], i)
+		}
+	}
+	var renames []activities.FolderRename
+	var created []engine.FolderPlan
+	for _, p := range fresh {
+		if idx := vanished[p.UIDValidity]; p.UIDValidity != 0 && len(idx) == 1 {
+			delete(vanished, p.UIDValidity)
+			f := &m.state.Folders[idx[0]]
+			if f.Plan.Target != p.Target {
+				renames = append(renames, activities.FolderRename{From: f.Plan.Target, To: p.Target})
+			}
+			f.Plan.Source, f.Plan.Target, f.Plan.Subscribed = p.Source, p.Target, p.Subscribed
+			f.Cursor.Source, f.Cursor.Target = p.Source, p.Target
+			m.state.FoldersRenamed++
+			continue
+		}
+		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
+		m.state.MessagesTotal += int(p.Messages)
+		m.state.BytesTotal += p.Bytes
+		m.state.FoldersAdded++
+		created = append(created, p)
+	}
+	for _, idx := range vanished {
+		for _, i := range idx {
+			m.state.Folders[i].Gone = true
+			m.state.FoldersDeleted++
+		}
+	}
+	if len(renames) == 0 && len(created) == 0 {
+		return nil
+	}
+	cin := func() interface{} {
+		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Renames: renames, Folders: created}
+	}
+	return m.call(ctx, shortOptions(ctx, m.settings), a.CreateFolders, cin, nil, nil)
+}
+
 // syncActivity is InitialSync or IncrementalSync.
 type syncActivity func(context.Context, activities.SyncInput) (activities.SyncResult, error)
 
@@ -196,10 +277,13 @@ func (m *move) lanes() [][]int {
 	if n == 0 {
 		return nil
 	}
-	idx := make([]int, len(m.state.Folders))
-	for i := range idx {
-		idx[i] = i
+	var idx []int
+	for i, f := range m.state.Folders {
+		if !f.Gone {
+			idx = append(idx, i)
+		}
 	}
+	n = min(n, len(idx))
 	// Largest folders first, each to the least loaded lane.
 	sort.SliceStable(idx, func(x, y int) bool {
 		return m.state.Folders[idx[x]].Plan.Messages > m.state.Folders[idx[y]].Plan.Messages
@@ -239,6 +323,8 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) erro
 		m.state.BytesCopied += res.Bytes
 		m.state.MessagesMatched += res.Matched
 		m.state.FlagUpdates += res.FlagUpdates
+		m.state.DeletedOnSource += res.DeletedOnSource
+		m.state.Expunged += res.Expunged
 		m.state.BadItems = append(m.state.BadItems, res.BadItems...)
 		for side, d := range res.Throttled {
 			m.state.StallTime[stallDetail(side, "HighLatency")] += d
@@ -248,7 +334,7 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) erro
 	}
 	in := func() interface{} {
 		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages,
-			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold)}
+			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes}
 		for _, i := range pending {
 			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
 		}
@@ -460,6 +546,8 @@ func (m *move) status() MoveStatus {
 		FoldersTotal: len(m.state.Folders), MessagesTotal: m.state.MessagesTotal, BytesTotal: m.state.BytesTotal,
 		MessagesCopied: m.state.MessagesCopied, BytesCopied: m.state.BytesCopied,
 		MessagesMatched: m.state.MessagesMatched, FlagUpdates: m.state.FlagUpdates,
+		DeletedOnSource: m.state.DeletedOnSource, Expunged: m.state.Expunged,
+		FoldersAdded: m.state.FoldersAdded, FoldersRenamed: m.state.FoldersRenamed, FoldersDeleted: m.state.FoldersDeleted,
 		BadItems: len(m.state.BadItems), IncrementalPasses: m.state.IncrementalPasses,
 		LogonFailures: m.state.LogonFailures, LockRelinquishes: m.state.LockRelinquishes,
 		NextAttemptAt: m.state.NextAttemptAt, LastFailure: m.state.LastFailure,

@@ -352,3 +352,60 @@ func TestMoveWorkflowIDIsStable(t *testing.T) {
 		t.Fatal("MoveWorkflowID depends on case")
 	}
 }
+
+func TestIncrementalPassFollowsFolderChanges(t *testing.T) {
+	env := newEnv(t)
+	first := activities.ConnectResult{Folders: []engine.FolderPlan{
+		{Source: "INBOX", Target: "INBOX", Messages: 10, UIDValidity: 1},
+		{Source: "Old", Target: "Old", Messages: 5, UIDValidity: 2},
+		{Source: "Doomed", Target: "Doomed", Messages: 5, UIDValidity: 3},
+	}}
+	later := activities.ConnectResult{Folders: []engine.FolderPlan{
+		{Source: "INBOX", Target: "INBOX", Messages: 10, UIDValidity: 1},
+		{Source: "Renamed", Target: "Renamed", Messages: 5, UIDValidity: 2},
+		{Source: "Fresh", Target: "Fresh", Messages: 1, UIDValidity: 4},
+	}}
+	connects := 0
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(context.Context, activities.ConnectInput) (activities.ConnectResult, error) {
+		connects++
+		if connects == 1 {
+			return first, nil
+		}
+		return later, nil
+	})
+	var creates []activities.CreateFoldersInput
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateFoldersInput) error {
+		creates = append(creates, in)
+		return nil
+	})
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	var finalCursors []engine.Cursor
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		finalCursors = append(finalCursors, in.Cursors...)
+		return syncAllDone(ctx, in)
+	})
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{FolderConcurrency: 1}))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(creates) != 2 || len(creates[1].Renames) != 1 || creates[1].Renames[0] != (activities.FolderRename{From: "Old", To: "Renamed"}) ||
+		len(creates[1].Folders) != 1 || creates[1].Folders[0].Source != "Fresh" {
+		t.Fatalf("CreateFolders calls = %+v; want the rename Old→Renamed and the new folder Fresh", creates)
+	}
+	st := queryStatus(t, env)
+	if st.FoldersRenamed != 1 || st.FoldersAdded != 1 || st.FoldersDeleted != 1 {
+		t.Fatalf("renamed %d, added %d, deleted %d; want 1 each", st.FoldersRenamed, st.FoldersAdded, st.FoldersDeleted)
+	}
+	// The final pass syncs INBOX, Renamed (with the progress of Old) and Fresh, not Doomed.
+	var names []string
+	for _, c := range finalCursors {
+		names = append(names, c.Source)
+		if c.Source == "Renamed" && c.LastUID != 10 {
+			t.Errorf("Renamed starts at uid %d, want the 10 of Old", c.LastUID)
+		}
+	}
+	if strings.Join(names, ",") != "INBOX,Renamed,Fresh" {
+		t.Fatalf("final pass synced %v", names)
+	}
+}

@@ -117,6 +117,10 @@ type Settings struct {
 	// FolderConcurrency is the number of folders copied at once, each over
 	// its own pair of connections.
 	FolderConcurrency int
+	// PropagateDeletes: a message expunged from the source after it was
+	// copied is expunged from the target at the next pass. Off by default:
+	// a migration that deletes on the target is not what most admins expect.
+	PropagateDeletes bool `json:",omitempty"`
 	// ChunkMessages is the number of messages one activity copies before
 	// it reports back.
 	ChunkMessages    int
@@ -171,6 +175,9 @@ type FolderState struct {
 	Cursor engine.Cursor
 	// Copied is true once the folder's initial copy is finished.
 	Copied bool
+	// Gone is true once the source folder disappeared (deleted, not
+	// renamed): its copy stays on the target and is no longer synced.
+	Gone bool `json:",omitempty"`
 }
 
 // MoveState is all the resumable progress of a move, carried whole across
@@ -189,6 +196,11 @@ type MoveState struct {
 	BytesCopied       int64
 	MessagesMatched   int
 	FlagUpdates       int
+	DeletedOnSource   int // copied messages later expunged from the source
+	Expunged          int // of those, removed from the target (PropagateDeletes)
+	FoldersAdded      int // source folders that appeared after the initial sync
+	FoldersRenamed    int
+	FoldersDeleted    int
 	BadItems          []engine.BadItem
 	IncrementalPasses int
 	CompleteRequested bool
@@ -222,6 +234,11 @@ type MoveStatus struct {
 	BytesCopied       int64
 	MessagesMatched   int
 	FlagUpdates       int
+	DeletedOnSource   int
+	Expunged          int
+	FoldersAdded      int
+	FoldersRenamed    int
+	FoldersDeleted    int
 	BadItems          int
 	IncrementalPasses int
 	LogonFailures     int

@@ -62,6 +62,10 @@ type Stats struct {
 	Bytes       int64 // bytes appended
 	Matched     int   // messages found already on the target (resumed copy)
 	FlagUpdates int   // target messages whose flags were changed
+	// DeletedOnSource counts copied messages found gone from the source;
+	// Expunged those of them removed from the target (PropagateDeletes).
+	DeletedOnSource int
+	Expunged        int
 	BadItems    []BadItem
 	// More is true when the call stopped at Options.MaxMessages and more
 	// messages wait; call again with the returned cursor.
@@ -88,6 +92,9 @@ type Options struct {
 	// LatencyThreshold: above this per-message service time of a server, the
 	// copy slows down (0: never).
 	LatencyThreshold time.Duration
+	// PropagateDeletes expunges from the target the copies of messages
+	// expunged from the source since they were copied.
+	PropagateDeletes bool
 }
 
 func (o *Options) defaults() {
@@ -153,6 +160,13 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		}
 		st.FlagUpdates = n
 	}
+	if cur.LastUID > 0 && (sel.HighestModSeq == 0 || sel.HighestModSeq != cur.HighestModSeq) {
+		deleted, expunged, err := syncExpunges(ctx, src, tgt, &cur, opts.PropagateDeletes)
+		if err != nil {
+			return cur, st, err
+		}
+		st.DeletedOnSource, st.Expunged = deleted, expunged
+	}
 	cur.HighestModSeq = sel.HighestModSeq
 
 	if sel.UIDNext != 0 && uint32(sel.UIDNext) <= cur.LastUID+1 {
@@ -184,6 +198,11 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.st.Throttled = c.throttle.throttled()
+	if c.st.Matched > 0 {
+		// Messages found on the target kept the flags they had there; the
+		// next pass compares every message's flags, not just changed ones.
+		c.cur.HighestModSeq = 0
+	}
 	return c.cur, c.st, err
 }
 

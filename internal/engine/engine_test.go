@@ -248,3 +248,51 @@ func TestDialWrongPassword(t *testing.T) {
 		t.Fatalf("Dial() = %v, want a target LogonFailed", err)
 	}
 }
+
+func expungeOnSource(t *testing.T, s *Session, folder string, uids ...imap.UID) {
+	t.Helper()
+	if _, err := s.Client.Select(folder, nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	set := imap.UIDSetNum(uids...)
+	if err := s.Client.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Client.UIDExpunge(set).Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSyncFolderDeletions(t *testing.T) {
+	for _, propagate := range []bool{false, true} {
+		srcAddr, tgtAddr := memServer(t, "Work"), memServer(t, "Work")
+		src, tgt := dial(t, failure.SideSource, srcAddr), dial(t, failure.SideTarget, tgtAddr)
+		seed(t, src, "Work", 0, 10)
+		cur, _, err := SyncFolder(context.Background(), src, tgt, Cursor{Source: "Work", Target: "Work"}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expungeOnSource(t, src, "Work", 2, 3, 7)
+		cur, st, err := SyncFolder(context.Background(), src, tgt, cur, Options{PropagateDeletes: propagate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantExpunged, wantLeft := 0, 10
+		if propagate {
+			wantExpunged, wantLeft = 3, 7
+		}
+		if st.DeletedOnSource != 3 || st.Expunged != wantExpunged || cur.Map.Len() != 7 {
+			t.Fatalf("propagate=%v: stats %+v, %d mapped; want 3 deleted, %d expunged, 7 mapped", propagate, st, cur.Map.Len(), wantExpunged)
+		}
+		if got := len(contents(t, tgt, "Work")); got != wantLeft {
+			t.Fatalf("propagate=%v: target has %d messages, want %d", propagate, got, wantLeft)
+		}
+		// Counted once.
+		if _, st, _ = SyncFolder(context.Background(), src, tgt, cur, Options{PropagateDeletes: propagate}); st.DeletedOnSource != 0 {
+			t.Fatalf("propagate=%v: deletions counted again: %+v", propagate, st)
+		}
+		if propagate {
+			assertSame(t, src, tgt, "Work", "Work")
+		}
+	}
+}

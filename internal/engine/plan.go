@@ -17,6 +17,9 @@ type Folder struct {
 	NoSelect   bool
 	Messages   uint32
 	Bytes      int64 // 0 when the server lacks STATUS=SIZE
+	// UIDValidity survives a rename on common servers, which is how a
+	// renamed source folder is told from a deleted one and a new one.
+	UIDValidity uint32
 }
 
 // FolderPlan says where one source folder goes on the target.
@@ -26,9 +29,10 @@ type FolderPlan struct {
 	SpecialUse imap.MailboxAttr `json:",omitempty"`
 	Subscribed bool             `json:",omitempty"`
 	// Exists is true when the target already had the folder.
-	Exists   bool
-	Messages uint32
-	Bytes    int64
+	Exists      bool
+	Messages    uint32
+	Bytes       int64
+	UIDValidity uint32 // the source folder's
 }
 
 // wellKnown names special folders on servers that do not announce
@@ -80,7 +84,7 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune) []Fol
 		if f.NoSelect {
 			continue
 		}
-		p := FolderPlan{Source: f.Name, Subscribed: f.Subscribed, Messages: f.Messages, Bytes: f.Bytes}
+		p := FolderPlan{Source: f.Name, Subscribed: f.Subscribed, Messages: f.Messages, Bytes: f.Bytes, UIDValidity: f.UIDValidity}
 		use := specialUse(f.Name, srcDelim, f.SpecialUse)
 		switch {
 		case strings.EqualFold(f.Name, "INBOX"):
@@ -165,7 +169,7 @@ func (s *Session) ListFolders(ctx context.Context) ([]Folder, error) {
 	}
 
 	// Pipelined STATUS: one round trip for all folders instead of one each.
-	statusOpts := &imap.StatusOptions{NumMessages: true, Size: s.Caps.Has(imap.CapStatusSize) || s.Caps.Has(imap.CapIMAP4rev2)}
+	statusOpts := &imap.StatusOptions{NumMessages: true, UIDValidity: true, Size: s.Caps.Has(imap.CapStatusSize) || s.Caps.Has(imap.CapIMAP4rev2)}
 	cmds := make([]*imapclient.StatusCommand, len(folders))
 	for i, f := range folders {
 		if !f.NoSelect {
@@ -186,8 +190,25 @@ func (s *Session) ListFolders(ctx context.Context) ([]Folder, error) {
 		if data.Size != nil {
 			folders[i].Bytes = *data.Size
 		}
+		folders[i].UIDValidity = data.UIDValidity
 	}
 	return folders, nil
+}
+
+// RenameFolder renames a target folder, following a folder renamed on the
+// source. A target folder that is already gone, or a new name already taken,
+// is not an error: the folder is then created or reused by CreateFolders.
+func (s *Session) RenameFolder(ctx context.Context, from, to string) error {
+	err := s.Client.Rename(from, to, nil).Wait()
+	if err != nil && !isAlreadyExists(err) && !isNonExistent(err) {
+		return s.classify("rename folder "+from+" to "+to, ctxErr(ctx, err))
+	}
+	return nil
+}
+
+func isNonExistent(err error) bool {
+	ie, ok := err.(*imap.Error)
+	return ok && (ie.Code == imap.ResponseCodeNonExistent || strings.Contains(strings.ToLower(ie.Text), "doesn't exist") || strings.Contains(strings.ToLower(ie.Text), "does not exist"))
 }
 
 // CreateFolders creates the planned target folders that do not exist yet,

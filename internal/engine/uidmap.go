@@ -46,3 +46,19 @@ func (m UIDMap) Len() int {
 	}
 	return n
 }
+
+// Remove drops the given source UIDs, splitting runs as needed.
+func (m UIDMap) Remove(gone map[uint32]bool) UIDMap {
+	if len(gone) == 0 {
+		return m
+	}
+	var out UIDMap
+	for _, r := range m {
+		for i := uint32(0); i < r.N; i++ {
+			if !gone[r.Src+i] {
+				out.Add(r.Src+i, r.Tgt+i)
+			}
+		}
+	}
+	return out
+}
