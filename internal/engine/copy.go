@@ -66,7 +66,7 @@ type Stats struct {
 	// Expunged those of them removed from the target (PropagateDeletes).
 	DeletedOnSource int
 	Expunged        int
-	BadItems    []BadItem
+	BadItems        []BadItem
 	// More is true when the call stopped at Options.MaxMessages and more
 	// messages wait; call again with the returned cursor.
 	More bool
