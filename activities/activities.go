@@ -42,6 +42,7 @@ type ConnectInput struct {
 	Mailbox string
 	Source  Account
 	Target  Account
+	Rules   engine.Rules
 }
 
 // ConnectResult is the folder plan of a move.
@@ -53,6 +54,8 @@ type ConnectResult struct {
 	TargetDelim  string
 	TotalMessage uint32
 	TotalBytes   int64
+	// Excluded are the source folders the rules leave out.
+	Excluded []string `json:",omitempty"`
 }
 
 // FailureDetails travels with every ApplicationError so that the workflow and
@@ -88,8 +91,8 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 	if err != nil {
 		return ConnectResult{}, toApplicationError(err)
 	}
-	plans := engine.PlanFolders(srcFolders, src.Delim, tgtFolders, tgt.Delim)
-	res := ConnectResult{Folders: plans, SourceDelim: string(src.Delim), TargetDelim: string(tgt.Delim)}
+	plans, excluded := engine.PlanFolders(srcFolders, src.Delim, tgtFolders, tgt.Delim, in.Rules)
+	res := ConnectResult{Folders: plans, Excluded: excluded, SourceDelim: string(src.Delim), TargetDelim: string(tgt.Delim)}
 	for c := range src.Caps {
 		res.SourceCaps = append(res.SourceCaps, string(c))
 	}
@@ -150,6 +153,8 @@ type SyncInput struct {
 	// PropagateDeletes expunges from the target what was expunged from the
 	// source since it was copied.
 	PropagateDeletes bool `json:",omitempty"`
+	// Rules filter messages by size and date.
+	Rules engine.Rules
 }
 
 // SyncResult is the progress of one InitialSync or IncrementalSync call.
@@ -160,6 +165,7 @@ type SyncResult struct {
 	Copied          int
 	Bytes           int64
 	Matched         int
+	Filtered        int
 	FlagUpdates     int
 	DeletedOnSource int
 	Expunged        int
@@ -274,6 +280,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 			MaxMessages:      budget,
 			LatencyThreshold: in.LatencyThreshold,
 			PropagateDeletes: in.PropagateDeletes,
+			Rules:            in.Rules,
 			Checkpoint: func(c engine.Cursor, st engine.Stats) {
 				mu.Lock()
 				res.Cursors[i] = c
@@ -284,6 +291,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		mu.Lock()
 		res.Cursors[i] = cur
 		res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
+		res.Filtered = base.Filtered + st.Filtered
 		res.FlagUpdates += st.FlagUpdates
 		res.DeletedOnSource += st.DeletedOnSource
 		res.Expunged += st.Expunged

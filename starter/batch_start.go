@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +36,12 @@ type batchStartOptions struct {
 	Complete           string
 	Concurrency        int
 	PolicyFile         string
+	Exclude            []string
+	IncludeOnly        []string
+	Renames            []string
+	MaxMessageSize     string
+	NewerThan          string
+	DryRun             bool
 	LogonAttempts      int
 	LogonRetryInterval time.Duration
 	Settings           workflows.Settings
@@ -60,6 +68,13 @@ func newCmdBatchStart(g *globalOptions) *cobra.Command {
 	f.StringVar(&opts.Complete, "complete", "auto", "auto: finish each move after its initial sync; manual: keep syncing until `batch complete`")
 	f.IntVar(&opts.Concurrency, "concurrency", workflows.DefaultConcurrency, "moves in their initial sync at once")
 	f.DurationVar(&opts.Settings.IncrementalInterval, "incremental-interval", workflows.DefaultIncrementalInterval, "time between incremental passes (manual completion)")
+	f.StringArrayVar(&opts.Exclude, "exclude-folder", nil, "leave out source folders: a name, a glob, or Name/* for a folder and its subfolders (repeat)")
+	f.StringArrayVar(&opts.IncludeOnly, "include-folder", nil, "copy only these source folders (patterns as --exclude-folder; repeat)")
+	f.StringArrayVar(&opts.Renames, "rename-folder", nil, `put a source folder, and its subfolders, elsewhere on the target: "Sent Items=Sent" (repeat)`)
+	f.StringVar(&opts.Settings.Rules.TargetPrefix, "target-prefix", "", `put every folder below this target folder, e.g. "Migrated"`)
+	f.StringVar(&opts.MaxMessageSize, "max-message-size", "", "skip larger messages, e.g. 25MB")
+	f.StringVar(&opts.NewerThan, "newer-than", "", "copy only messages received on or after this date (YYYY-MM-DD)")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "log on to both sides and print each mailbox's folder plan and counts; copy nothing, start nothing")
 	f.StringVar(&opts.PolicyFile, "policy", "", "YAML or JSON failure policy over the defaults (docs/failure-policy.md)")
 	f.IntVar(&opts.LogonAttempts, "logon-attempts", 0, "logon attempts before a move fails (overrides the policy; default 5)")
 	f.DurationVar(&opts.LogonRetryInterval, "logon-retry-interval", 0, "first wait between logon attempts, doubling up to 5m (overrides the policy; default 30s)")
@@ -91,6 +106,9 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 	}
 	if opts.Concurrency < 1 {
 		return workflows.BatchInput{}, fmt.Errorf("--concurrency %d: must be at least 1", opts.Concurrency)
+	}
+	if err := parseRules(opts); err != nil {
+		return workflows.BatchInput{}, err
 	}
 	pol := policy.Default()
 	if opts.PolicyFile != "" {
@@ -141,6 +159,61 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 	return in, nil
 }
 
+// parseRules turns the folder and message rule flags into Settings.Rules.
+func parseRules(opts *batchStartOptions) error {
+	r := &opts.Settings.Rules
+	r.Exclude, r.IncludeOnly = opts.Exclude, opts.IncludeOnly
+	for _, rn := range opts.Renames {
+		from, to, ok := strings.Cut(rn, "=")
+		if !ok {
+			return fmt.Errorf(`--rename-folder %q: write SOURCE=TARGET, e.g. "Sent Items=Sent"`, rn)
+		}
+		if r.Renames == nil {
+			r.Renames = map[string]string{}
+		}
+		r.Renames[strings.TrimSpace(from)] = strings.TrimSpace(to)
+	}
+	if opts.MaxMessageSize != "" {
+		n, err := parseSize(opts.MaxMessageSize)
+		if err != nil {
+			return fmt.Errorf("--max-message-size: %w", err)
+		}
+		r.MaxMessageSize = n
+	}
+	if opts.NewerThan != "" {
+		d, err := time.Parse("2006-01-02", opts.NewerThan)
+		if err != nil {
+			return fmt.Errorf("--newer-than %q: write a date as YYYY-MM-DD", opts.NewerThan)
+		}
+		r.NewerThan = d
+	}
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("folder rules: %w", err)
+	}
+	return nil
+}
+
+// parseSize reads 25MB, 512KB, 1GB or a number of bytes.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GB", 1 << 30}, {"G", 1 << 30}, {"MB", 1 << 20}, {"M", 1 << 20}, {"KB", 1 << 10}, {"K", 1 << 10}, {"B", 1}}
+	u := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, x := range units {
+		if strings.HasSuffix(u, x.suffix) {
+			u, mult = strings.TrimSpace(strings.TrimSuffix(u, x.suffix)), x.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(u, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size: write e.g. 25MB", s)
+	}
+	return n * mult, nil
+}
+
 func batchStartRun(ctx context.Context, g *globalOptions, opts *batchStartOptions, out io.Writer) error {
 	key, err := secret.Load(g.SecretKeyFile, true)
 	if err != nil {
@@ -149,6 +222,9 @@ func batchStartRun(ctx context.Context, g *globalOptions, opts *batchStartOption
 	in, err := batchInput(opts, key)
 	if err != nil {
 		return err
+	}
+	if opts.DryRun {
+		return dryRun(ctx, in, key, out)
 	}
 	c, err := g.dial()
 	if err != nil {

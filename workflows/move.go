@@ -147,11 +147,12 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 func (m *move) connect(ctx workflow.Context) error {
 	var res activities.ConnectResult
 	in := func() interface{} {
-		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target}
+		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Rules: m.settings.Rules}
 	}
 	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Connect, in, &res, nil); err != nil {
 		return err
 	}
+	m.state.FoldersExcluded = res.Excluded
 	for _, p := range res.Folders {
 		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
 		m.state.MessagesTotal += int(p.Messages)
@@ -182,11 +183,12 @@ func (m *move) createFolders(ctx workflow.Context) error {
 func (m *move) replan(ctx workflow.Context) error {
 	var res activities.ConnectResult
 	in := func() interface{} {
-		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target}
+		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Rules: m.settings.Rules}
 	}
 	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Connect, in, &res, nil); err != nil {
 		return err
 	}
+	m.state.FoldersExcluded = res.Excluded
 	bySource := make(map[string]int, len(m.state.Folders))
 	for i, f := range m.state.Folders {
 		if !f.Gone {
@@ -322,6 +324,7 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) erro
 		m.state.MessagesCopied += res.Copied
 		m.state.BytesCopied += res.Bytes
 		m.state.MessagesMatched += res.Matched
+		m.state.MessagesFiltered += res.Filtered
 		m.state.FlagUpdates += res.FlagUpdates
 		m.state.DeletedOnSource += res.DeletedOnSource
 		m.state.Expunged += res.Expunged
@@ -334,7 +337,7 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) erro
 	}
 	in := func() interface{} {
 		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages,
-			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes}
+			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes, Rules: m.settings.Rules}
 		for _, i := range pending {
 			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
 		}
@@ -376,11 +379,13 @@ func (m *move) warnings() string {
 	if n := len(m.state.BadItems); n > 0 {
 		w = fmt.Sprintf("%d bad items: messages the target refused, skipped (see `mailmove batch report`)", n)
 	}
-	if v := m.state.Verify; v != nil && v.Missing > len(m.state.BadItems) {
+	// Bad items and messages the rules filter out are missing by design.
+	if v := m.state.Verify; v != nil && v.Missing > len(m.state.BadItems)+m.state.MessagesFiltered {
 		if w != "" {
 			w += "; "
 		}
-		w += fmt.Sprintf("verification: the target has %d messages fewer than the source", v.Missing)
+		w += fmt.Sprintf("verification: the target has %d messages fewer than the source, %d more than the bad items and filtered messages explain",
+			v.Missing, v.Missing-len(m.state.BadItems)-m.state.MessagesFiltered)
 	}
 	return w
 }
@@ -546,6 +551,7 @@ func (m *move) status() MoveStatus {
 		FoldersTotal: len(m.state.Folders), MessagesTotal: m.state.MessagesTotal, BytesTotal: m.state.BytesTotal,
 		MessagesCopied: m.state.MessagesCopied, BytesCopied: m.state.BytesCopied,
 		MessagesMatched: m.state.MessagesMatched, FlagUpdates: m.state.FlagUpdates,
+		MessagesFiltered: m.state.MessagesFiltered, FoldersExcluded: m.state.FoldersExcluded,
 		DeletedOnSource: m.state.DeletedOnSource, Expunged: m.state.Expunged,
 		FoldersAdded: m.state.FoldersAdded, FoldersRenamed: m.state.FoldersRenamed, FoldersDeleted: m.state.FoldersDeleted,
 		BadItems: len(m.state.BadItems), IncrementalPasses: m.state.IncrementalPasses,
@@ -568,7 +574,7 @@ func (m *move) status() MoveStatus {
 	case !m.state.SyncedAt.IsZero():
 		st.PercentComplete = 100
 	case st.MessagesTotal > 0:
-		st.PercentComplete = min(99, 100*(st.MessagesCopied+st.MessagesMatched)/st.MessagesTotal)
+		st.PercentComplete = min(99, 100*(st.MessagesCopied+st.MessagesMatched+st.MessagesFiltered)/st.MessagesTotal)
 	}
 	return st
 }

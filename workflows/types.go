@@ -117,6 +117,9 @@ type Settings struct {
 	// FolderConcurrency is the number of folders copied at once, each over
 	// its own pair of connections.
 	FolderConcurrency int
+	// Rules: folders to leave out or rename, a target root, message size
+	// and age filters.
+	Rules engine.Rules `json:",omitempty"`
 	// PropagateDeletes: a message expunged from the source after it was
 	// copied is expunged from the target at the next pass. Off by default:
 	// a migration that deletes on the target is not what most admins expect.
@@ -196,6 +199,8 @@ type MoveState struct {
 	BytesCopied       int64
 	MessagesMatched   int
 	FlagUpdates       int
+	MessagesFiltered  int // skipped by the size and date rules
+	FoldersExcluded   []string
 	DeletedOnSource   int // copied messages later expunged from the source
 	Expunged          int // of those, removed from the target (PropagateDeletes)
 	FoldersAdded      int // source folders that appeared after the initial sync
@@ -233,6 +238,8 @@ type MoveStatus struct {
 	BytesTotal        int64
 	BytesCopied       int64
 	MessagesMatched   int
+	MessagesFiltered  int
+	FoldersExcluded   []string `json:",omitempty"`
 	FlagUpdates       int
 	DeletedOnSource   int
 	Expunged          int

@@ -61,6 +61,7 @@ type Stats struct {
 	Copied      int   // messages appended
 	Bytes       int64 // bytes appended
 	Matched     int   // messages found already on the target (resumed copy)
+	Filtered    int   // messages skipped by the size and date rules
 	FlagUpdates int   // target messages whose flags were changed
 	// DeletedOnSource counts copied messages found gone from the source;
 	// Expunged those of them removed from the target (PropagateDeletes).
@@ -95,6 +96,9 @@ type Options struct {
 	// PropagateDeletes expunges from the target the copies of messages
 	// expunged from the source since they were copied.
 	PropagateDeletes bool
+	// Rules filter messages by size and date; filtered messages are
+	// skipped, not copied, and counted in Stats.Filtered.
+	Rules Rules
 }
 
 func (o *Options) defaults() {
@@ -334,6 +338,7 @@ type step struct {
 	append   *imapclient.AppendCommand
 	sent     time.Time // when the APPEND was fully written
 	matched  imap.UID  // target UID when found on the target
+	filtered bool      // left out by the rules
 	writeErr error
 }
 
@@ -361,8 +366,13 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 	// Decide up front which messages are already on the target, so that two
 	// source messages with the same identity never claim one target copy.
 	matched := make([]imap.UID, len(metas))
+	filtered := make([]bool, len(metas))
 	var toFetch []imap.UID
 	for i, m := range metas {
+		if c.opts.Rules.skips(m.size, m.date) {
+			filtered[i] = true
+			continue
+		}
 		if uids := c.known[m.identity()]; len(uids) > 0 {
 			matched[i] = uids[0]
 			c.known[m.identity()] = uids[1:]
@@ -376,7 +386,7 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 	// expunged since it was listed.
 	flushUpTo := func(u imap.UID) {
 		for ; next < len(metas) && metas[next].uid < u; next++ {
-			steps <- step{m: metas[next], matched: matched[next]}
+			steps <- step{m: metas[next], matched: matched[next], filtered: filtered[next]}
 		}
 	}
 	if len(toFetch) > 0 {
@@ -638,6 +648,8 @@ func (c *copier) confirm(steps <-chan step) error {
 			c.st.Bytes += s.m.size
 		case s.matched != 0:
 			c.st.Matched++
+		case s.filtered:
+			c.st.Filtered++
 		}
 		if c.opts.Checkpoint != nil && time.Since(c.lastSave) >= c.opts.CheckpointEvery {
 			c.lastSave = time.Now()

@@ -223,7 +223,8 @@ func TestPlanFolders(t *testing.T) {
 	}
 	tgt := []Folder{{Name: "INBOX"}, {Name: "Sent Items", SpecialUse: imap.MailboxAttrSent}, {Name: "Brouillons", SpecialUse: imap.MailboxAttrDrafts}}
 	got := map[string]string{}
-	for _, p := range PlanFolders(src, '/', tgt, '.') {
+	plans, _ := PlanFolders(src, '/', tgt, '.', Rules{})
+	for _, p := range plans {
 		got[p.Source] = p.Target
 	}
 	want := map[string]string{
@@ -237,6 +238,66 @@ func TestPlanFolders(t *testing.T) {
 	}
 	if _, ok := got["Archive"]; ok {
 		t.Errorf("PlanFolders() planned the \\Noselect folder Archive")
+	}
+}
+
+func TestPlanFoldersRules(t *testing.T) {
+	src := []Folder{{Name: "INBOX"}, {Name: "Sent Items"}, {Name: "Archive"}, {Name: "Archive/2019"}, {Name: "Archive/2024"},
+		{Name: "Junk E-mail"}, {Name: "Projects"}, {Name: "Projects/Old"}}
+	tgt := []Folder{{Name: "INBOX"}, {Name: "Sent", SpecialUse: imap.MailboxAttrSent}}
+	for _, tc := range []struct {
+		name     string
+		rules    Rules
+		want     map[string]string
+		excluded []string
+	}{
+		{"exclude subtree and junk", Rules{Exclude: []string{"archive/*", "Junk*"}},
+			map[string]string{"INBOX": "INBOX", "Sent Items": "Sent", "Projects": "Projects", "Projects/Old": "Projects/Old"}, []string{"Archive", "Archive/2019", "Archive/2024", "Junk E-mail"}},
+		{"include only", Rules{IncludeOnly: []string{"INBOX", "Archive/20*"}},
+			map[string]string{"INBOX": "INBOX", "Archive/2019": "Archive/2019", "Archive/2024": "Archive/2024"}, nil},
+		{"rename a tree", Rules{Renames: map[string]string{"Projects": "Work/Projects", "Sent Items": "Sent Mail"}, Exclude: []string{"Archive/*", "Junk*"}},
+			map[string]string{"INBOX": "INBOX", "Sent Items": "Sent Mail", "Projects": "Work/Projects", "Projects/Old": "Work/Projects/Old"}, nil},
+		{"target prefix", Rules{TargetPrefix: "Migrated/", Exclude: []string{"Archive/*", "Junk*", "Projects/*"}},
+			map[string]string{"INBOX": "Migrated/INBOX", "Sent Items": "Migrated/Sent Items"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plans, excluded := PlanFolders(src, '/', tgt, '/', tc.rules)
+			got := map[string]string{}
+			for _, p := range plans {
+				got[p.Source] = p.Target
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("PlanFolders() = %v, want %v", got, tc.want)
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("PlanFolders() maps %q to %q, want %q", k, got[k], v)
+				}
+			}
+			if tc.excluded != nil && strings.Join(excluded, ",") != strings.Join(tc.excluded, ",") {
+				t.Errorf("excluded = %v, want %v", excluded, tc.excluded)
+			}
+		})
+	}
+}
+
+func TestSyncFolderFilters(t *testing.T) {
+	srcAddr, tgtAddr := memServer(t, "Work"), memServer(t, "Work")
+	src, tgt := dial(t, failure.SideSource, srcAddr), dial(t, failure.SideTarget, tgtAddr)
+	seed(t, src, "Work", 0, 20) // dates 2020-01-01 00:00:00+i s, sizes growing with i%7
+	rules := Rules{NewerThan: time.Date(2020, 1, 1, 0, 0, 5, 0, time.UTC), MaxMessageSize: 5000}
+	cur, st, err := SyncFolder(context.Background(), src, tgt, Cursor{Source: "Work", Target: "Work"}, Options{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for i := 0; i < 20; i++ {
+		if i >= 5 && len(testMessage(i)) <= 5000 {
+			want++
+		}
+	}
+	if st.Copied != want || st.Filtered != 20-want || cur.LastUID != 20 {
+		t.Fatalf("stats %+v, LastUID %d; want %d copied, %d filtered, all passed", st, cur.LastUID, want, 20-want)
 	}
 }
 

@@ -60,9 +60,10 @@ func specialUse(name string, delim rune, attr imap.MailboxAttr) imap.MailboxAttr
 // PlanFolders maps every selectable source folder to a target folder:
 // INBOX to INBOX, special-use folders to the target's folder of the same use
 // whatever its name, and every other folder to the same path with the
-// target's hierarchy separator. The result is sorted so parents come before
-// their children.
-func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune) []FolderPlan {
+// target's hierarchy separator, as the rules amend it. It returns the plans,
+// sorted so parents come before their children, and the source folders the
+// rules leave out.
+func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules Rules) (plans []FolderPlan, excluded []string) {
 	tgtByName := make(map[string]Folder, len(tgt))
 	tgtByUse := make(map[imap.MailboxAttr]string)
 	for _, f := range tgt {
@@ -77,19 +78,42 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune) []Fol
 			}
 		}
 	}
+	// toTarget turns a "/"-separated path into a target name.
+	toTarget := func(p string) string {
+		if rules.TargetPrefix != "" {
+			p = strings.Trim(rules.TargetPrefix, "/") + "/" + p
+		}
+		return translateName(p, '/', tgtDelim)
+	}
 
-	var plans []FolderPlan
 	usedSpecial := make(map[imap.MailboxAttr]bool)
 	for _, f := range src {
 		if f.NoSelect {
 			continue
 		}
+		path := translateName(f.Name, srcDelim, '/')
+		if rules.excluded(path) {
+			excluded = append(excluded, f.Name)
+			continue
+		}
 		p := FolderPlan{Source: f.Name, Subscribed: f.Subscribed, Messages: f.Messages, Bytes: f.Bytes, UIDValidity: f.UIDValidity}
 		use := specialUse(f.Name, srcDelim, f.SpecialUse)
+		// The same path on the target; translated from the source's
+		// separator directly, so that a name is kept byte for byte when
+		// both servers use the same one.
+		direct := translateName(f.Name, srcDelim, tgtDelim)
+		if rules.TargetPrefix != "" {
+			direct = toTarget(path)
+		}
+		renamed, isRenamed := rules.renamed(path)
 		switch {
-		case strings.EqualFold(f.Name, "INBOX"):
+		case isRenamed:
+			p.Target = toTarget(renamed)
+		case strings.EqualFold(f.Name, "INBOX") && rules.TargetPrefix == "":
 			p.Target = "INBOX"
-		case use != "" && !usedSpecial[use]:
+		case strings.EqualFold(f.Name, "INBOX"):
+			p.Target = toTarget("INBOX")
+		case use != "" && !usedSpecial[use] && rules.TargetPrefix == "":
 			// Only the first source folder of a use is merged into the
 			// target's; a second "Sent" keeps its own name.
 			usedSpecial[use] = true
@@ -97,10 +121,10 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune) []Fol
 			if name, ok := tgtByUse[use]; ok {
 				p.Target = name
 			} else {
-				p.Target = translateName(f.Name, srcDelim, tgtDelim)
+				p.Target = direct
 			}
 		default:
-			p.Target = translateName(f.Name, srcDelim, tgtDelim)
+			p.Target = direct
 		}
 		_, p.Exists = tgtByName[p.Target]
 		if strings.EqualFold(p.Target, "INBOX") {
@@ -109,7 +133,7 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune) []Fol
 		plans = append(plans, p)
 	}
 	sort.SliceStable(plans, func(i, j int) bool { return plans[i].Target < plans[j].Target })
-	return plans
+	return plans, excluded
 }
 
 // translateName rewrites a folder path from one hierarchy separator to
