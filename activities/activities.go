@@ -170,6 +170,9 @@ type SyncResult struct {
 	DeletedOnSource int
 	Expunged        int
 	BadItems        []engine.BadItem
+	// RefusedKeywords counts messages that lost a keyword the target does
+	// not keep, by keyword.
+	RefusedKeywords map[string]int `json:",omitempty"`
 	// Throttled is the time the copy slowed itself down, by side, because
 	// the server answered slower than LatencyThreshold.
 	Throttled map[failure.Side]time.Duration `json:",omitempty"`
@@ -296,6 +299,12 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		res.DeletedOnSource += st.DeletedOnSource
 		res.Expunged += st.Expunged
 		res.BadItems = append(res.BadItems, st.BadItems...)
+		for k, n := range st.RefusedKeywords {
+			if res.RefusedKeywords == nil {
+				res.RefusedKeywords = map[string]int{}
+			}
+			res.RefusedKeywords[k] += n
+		}
 		for side, d := range st.Throttled {
 			if res.Throttled == nil {
 				res.Throttled = map[failure.Side]time.Duration{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -329,6 +330,12 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) erro
 		m.state.DeletedOnSource += res.DeletedOnSource
 		m.state.Expunged += res.Expunged
 		m.state.BadItems = append(m.state.BadItems, res.BadItems...)
+		for k, n := range res.RefusedKeywords {
+			if m.state.RefusedKeywords == nil {
+				m.state.RefusedKeywords = map[string]int{}
+			}
+			m.state.RefusedKeywords[k] += n
+		}
 		for side, d := range res.Throttled {
 			m.state.StallTime[stallDetail(side, "HighLatency")] += d
 		}
@@ -378,6 +385,21 @@ func (m *move) warnings() string {
 	var w string
 	if n := len(m.state.BadItems); n > 0 {
 		w = fmt.Sprintf("%d bad items: messages the target refused, skipped (see `mailmove batch report`)", n)
+	}
+	if len(m.state.RefusedKeywords) > 0 {
+		keys := make([]string, 0, len(m.state.RefusedKeywords))
+		for k := range m.state.RefusedKeywords {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s on %d messages", k, m.state.RefusedKeywords[k]))
+		}
+		if w != "" {
+			w += "; "
+		}
+		w += "keywords the target does not keep were left off: " + strings.Join(parts, ", ")
 	}
 	// Bad items and messages the rules filter out are missing by design.
 	if v := m.state.Verify; v != nil && v.Missing > len(m.state.BadItems)+m.state.MessagesFiltered {
@@ -551,7 +573,7 @@ func (m *move) status() MoveStatus {
 		FoldersTotal: len(m.state.Folders), MessagesTotal: m.state.MessagesTotal, BytesTotal: m.state.BytesTotal,
 		MessagesCopied: m.state.MessagesCopied, BytesCopied: m.state.BytesCopied,
 		MessagesMatched: m.state.MessagesMatched, FlagUpdates: m.state.FlagUpdates,
-		MessagesFiltered: m.state.MessagesFiltered, FoldersExcluded: m.state.FoldersExcluded,
+		MessagesFiltered: m.state.MessagesFiltered, FoldersExcluded: m.state.FoldersExcluded, RefusedKeywords: m.state.RefusedKeywords,
 		DeletedOnSource: m.state.DeletedOnSource, Expunged: m.state.Expunged,
 		FoldersAdded: m.state.FoldersAdded, FoldersRenamed: m.state.FoldersRenamed, FoldersDeleted: m.state.FoldersDeleted,
 		BadItems: len(m.state.BadItems), IncrementalPasses: m.state.IncrementalPasses,

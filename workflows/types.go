@@ -191,19 +191,22 @@ type MoveState struct {
 	// Reason says why the move failed, waits, or completed with warnings.
 	Reason string
 	// FoldersCreated is true once CreateFolders ran.
-	FoldersCreated    bool
-	Folders           []FolderState
-	MessagesTotal     int
-	BytesTotal        int64
-	MessagesCopied    int
-	BytesCopied       int64
-	MessagesMatched   int
-	FlagUpdates       int
-	MessagesFiltered  int // skipped by the size and date rules
-	FoldersExcluded   []string
-	DeletedOnSource   int // copied messages later expunged from the source
-	Expunged          int // of those, removed from the target (PropagateDeletes)
-	FoldersAdded      int // source folders that appeared after the initial sync
+	FoldersCreated   bool
+	Folders          []FolderState
+	MessagesTotal    int
+	BytesTotal       int64
+	MessagesCopied   int
+	BytesCopied      int64
+	MessagesMatched  int
+	FlagUpdates      int
+	MessagesFiltered int // skipped by the size and date rules
+	FoldersExcluded  []string
+	// RefusedKeywords: keywords the target does not keep, with the number
+	// of messages that lost them.
+	RefusedKeywords   map[string]int `json:",omitempty"`
+	DeletedOnSource   int            // copied messages later expunged from the source
+	Expunged          int            // of those, removed from the target (PropagateDeletes)
+	FoldersAdded      int            // source folders that appeared after the initial sync
 	FoldersRenamed    int
 	FoldersDeleted    int
 	BadItems          []engine.BadItem
@@ -239,7 +242,8 @@ type MoveStatus struct {
 	BytesCopied       int64
 	MessagesMatched   int
 	MessagesFiltered  int
-	FoldersExcluded   []string `json:",omitempty"`
+	FoldersExcluded   []string       `json:",omitempty"`
+	RefusedKeywords   map[string]int `json:",omitempty"`
 	FlagUpdates       int
 	DeletedOnSource   int
 	Expunged          int

@@ -58,11 +58,14 @@ type BadItem struct {
 
 // Stats counts the work of one SyncFolder call.
 type Stats struct {
-	Copied      int   // messages appended
-	Bytes       int64 // bytes appended
-	Matched     int   // messages found already on the target (resumed copy)
-	Filtered    int   // messages skipped by the size and date rules
-	FlagUpdates int   // target messages whose flags were changed
+	Copied   int   // messages appended
+	Bytes    int64 // bytes appended
+	Matched  int   // messages found already on the target (resumed copy)
+	Filtered int   // messages skipped by the size and date rules
+	// RefusedKeywords counts, by keyword, the messages that lost a keyword
+	// because the target folder does not keep it (PERMANENTFLAGS).
+	RefusedKeywords map[string]int `json:",omitempty"`
+	FlagUpdates     int            // target messages whose flags were changed
 	// DeletedOnSource counts copied messages found gone from the source;
 	// Expunged those of them removed from the target (PropagateDeletes).
 	DeletedOnSource int
@@ -189,13 +192,16 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		pending = pending[:opts.MaxMessages]
 	}
 
-	known, err := targetUnaccounted(ctx, tgt, &cur)
+	known, filter, err := targetUnaccounted(ctx, tgt, &cur)
 	if err != nil {
 		return cur, st, err
 	}
 	metas, err := fetchMeta(ctx, src, pending, len(known) > 0)
 	if err != nil {
 		return cur, st, err
+	}
+	for i := range metas {
+		metas[i].flags = filter.keep(metas[i].flags, &st)
 	}
 	c := &copier{src: src, tgt: tgt, cur: cur, st: st, opts: opts, known: known, throttle: newThrottle(opts.LatencyThreshold)}
 	err = c.run(ctx, metas)
@@ -268,15 +274,19 @@ func parseMessageID(header []byte) string {
 	return strings.Join(strings.Fields(h), " ")
 }
 
-// targetUnaccounted returns, by identity, the target messages that arrived
-// since the cursor last accounted for the target folder: on a resumed copy
-// they are the messages the interrupted attempt stored. It then marks the
-// whole folder as accounted for.
-func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[identity][]imap.UID, error) {
-	st, err := tgt.Client.Status(cur.Target, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}).Wait()
+// targetUnaccounted selects the target folder and returns, by identity, the
+// target messages that arrived since the cursor last accounted for it: on a
+// resumed copy they are the messages the interrupted attempt stored. It then
+// marks the whole folder as accounted for. It also returns the keywords the
+// folder accepts (nil: any).
+func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[identity][]imap.UID, *flagFilter, error) {
+	// One SELECT tells UIDVALIDITY, UIDNEXT, the message count and the
+	// flags the folder keeps.
+	st, err := tgt.Client.Select(cur.Target, nil).Wait()
 	if err != nil {
-		return nil, tgt.classify("status "+cur.Target, ctxErr(ctx, err))
+		return nil, nil, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
 	}
+	filter := newFlagFilter(st.PermanentFlags)
 	if st.UIDValidity != cur.TargetUIDValidity {
 		// A new or recreated target folder: its UIDs are new, so the map is
 		// void and everything in it must be checked.
@@ -284,11 +294,8 @@ func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[iden
 	}
 	from := max(cur.TargetUIDNext, 1)
 	defer func() { cur.TargetUIDNext = max(cur.TargetUIDNext, uint32(st.UIDNext)) }()
-	if st.NumMessages == nil || *st.NumMessages == 0 || (st.UIDNext != 0 && uint32(st.UIDNext) <= from) {
-		return nil, nil
-	}
-	if _, err := tgt.Client.Select(cur.Target, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
-		return nil, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
+	if st.NumMessages == 0 || (st.UIDNext != 0 && uint32(st.UIDNext) <= from) {
+		return nil, filter, nil
 	}
 	var set imap.UIDSet
 	set.AddRange(imap.UID(from), 0)
@@ -297,7 +304,7 @@ func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[iden
 		BodySection: []*imap.FetchItemBodySection{messageIDSection},
 	}).Collect()
 	if err != nil {
-		return nil, tgt.classify("fetch message list of "+cur.Target, ctxErr(ctx, err))
+		return nil, nil, tgt.classify("fetch message list of "+cur.Target, ctxErr(ctx, err))
 	}
 	known := make(map[identity][]imap.UID)
 	for _, b := range bufs {
@@ -310,7 +317,7 @@ func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[iden
 	for k := range known {
 		slices.Sort(known[k])
 	}
-	return known, nil
+	return known, filter, nil
 }
 
 // copier streams messages from a source FETCH into pipelined target APPENDs.

@@ -357,3 +357,15 @@ func TestSyncFolderDeletions(t *testing.T) {
 		}
 	}
 }
+
+func TestFlagFilter(t *testing.T) {
+	flags := []imap.Flag{imap.FlagSeen, "$Forwarded", "ProjectX"}
+	var st Stats
+	if got := newFlagFilter([]imap.Flag{imap.FlagSeen, imap.FlagWildcard}).keep(flags, &st); len(got) != 3 || st.RefusedKeywords != nil {
+		t.Fatalf(`keep() with \* = %v, %v; want everything kept`, got, st.RefusedKeywords)
+	}
+	got := newFlagFilter([]imap.Flag{imap.FlagSeen, "$forwarded"}).keep(flags, &st)
+	if len(got) != 2 || st.RefusedKeywords["ProjectX"] != 1 {
+		t.Fatalf("keep() = %v, refused %v; want ProjectX refused and counted", got, st.RefusedKeywords)
+	}
+}

@@ -56,8 +56,16 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 		return 0, nil
 	}
 
-	if _, err := tgt.Client.Select(cur.Target, nil).Wait(); err != nil {
+	sel, err := tgt.Client.Select(cur.Target, nil).Wait()
+	if err != nil {
 		return 0, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
+	}
+	// Compare only what the target can keep, or a refused keyword would be
+	// stored again at every pass; the copy reported it already.
+	filter := newFlagFilter(sel.PermanentFlags)
+	var ignored Stats
+	for uid, flags := range want {
+		want[uid] = filter.keep(flags, &ignored)
 	}
 	have, err := tgt.Client.Fetch(tgtSet, &imap.FetchOptions{UID: true, Flags: true}).Collect()
 	if err != nil {
@@ -94,4 +102,46 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 		}
 	}
 	return changed, nil
+}
+
+// flagFilter drops the flags a target folder does not keep. A server lists
+// them in PERMANENTFLAGS; "\*" there means it creates keywords on demand.
+type flagFilter struct {
+	any     bool
+	allowed map[string]bool
+}
+
+func newFlagFilter(permanent []imap.Flag) *flagFilter {
+	f := &flagFilter{allowed: map[string]bool{}}
+	if len(permanent) == 0 {
+		// Some servers send no PERMANENTFLAGS: assume they keep everything
+		// rather than drop every flag.
+		f.any = true
+	}
+	for _, p := range permanent {
+		if p == imap.FlagWildcard {
+			f.any = true
+		}
+		f.allowed[strings.ToLower(string(p))] = true
+	}
+	return f
+}
+
+// keep returns the flags the folder keeps and counts the others in st.
+func (f *flagFilter) keep(flags []imap.Flag, st *Stats) []imap.Flag {
+	if f == nil || f.any {
+		return flags
+	}
+	out := flags[:0:0]
+	for _, fl := range flags {
+		if f.allowed[strings.ToLower(string(fl))] {
+			out = append(out, fl)
+			continue
+		}
+		if st.RefusedKeywords == nil {
+			st.RefusedKeywords = map[string]int{}
+		}
+		st.RefusedKeywords[string(fl)]++
+	}
+	return out
 }
