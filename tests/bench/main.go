@@ -1,0 +1,296 @@
+// Command bench measures the copy engine and a whole move on real Dovecot
+// servers: the initial sync of a mailbox, an incremental pass over the same
+// mailbox unchanged (commands sent and wall time), and the Temporal history a
+// move leaves after its initial sync and many incremental passes. It prints
+// figures; it asserts nothing. `make bench` runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.uber.org/zap"
+
+	"github.com/mailmove/mailmove/activities"
+	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/secret"
+	"github.com/mailmove/mailmove/tests/faultproxy"
+	"github.com/mailmove/mailmove/tests/temporaltest"
+	"github.com/mailmove/mailmove/tests/testbed"
+	"github.com/mailmove/mailmove/worker"
+	"github.com/mailmove/mailmove/workflows"
+)
+
+func main() {
+	messages := flag.Int("messages", 20000, "messages in the mailbox")
+	passes := flag.Int("passes", 20, "incremental passes of the Temporal move (0: skip the Temporal part)")
+	flag.Parse()
+	if err := run(*messages, *passes); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+const pw = "bench-password"
+
+func run(messages, passes int) error {
+	if err := testbed.EnsureDovecot(); err != nil {
+		return err
+	}
+	users := []testbed.User{{Name: "engine@example.com", Password: pw}, {Name: "counted@example.com", Password: pw}, {Name: "temporal@example.com", Password: pw}}
+	src, err := testbed.Start(testbed.Options{Name: "bench-source", Users: users, SpecialUse: testbed.StandardSpecialUse()})
+	if err != nil {
+		return err
+	}
+	defer src.Stop()
+	tgt, err := testbed.Start(testbed.Options{Name: "bench-target", Users: users, SpecialUse: testbed.OutlookSpecialUse()})
+	if err != nil {
+		return err
+	}
+	defer tgt.Stop()
+
+	fmt.Printf("Seeding %d messages into each source mailbox...\n", messages)
+	start := time.Now()
+	for _, u := range users {
+		if err := seed(src.Addr(), u.Name, messages); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("seeded in %v\n\n", time.Since(start).Round(time.Millisecond))
+
+	// The engine alone, direct connections: speed.
+	initial, err := engineRun(src.Addr(), tgt.Addr(), users[0].Name)
+	if err != nil {
+		return err
+	}
+	again, err := engineRun(src.Addr(), tgt.Addr(), users[0].Name)
+	if err != nil {
+		return err
+	}
+	// The same through counting proxies: commands sent.
+	sp, err := faultproxy.Start(src.Addr())
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	tp, err := faultproxy.Start(tgt.Addr())
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	initialC, err := engineRun(sp.Addr(), tp.Addr(), users[1].Name)
+	if err != nil {
+		return err
+	}
+	s0, t0 := sp.Stats(), tp.Stats()
+	againC, err := engineRun(sp.Addr(), tp.Addr(), users[1].Name)
+	if err != nil {
+		return err
+	}
+	s1, t1 := sp.Stats(), tp.Stats()
+
+	fmt.Printf("Engine, one connection per side, %d messages in %d folders (%.1f MiB):\n", initial.messages, initial.folders, float64(initial.bytes)/(1<<20))
+	fmt.Printf("  initial sync:               %8v  %6.0f messages/s  %6.1f MiB/s\n", initial.took.Round(time.Millisecond),
+		float64(initial.messages)/initial.took.Seconds(), float64(initial.bytes)/(1<<20)/initial.took.Seconds())
+	fmt.Printf("  incremental pass, no change: %7v\n", again.took.Round(time.Millisecond))
+	fmt.Printf("Commands sent (through a counting proxy; initial sync %v, pass %v):\n", initialC.took.Round(time.Millisecond), againC.took.Round(time.Millisecond))
+	fmt.Printf("  initial sync:               source %s\n                              target %s\n", commands(s0.Commands, nil), commands(t0.Commands, nil))
+	fmt.Printf("  incremental pass, no change: source %s\n                              target %s\n\n", commands(s1.Commands, s0.Commands), commands(t1.Commands, t0.Commands))
+
+	if passes > 0 {
+		if err := temporalRun(src.Addr(), tgt.Addr(), users[2].Name, passes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seed appends messages in batches, so the corpus is never all in memory.
+func seed(addr, user string, messages int) error {
+	const batch = 2000
+	for i := 0; i < messages; i += batch {
+		n := min(batch, messages-i)
+		if err := testbed.Seed(addr, user, pw, testbed.SampleMailbox(int64(1000+i), n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type result struct {
+	took     time.Duration
+	messages int
+	bytes    int64
+	folders  int
+}
+
+// engineRun syncs every folder of the mailbox once, as the activities do,
+// over one connection per side.
+func engineRun(srcAddr, tgtAddr, user string) (result, error) {
+	ctx := context.Background()
+	start := time.Now()
+	s, err := engine.Dial(ctx, failure.SideSource, engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
+	if err != nil {
+		return result{}, err
+	}
+	defer s.Close()
+	t, err := engine.Dial(ctx, failure.SideTarget, engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
+	if err != nil {
+		return result{}, err
+	}
+	defer t.Close()
+	sf, err := s.ListFolders(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	tf, err := t.ListFolders(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	plans, _ := engine.PlanFolders(sf, s.Delim, tf, t.Delim, engine.Rules{})
+	if err := t.CreateFolders(ctx, plans); err != nil {
+		return result{}, err
+	}
+	var res result
+	res.folders = len(plans)
+	for _, p := range plans {
+		cur, ok := cursors[user+p.Source]
+		if !ok {
+			cur = engine.Cursor{Source: p.Source, Target: p.Target}
+		}
+		cur, st, err := engine.SyncFolder(ctx, s, t, cur, engine.Options{})
+		if err != nil {
+			return result{}, fmt.Errorf("%s: %w", p.Source, err)
+		}
+		cursors[user+p.Source] = cur
+		res.messages += st.Copied
+		res.bytes += st.Bytes
+	}
+	res.took = time.Since(start)
+	return res, nil
+}
+
+// cursors keeps each folder's cursor between two runs, as workflow state does.
+var cursors = map[string]engine.Cursor{}
+
+// commands formats the commands sent since before.
+func commands(now, before map[string]int) string {
+	var names []string
+	total := 0
+	for k, v := range now {
+		if d := v - before[k]; d > 0 {
+			names = append(names, fmt.Sprintf("%s %d", k, d))
+			total += d
+		}
+	}
+	sort.Strings(names)
+	return fmt.Sprintf("%d commands (%s)", total, strings.Join(names, ", "))
+}
+
+// temporalRun moves the mailbox through a Temporal dev server with manual
+// completion, lets it run incremental passes, completes it, and reports the
+// history it left.
+func temporalRun(srcAddr, tgtAddr, user string, passes int) error {
+	dir, err := os.MkdirTemp("", "mailmove-bench-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := temporaltest.Start(dir)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	keyFile := dir + "/secret.key"
+	key, err := secret.Load(keyFile, true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go worker.Run(ctx, worker.Options{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile, Logger: zap.NewNop()})
+
+	c, err := client.Dial(client.Options{HostPort: srv.Addr, Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sealed, err := key.Seal(pw)
+	if err != nil {
+		return err
+	}
+	id := workflows.MoveWorkflowID("bench", user)
+	in := workflows.MailboxMoveInput{Batch: "bench", Mailbox: user,
+		Source:   activities.Account{Endpoint: engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, User: user, Password: sealed},
+		Target:   activities.Account{Endpoint: engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, User: user, Password: sealed},
+		Settings: workflows.Settings{Complete: workflows.CompleteManual, IncrementalInterval: time.Second},
+	}
+	start := time.Now()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}, workflows.MailboxMove, in)
+	if err != nil {
+		return err
+	}
+	var synced time.Duration
+	for {
+		st, err := query(ctx, c, id)
+		if err == nil && !st.SyncedAt.IsZero() && synced == 0 {
+			synced = time.Since(start)
+			fmt.Printf("Through Temporal (dev server, one worker): initial sync of %d messages in %v, %.0f messages/s\n",
+				st.MessagesCopied, synced.Round(time.Millisecond), float64(st.MessagesCopied)/synced.Seconds())
+		}
+		if err == nil && st.IncrementalPasses >= passes {
+			break
+		}
+		if err == nil && st.Status.Terminal() {
+			return fmt.Errorf("move ended: %s %s", st.Status, st.Reason)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: workflows.UpdateComplete, WaitForStage: client.WorkflowUpdateStageCompleted})
+	if err != nil {
+		return err
+	}
+	if err := h.Get(ctx, nil); err != nil {
+		return err
+	}
+	if err := c.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		return err
+	}
+	_ = run
+	runs, events, size := 0, int64(0), int64(0)
+	it, err := c.ListWorkflow(ctx, listRequest(id))
+	if err != nil {
+		return err
+	}
+	for _, e := range it.GetExecutions() {
+		d, err := c.DescribeWorkflowExecution(ctx, id, e.GetExecution().GetRunId())
+		if err != nil {
+			return err
+		}
+		runs++
+		events += d.GetWorkflowExecutionInfo().GetHistoryLength()
+		size += d.GetWorkflowExecutionInfo().GetHistorySizeBytes()
+	}
+	fmt.Printf("History of the move through its initial sync, %d incremental passes and completion: %d events, %.0f KiB, in %d run(s)\n",
+		passes, events, float64(size)/1024, runs)
+	return nil
+}
+
+func query(ctx context.Context, c client.Client, id string) (workflows.MoveStatus, error) {
+	var st workflows.MoveStatus
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
+}
