@@ -346,6 +346,7 @@ type step struct {
 	sent     time.Time // when the APPEND was fully written
 	matched  imap.UID  // target UID when found on the target
 	filtered bool      // left out by the rules
+	rejected string    // not sent: the target said it would refuse it
 	writeErr error
 }
 
@@ -374,10 +375,18 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 	// source messages with the same identity never claim one target copy.
 	matched := make([]imap.UID, len(metas))
 	filtered := make([]bool, len(metas))
+	rejected := make([]string, len(metas))
 	var toFetch []imap.UID
+	limit := c.tgt.AppendLimit()
 	for i, m := range metas {
 		if c.opts.Rules.skips(m.size, m.date) {
 			filtered[i] = true
+			continue
+		}
+		if limit > 0 && m.size > limit {
+			// The target said it takes nothing this large: a bad item,
+			// without sending it.
+			rejected[i] = fmt.Sprintf("larger than the target's APPENDLIMIT of %d bytes", limit)
 			continue
 		}
 		if uids := c.known[m.identity()]; len(uids) > 0 {
@@ -393,7 +402,7 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 	// expunged since it was listed.
 	flushUpTo := func(u imap.UID) {
 		for ; next < len(metas) && metas[next].uid < u; next++ {
-			steps <- step{m: metas[next], matched: matched[next], filtered: filtered[next]}
+			steps <- step{m: metas[next], matched: matched[next], filtered: filtered[next], rejected: rejected[next]}
 		}
 	}
 	if len(toFetch) > 0 {
@@ -612,6 +621,9 @@ func (c *copier) confirm(steps <-chan step) error {
 		}
 		var tgtUID imap.UID
 		switch {
+		case s.rejected != "":
+			c.badItem(s.m, &failure.Error{Type: failure.TypeMessageRejected, Side: failure.SideTarget, Server: s.rejected})
+			continue
 		case s.writeErr != nil:
 			if fe, ok := failure.As(s.writeErr); ok && fe.Type == failure.TypeMessageRejected && fe.Side == failure.SideTarget {
 				// Refused before its body was sent: a bad item. The target

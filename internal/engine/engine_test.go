@@ -369,3 +369,58 @@ func TestFlagFilter(t *testing.T) {
 		t.Fatalf("keep() = %v, refused %v; want ProjectX refused and counted", got, st.RefusedKeywords)
 	}
 }
+
+// limitedSession is an in-memory server session that announces APPENDLIMIT.
+type limitedSession struct {
+	*imapmemserver.UserSession
+	user  *imapmemserver.User
+	limit uint32
+}
+
+func (s *limitedSession) Login(username, password string) error {
+	if err := s.user.Login(username, password); err != nil {
+		return err
+	}
+	s.UserSession = imapmemserver.NewUserSession(s.user)
+	return nil
+}
+
+func (s *limitedSession) AppendLimit() uint32 { return s.limit }
+
+func TestSyncFolderHonoursAppendLimit(t *testing.T) {
+	u := imapmemserver.NewUser(testUser, testPass)
+	u.Create("INBOX", nil)
+	u.Create("Work", nil)
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return &limitedSession{user: u, limit: 5000}, nil, nil
+		},
+		InsecureAuth: true,
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}, imap.CapAppendLimit: {}},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	src, tgt := dial(t, failure.SideSource, memServer(t, "Work")), dial(t, failure.SideTarget, ln.Addr().String())
+	if tgt.AppendLimit() != 5000 {
+		t.Fatalf("AppendLimit() = %d, want 5000 (caps %v)", tgt.AppendLimit(), tgt.Caps)
+	}
+	seed(t, src, "Work", 0, 14)
+	cur, st, err := SyncFolder(context.Background(), src, tgt, Cursor{Source: "Work", Target: "Work"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	large := 0
+	for i := 0; i < 14; i++ {
+		if len(testMessage(i)) > 5000 {
+			large++
+		}
+	}
+	if len(st.BadItems) != large || st.Copied != 14-large || cur.LastUID != 14 || large == 0 {
+		t.Fatalf("stats %+v; want %d bad items above the APPENDLIMIT and the rest copied", st, large)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -135,6 +136,19 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 		s.Delim = lists[0].Delim
 	}
 	return s, nil
+}
+
+// AppendLimit is the largest message the server accepts (RFC 7889
+// APPENDLIMIT), or 0 when it does not say.
+func (s *Session) AppendLimit() int64 {
+	for c := range s.Caps {
+		if v, ok := strings.CutPrefix(strings.ToUpper(string(c)), "APPENDLIMIT="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // Close logs out politely when it can and always releases the connection,
