@@ -136,6 +136,7 @@ func prepareDir(opts Options, id identity) (*Server, error) {
 	s := &Server{
 		name:       opts.Name,
 		dir:        dir,
+		ownDir:     opts.Dir == "",
 		sep:        opts.Separator,
 		configPath: filepath.Join(dir, "dovecot.conf"),
 		logPath:    filepath.Join(dir, "dovecot.log"),

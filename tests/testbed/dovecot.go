@@ -140,6 +140,10 @@ type Server struct {
 	// process was started by another process and found through Attach.
 	exited chan struct{}
 
+	// ownDir: Start made dir itself (Options.Dir was empty), so Stop
+	// removes it; a caller's directory is left for inspection.
+	ownDir bool
+
 	mu       sync.Mutex // serialises passwd-file appends
 	stopOnce sync.Once
 	stopErr  error
@@ -462,10 +466,14 @@ func (s *Server) waitExit(timeout time.Duration) bool {
 	return true
 }
 
-// cleanupFiles removes what only matters while the instance runs; the
-// Maildirs and the log stay for inspection.
+// cleanupFiles removes what only matters while the instance runs; in a
+// caller's directory the Maildirs and the log stay for inspection, a
+// directory Start made is removed whole (it lives on tmpfs when it can).
 func (s *Server) cleanupFiles() {
 	os.Remove(filepath.Join(s.dir, stateFileName))
+	if s.ownDir {
+		os.RemoveAll(s.dir)
+	}
 	if s.baseDir != "" && !strings.HasPrefix(s.baseDir, s.dir+string(filepath.Separator)) {
 		os.RemoveAll(s.baseDir)
 	}
