@@ -119,7 +119,8 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 				return m.fail(ctx, err)
 			}
 			m.state.IncrementalPasses++
-			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			m.state.PassesThisRun++
+			if m.state.PassesThisRun >= m.settings.PassesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 				return MoveReport{}, m.continueAsNew(ctx)
 			}
 		}
@@ -522,6 +523,7 @@ func (m *move) continueAsNew(ctx workflow.Context) error {
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	next := m.in
 	st := m.state
+	st.PassesThisRun = 0
 	next.State = &st
 	return workflow.NewContinueAsNewError(ctx, MailboxMove, next)
 }

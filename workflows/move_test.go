@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -9,9 +10,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
@@ -407,5 +410,24 @@ func TestIncrementalPassFollowsFolderChanges(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "INBOX,Renamed,Fresh" {
 		t.Fatalf("final pass synced %v", names)
+	}
+}
+
+func TestMailboxMoveContinuesAsNewAfterPassesPerRun(t *testing.T) {
+	env := newEnv(t)
+	mockHappy(env)
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Complete: CompleteManual, IncrementalInterval: time.Minute, PassesPerRun: 2}))
+	err := env.GetWorkflowError()
+	if !workflow.IsContinueAsNewError(err) {
+		t.Fatalf("workflow error = %v, want continue-as-new after 2 passes", err)
+	}
+	var can *workflow.ContinueAsNewError
+	errors.As(err, &can)
+	var next MailboxMoveInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.State == nil || next.State.IncrementalPasses != 2 || next.State.PassesThisRun != 0 || next.State.SyncedAt.IsZero() || len(next.State.Folders) != 2 {
+		t.Fatalf("next run's state = %+v, want the whole progress carried", next.State)
 	}
 }

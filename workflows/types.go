@@ -124,6 +124,10 @@ type Settings struct {
 	// copied is expunged from the target at the next pass. Off by default:
 	// a migration that deletes on the target is not what most admins expect.
 	PropagateDeletes bool `json:",omitempty"`
+	// PassesPerRun: the move continues as new after this many incremental
+	// passes (or sooner when Temporal suggests it), so a move that syncs for
+	// weeks keeps a short history.
+	PassesPerRun int `json:",omitempty"`
 	// ChunkMessages is the number of messages one activity copies before
 	// it reports back.
 	ChunkMessages    int
@@ -135,6 +139,7 @@ const (
 	DefaultIncrementalInterval = 30 * time.Minute
 	DefaultFolderConcurrency   = 3
 	DefaultChunkMessages       = 5000
+	DefaultPassesPerRun        = 100
 	DefaultHeartbeatTimeout    = time.Minute
 )
 
@@ -151,6 +156,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.FolderConcurrency <= 0 {
 		s.FolderConcurrency = DefaultFolderConcurrency
+	}
+	if s.PassesPerRun <= 0 {
+		s.PassesPerRun = DefaultPassesPerRun
 	}
 	if s.ChunkMessages <= 0 {
 		s.ChunkMessages = DefaultChunkMessages
@@ -211,6 +219,9 @@ type MoveState struct {
 	FoldersDeleted    int
 	BadItems          []engine.BadItem
 	IncrementalPasses int
+	// PassesThisRun counts the incremental passes since the last
+	// continue-as-new.
+	PassesThisRun     int `json:",omitempty"`
 	CompleteRequested bool
 	Started           time.Time
 	SyncedAt          time.Time
