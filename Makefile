@@ -3,7 +3,7 @@ TEMPORAL_VERSION := v1.5.1
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: all build test test-unit bench demo demo-stop dev-server lint FORCE
+.PHONY: all build test test-unit bench record-histories demo demo-stop dev-server lint FORCE
 
 all: build
 
@@ -39,6 +39,12 @@ test-unit:
 # quick run.
 bench: bin/temporal
 	$(GO) run ./tests/bench $(BENCH_FLAGS)
+
+# Regenerates tests/testdata/histories from real runs (dev server, Dovecot,
+# fault proxy) for the replay tests. Keep a history recorded before a
+# workflow change as NAME-v0.json: see docs/evolving-workflows.md.
+record-histories: bin/temporal
+	$(GO) run ./tests/replay/record
 
 demo: build
 	bash scripts/demo.sh

@@ -100,6 +100,15 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 		if err := m.syncAll(ctx, a.InitialSync); err != nil {
 			return m.fail(ctx, err)
 		}
+		// With manual completion, catch up at once with the mail that
+		// arrived during a long initial copy, so that "Synced" means up to
+		// date now rather than after the first incremental interval. Moves
+		// started before this patch take the old path (docs/evolving-workflows.md).
+		if m.settings.Complete == CompleteManual && workflow.GetVersion(ctx, "catch-up-pass", workflow.DefaultVersion, 1) == 1 {
+			if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
+				return m.fail(ctx, err)
+			}
+		}
 		m.state.SyncedAt = workflow.Now(ctx)
 		m.setStatus(ctx, StatusSynced, DetailSynced)
 		m.release(ctx)
