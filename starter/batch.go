@@ -7,6 +7,6 @@ func newCmdBatch(g *globalOptions) *cobra.Command {
 		Use:   "batch",
 		Short: "Start, watch and complete batches of mailbox moves",
 	}
-	cmd.AddCommand(newCmdBatchStart(g), newCmdBatchStatus(g), newCmdBatchComplete(g), newCmdBatchReport(g), newCmdBatchRetry(g))
+	cmd.AddCommand(newCmdBatchStart(g, nil), newCmdBatchStatus(g), newCmdBatchComplete(g), newCmdBatchReport(g), newCmdBatchRetry(g))
 	return cmd
 }

@@ -47,13 +47,18 @@ type batchStartOptions struct {
 	Settings           workflows.Settings
 }
 
-func newCmdBatchStart(g *globalOptions) *cobra.Command {
+// newCmdBatchStart builds `batch start`; runF, when set, replaces the run
+// (tests use it to see the parsed options).
+func newCmdBatchStart(g *globalOptions, runF func(*batchStartOptions) error) *cobra.Command {
 	opts := &batchStartOptions{}
 	cmd := &cobra.Command{
 		Use:   "start --name NAME --csv FILE --source HOST:PORT --target HOST:PORT",
 		Short: "Start a batch of moves from a CSV file (EmailAddress,UserName,Password[,TargetUserName,TargetPassword])",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
 			return batchStartRun(cmd.Context(), g, opts, cmd.OutOrStdout())
 		},
 	}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/secret"
+	"github.com/mailmove/mailmove/workflows"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// parseStart parses argv of `batch start` into its options, as cobra does.
+func parseStart(t *testing.T, args ...string) *batchStartOptions {
+	t.Helper()
+	var got *batchStartOptions
+	cmd := newCmdBatchStart(&globalOptions{}, func(o *batchStartOptions) error { got = o; return nil })
+	cmd.SetArgs(args)
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("parse %v: %v", args, err)
+	}
+	return got
+}
+
+func TestBatchInputFromFlagsAndCSV(t *testing.T) {
+	key, err := secret.Load(filepath.Join(t.TempDir(), "key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,s3cret\n")
+	opts := parseStart(t, "--name", "w1", "--csv", csv, "--source", "old:993", "--target", "new:143", "--target-security", "starttls",
+		"--complete", "manual", "--concurrency", "4", "--logon-attempts", "2", "--exclude-folder", "Junk", "--rename-folder", "Sent Items=Sent",
+		"--max-message-size", "25MB", "--newer-than", "2024-01-01", "--propagate-deletes")
+	in, err := batchInput(opts, key)
+	if err != nil {
+		t.Fatalf("batchInput() = %v", err)
+	}
+	mv := in.Moves[0]
+	if in.Name != "w1" || in.Concurrency != 4 || mv.Mailbox != "alice@example.com" || mv.Source.User != "alice" || mv.Target.User != "alice@example.com" {
+		t.Fatalf("batchInput() = %+v", in)
+	}
+	if string(mv.Source.Password) == "s3cret" || !strings.HasPrefix(string(mv.Source.Password), "mmsec1:") {
+		t.Fatalf("password not sealed: %q", mv.Source.Password)
+	}
+	s := mv.Settings
+	if s.Complete != workflows.CompleteManual || !s.PropagateDeletes || s.Policy.Rule(failure.TypeLogonFailed).MaximumAttempts != 2 ||
+		s.Rules.Exclude[0] != "Junk" || s.Rules.Renames["Sent Items"] != "Sent" || s.Rules.MaxMessageSize != 25<<20 ||
+		!s.Rules.NewerThan.Equal(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)) || mv.Target.Endpoint.Security != "starttls" {
+		t.Fatalf("settings = %+v", s)
+	}
+}
+
+func TestBatchInputErrorsNameWhatToFix(t *testing.T) {
+	key, _ := secret.Load(filepath.Join(t.TempDir(), "key"), true)
+	good := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\n")
+	bad := writeFile(t, "bad.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\nbob,bob,\n")
+	policy := writeFile(t, "p.yaml", "rules:\n  Lockd: {}\n")
+	base := []string{"--name", "w1", "--source", "a:993", "--target", "b:993"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--csv", bad}, "line 3"},
+		{[]string{"--csv", good, "--source-security", "ssl"}, "--source-security"},
+		{[]string{"--csv", good, "--complete", "later"}, `--complete "later"`},
+		{[]string{"--csv", good, "--concurrency", "0"}, "--concurrency 0"},
+		{[]string{"--csv", good, "--policy", policy}, "rules.Lockd"},
+		{[]string{"--csv", good, "--rename-folder", "Sent"}, "SOURCE=TARGET"},
+		{[]string{"--csv", good, "--max-message-size", "big"}, "--max-message-size"},
+		{[]string{"--csv", good, "--newer-than", "yesterday"}, "YYYY-MM-DD"},
+		{[]string{"--csv", good, "--exclude-folder", "[oops"}, "not a valid pattern"},
+	} {
+		opts := parseStart(t, append(append([]string{}, base...), tc.args...)...)
+		if _, err := batchInput(opts, key); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("batchInput(%v) = %v, want an error about %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"25MB": 25 << 20, "512kb": 512 << 10, "1G": 1 << 30, "1000": 1000} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if _, err := parseSize("-3MB"); err == nil {
+		t.Error("parseSize(-3MB) succeeded")
+	}
+}
+
+func TestProblemsReport(t *testing.T) {
+	rep := batchReport{Moves: []workflows.MoveStatus{
+		{Mailbox: "ok@x", Status: workflows.StatusCompleted},
+		{Mailbox: "bad@x", Status: workflows.StatusFailed, StatusDetail: "Failed_LogonFailed", Reason: "LogonFailed: source login bad@x"},
+		{Mailbox: "warn@x", Status: workflows.StatusCompletedWithWarnings, BadItems: 2, Reason: "2 bad items"},
+	}}
+	ps := problems(rep)
+	if len(ps) != 2 || ps[0].Category != "LogonFailed" || !strings.Contains(ps[0].Remedy, "password") || ps[1].Category != "BadItems" {
+		t.Fatalf("problems() = %+v", ps)
+	}
+	if settled(rep) != true {
+		t.Error("settled() = false for ended moves")
+	}
+	if settled(batchReport{Moves: []workflows.MoveStatus{{Status: workflows.StatusInProgress}}}) {
+		t.Error("settled() = true for a move in progress")
+	}
+}
