@@ -9,6 +9,7 @@ require (
 	go.temporal.io/api v1.63.5
 	go.temporal.io/sdk v1.50.0
 	go.uber.org/zap v1.28.0
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
@@ -40,5 +41,8 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
-	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+// A copy of go-imap v2.0.0-beta.8 with the patches listed in
+// third_party/go-imap/MAILMOVE-PATCHES.md.
+replace github.com/emersion/go-imap/v2 => ./third_party/go-imap

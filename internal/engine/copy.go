@@ -348,6 +348,9 @@ type step struct {
 	filtered bool      // left out by the rules
 	rejected string    // not sent: the target said it would refuse it
 	writeErr error
+	// unfinished is an APPEND whose literal could not be completed; the
+	// target connection must be cut before it is closed.
+	unfinished *imapclient.AppendCommand
 }
 
 func (c *copier) run(ctx context.Context, metas []meta) error {
@@ -532,22 +535,20 @@ func (c *copier) appendOne(ctx context.Context, m meta, body imap.LiteralReader)
 	cmd := c.tgt.Client.Append(c.cur.Target, m.size, &imap.AppendOptions{Flags: m.flags, Time: m.date})
 	r := &errReader{r: body, want: m.size}
 	_, err := io.Copy(cmd, r)
-	if err != nil || r.err != nil {
-		// The literal is short. Whatever we write next on this connection
-		// — even the command's closing CRLF or a LOGOUT — the server would
-		// take as the rest of the message and store a corrupt copy: cut the
-		// connection first, so it discards the incomplete APPEND.
-		c.tgt.abort()
-	}
-	if cerr := cmd.Close(); err == nil {
-		err = cerr
-	}
 	switch {
 	case r.err != nil:
-		// A short read leaves the target literal incomplete, and the target
-		// connection unusable; the failure is the source's.
-		return step{m: m, writeErr: c.src.classify(fmt.Sprintf("fetch %s uid %d", c.cur.Source, m.uid), ctxErr(ctx, r.err))}
+		// The literal is short: the failure is the source's. Whatever we
+		// write next on this connection — even the command's closing CRLF
+		// or a LOGOUT — the server would take as the rest of the message
+		// and store a corrupt copy. So nothing more is written: confirm
+		// collects the answers to the APPENDs before this one, then cuts
+		// the connection, and the server discards the incomplete APPEND.
+		return step{m: m, unfinished: cmd, writeErr: c.src.classify(fmt.Sprintf("fetch %s uid %d", c.cur.Source, m.uid), ctxErr(ctx, r.err))}
 	case err != nil:
+		return step{m: m, unfinished: cmd, writeErr: c.tgt.classify(fmt.Sprintf("append %s uid %d", c.cur.Target, m.uid), ctxErr(ctx, err))}
+	}
+	if err := cmd.Close(); err != nil {
+		c.tgt.abort()
 		return step{m: m, writeErr: c.tgt.classify(fmt.Sprintf("append %s uid %d", c.cur.Target, m.uid), ctxErr(ctx, err))}
 	}
 	return step{m: m, append: cmd, sent: time.Now()}
@@ -611,6 +612,12 @@ func (c *copier) confirm(steps <-chan step) error {
 		c.stop.Store(true)
 	}
 	for s := range steps {
+		if s.unfinished != nil {
+			// Every APPEND before this one has been answered (steps come in
+			// order): now the incomplete one can be abandoned.
+			c.tgt.abort()
+			s.unfinished.Close()
+		}
 		if firstErr != nil {
 			// Keep draining so the sender never blocks. Messages stored
 			// after a failure are matched by identity on the next attempt.

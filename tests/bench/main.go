@@ -12,8 +12,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -34,8 +37,10 @@ import (
 func main() {
 	messages := flag.Int("messages", 20000, "messages in the mailbox")
 	passes := flag.Int("passes", 20, "incremental passes of the Temporal move (0: skip the Temporal part)")
+	rtt := flag.Duration("rtt", 20*time.Millisecond, "round trip of the simulated remote link (0: skip that part)")
+	remote := flag.Int("remote-messages", 1000, "messages copied over the simulated remote link")
 	flag.Parse()
-	if err := run(*messages, *passes); err != nil {
+	if err := run(*messages, *passes, *rtt, *remote); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -43,11 +48,11 @@ func main() {
 
 const pw = "bench-password"
 
-func run(messages, passes int) error {
+func run(messages, passes int, rtt time.Duration, remote int) error {
 	if err := testbed.EnsureDovecot(); err != nil {
 		return err
 	}
-	users := []testbed.User{{Name: "engine@example.com", Password: pw}, {Name: "counted@example.com", Password: pw}, {Name: "temporal@example.com", Password: pw}}
+	users := []testbed.User{{Name: "engine@example.com", Password: pw}, {Name: "counted@example.com", Password: pw}, {Name: "temporal@example.com", Password: pw}, {Name: "remote@example.com", Password: pw}}
 	src, err := testbed.Start(testbed.Options{Name: "bench-source", Users: users, SpecialUse: testbed.StandardSpecialUse()})
 	if err != nil {
 		return err
@@ -61,18 +66,24 @@ func run(messages, passes int) error {
 
 	fmt.Printf("Seeding %d messages into each source mailbox...\n", messages)
 	start := time.Now()
-	for _, u := range users {
+	for _, u := range users[:3] {
 		if err := seed(src.Addr(), u.Name, messages); err != nil {
 			return err
 		}
 	}
+	if err := seed(src.Addr(), users[3].Name, remote); err != nil {
+		return err
+	}
 	fmt.Printf("seeded in %v\n\n", time.Since(start).Round(time.Millisecond))
 
 	// The engine alone, direct connections: speed.
+	before := usage()
+	peak := watchHeap()
 	initial, err := engineRun(src.Addr(), tgt.Addr(), users[0].Name)
 	if err != nil {
 		return err
 	}
+	cpu, heap := usage()-before, peak()
 	again, err := engineRun(src.Addr(), tgt.Addr(), users[0].Name)
 	if err != nil {
 		return err
@@ -103,9 +114,30 @@ func run(messages, passes int) error {
 	fmt.Printf("  initial sync:               %8v  %6.0f messages/s  %6.1f MiB/s\n", initial.took.Round(time.Millisecond),
 		float64(initial.messages)/initial.took.Seconds(), float64(initial.bytes)/(1<<20)/initial.took.Seconds())
 	fmt.Printf("  incremental pass, no change: %7v\n", again.took.Round(time.Millisecond))
+	fmt.Printf("  our process: %.2f CPU seconds per 1,000 messages, peak Go heap %.0f MiB during the copy\n",
+		cpu.Seconds()/float64(initial.messages)*1000, float64(heap)/(1<<20))
 	fmt.Printf("Commands sent (through a counting proxy; initial sync %v, pass %v):\n", initialC.took.Round(time.Millisecond), againC.took.Round(time.Millisecond))
 	fmt.Printf("  initial sync:               source %s\n                              target %s\n", commands(s0.Commands, nil), commands(t0.Commands, nil))
 	fmt.Printf("  incremental pass, no change: source %s\n                              target %s\n\n", commands(s1.Commands, s0.Commands), commands(t1.Commands, t0.Commands))
+
+	if rtt > 0 {
+		sl, err := startDelayLine(src.Addr(), rtt/2)
+		if err != nil {
+			return err
+		}
+		defer sl.Close()
+		tl, err := startDelayLine(tgt.Addr(), rtt/2)
+		if err != nil {
+			return err
+		}
+		defer tl.Close()
+		r, err := engineRun(sl.Addr(), tl.Addr(), users[3].Name)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("Engine over a link with %v round trip, one connection per side: %d messages in %v, %.0f messages/s\n\n",
+			rtt, r.messages, r.took.Round(time.Millisecond), float64(r.messages)/r.took.Seconds())
+	}
 
 	if passes > 0 {
 		if err := temporalRun(src.Addr(), tgt.Addr(), users[2].Name, passes); err != nil {
@@ -113,6 +145,35 @@ func run(messages, passes int) error {
 		}
 	}
 	return nil
+}
+
+// usage is the CPU time this process has used.
+func usage() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// watchHeap samples the Go heap until the returned function is called, and
+// returns the peak.
+func watchHeap() func() uint64 {
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	go func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() uint64 { close(stop); return peak.Load() }
 }
 
 // seed appends messages in batches, so the corpus is never all in memory.
