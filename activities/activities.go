@@ -83,15 +83,10 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 	defer src.Close()
 	defer tgt.Close()
 
-	srcFolders, err := src.ListFolders(ctx)
+	plans, excluded, err := engine.Plan(ctx, src, tgt, in.Rules)
 	if err != nil {
 		return ConnectResult{}, toApplicationError(err)
 	}
-	tgtFolders, err := tgt.ListFolders(ctx)
-	if err != nil {
-		return ConnectResult{}, toApplicationError(err)
-	}
-	plans, excluded := engine.PlanFolders(srcFolders, src.Delim, tgtFolders, tgt.Delim, in.Rules)
 	res := ConnectResult{Folders: plans, Excluded: excluded, SourceDelim: string(src.Delim), TargetDelim: string(tgt.Delim)}
 	for c := range src.Caps {
 		res.SourceCaps = append(res.SourceCaps, string(c))

@@ -189,7 +189,7 @@ func printBatchReport(out io.Writer, rep batchReport) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MAILBOX\tSTATUS\tDETAIL\tPERCENT\tMESSAGES\tBYTES\tLAST ERROR")
 	for _, m := range rep.Moves {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%%\t%d/%d\t%s\t%s\n", m.Mailbox, m.Status, m.StatusDetail, m.PercentComplete, m.MessagesCopied+m.MessagesMatched, m.MessagesTotal, humanBytes(m.BytesCopied), oneLine(m.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%%\t%d/%d\t%s\t%s\n", m.Mailbox, m.Status, m.StatusDetail, m.PercentComplete, m.MessagesCopied+m.MessagesMatched, m.MessagesTotal, workflows.HumanBytes(m.BytesCopied), oneLine(m.Reason))
 	}
 	tw.Flush()
 	var parts []string
@@ -198,7 +198,7 @@ func printBatchReport(out io.Writer, rep batchReport) {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}
 	}
-	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanBytes(rep.Totals.BytesCopied))
+	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, workflows.HumanBytes(rep.Totals.BytesCopied))
 }
 
 func oneLine(s string) string {
@@ -207,17 +207,4 @@ func oneLine(s string) string {
 		s = s[:157] + "..."
 	}
 	return s
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

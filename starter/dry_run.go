@@ -48,15 +48,10 @@ func planOne(ctx context.Context, mv workflows.MailboxMoveInput, key *secret.Key
 		return err
 	}
 	defer tgt.Close()
-	srcFolders, err := src.ListFolders(ctx)
+	plans, excluded, err := engine.Plan(ctx, src, tgt, mv.Settings.Rules)
 	if err != nil {
 		return err
 	}
-	tgtFolders, err := tgt.ListFolders(ctx)
-	if err != nil {
-		return err
-	}
-	plans, excluded := engine.PlanFolders(srcFolders, src.Delim, tgtFolders, tgt.Delim, mv.Settings.Rules)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SOURCE\tTARGET\tMESSAGES\tSIZE")
 	var msgs uint32
@@ -72,7 +67,7 @@ func planOne(ctx context.Context, mv workflows.MailboxMoveInput, key *secret.Key
 		if p.SpecialUse != "" {
 			target += " " + string(p.SpecialUse)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", p.Source, target, p.Messages, humanBytes(p.Bytes))
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", p.Source, target, p.Messages, workflows.HumanBytes(p.Bytes))
 		msgs += p.Messages
 		bytes += p.Bytes
 	}
@@ -80,7 +75,7 @@ func planOne(ctx context.Context, mv workflows.MailboxMoveInput, key *secret.Key
 		fmt.Fprintf(tw, "  %s\t(excluded)\t\t\n", e)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "  %d folders, %d messages, %s", len(plans), msgs, humanBytes(bytes))
+	fmt.Fprintf(out, "  %d folders, %d messages, %s", len(plans), msgs, workflows.HumanBytes(bytes))
 	if len(excluded) > 0 {
 		fmt.Fprintf(out, "; %d folders excluded", len(excluded))
 	}

@@ -155,15 +155,24 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	return m.report(ctx), nil
 }
 
-func (m *move) connect(ctx workflow.Context) error {
+// plan runs Connect: both sides' folders, mapped by the batch's rules.
+func (m *move) plan(ctx workflow.Context) (activities.ConnectResult, error) {
 	var res activities.ConnectResult
 	in := func() interface{} {
 		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Rules: m.settings.Rules}
 	}
 	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Connect, in, &res, nil); err != nil {
-		return err
+		return res, err
 	}
 	m.state.FoldersExcluded = res.Excluded
+	return res, nil
+}
+
+func (m *move) connect(ctx workflow.Context) error {
+	res, err := m.plan(ctx)
+	if err != nil {
+		return err
+	}
 	for _, p := range res.Folders {
 		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
 		m.state.MessagesTotal += int(p.Messages)
@@ -192,14 +201,10 @@ func (m *move) createFolders(ctx workflow.Context) error {
 // is renamed, its progress kept), a deleted one stays on the target and is
 // no longer synced.
 func (m *move) replan(ctx workflow.Context) error {
-	var res activities.ConnectResult
-	in := func() interface{} {
-		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Rules: m.settings.Rules}
-	}
-	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Connect, in, &res, nil); err != nil {
+	res, err := m.plan(ctx)
+	if err != nil {
 		return err
 	}
-	m.state.FoldersExcluded = res.Excluded
 	bySource := make(map[string]int, len(m.state.Folders))
 	for i, f := range m.state.Folders {
 		if !f.Gone {
@@ -504,7 +509,7 @@ func (m *move) finalError(d activities.FailureDetails, n int, rule policy.Rule) 
 	r := describe(d)
 	switch {
 	case failure.Type(d.Type) == failure.TypeTargetFull && m.state.BytesTotal > m.state.BytesCopied:
-		r += fmt.Sprintf("; about %s of the source mailbox is still to copy", humanBytes(m.state.BytesTotal-m.state.BytesCopied))
+		r += fmt.Sprintf("; about %s of the source mailbox is still to copy", HumanBytes(m.state.BytesTotal-m.state.BytesCopied))
 	case !rule.Final:
 		r += fmt.Sprintf(" (gave up after %d attempts)", n)
 	}
@@ -571,7 +576,7 @@ func (m *move) setStatus(ctx workflow.Context, s Status, detail string) {
 func (m *move) updateDetails(ctx workflow.Context) {
 	st := m.status()
 	details := fmt.Sprintf("**%s** / %s — %d%%, %d/%d messages, %s copied, %d/%d folders",
-		st.Status, st.StatusDetail, st.PercentComplete, st.MessagesCopied+st.MessagesMatched, st.MessagesTotal, humanBytes(st.BytesCopied), st.FoldersCopied, st.FoldersTotal)
+		st.Status, st.StatusDetail, st.PercentComplete, st.MessagesCopied+st.MessagesMatched, st.MessagesTotal, HumanBytes(st.BytesCopied), st.FoldersCopied, st.FoldersTotal)
 	if st.Reason != "" {
 		details += "\n\n" + st.Reason
 	}
@@ -616,7 +621,8 @@ func (m *move) report(ctx workflow.Context) MoveReport {
 	return MoveReport{MoveStatus: m.status(), BadItems: m.state.BadItems, Duration: workflow.Now(ctx).Sub(m.state.Started)}
 }
 
-func humanBytes(n int64) string {
+// HumanBytes formats a byte count for people: 1.5 MiB.
+func HumanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -129,7 +129,7 @@ func describe(d activities.FailureDetails) string {
 		s += fmt.Sprintf(": server said %q", d.Server)
 	}
 	if d.QuotaLimit > 0 {
-		s += fmt.Sprintf(" (target quota: %s of %s used)", humanBytes(d.QuotaUsed), humanBytes(d.QuotaLimit))
+		s += fmt.Sprintf(" (target quota: %s of %s used)", HumanBytes(d.QuotaUsed), HumanBytes(d.QuotaLimit))
 	}
 	if d.Hint != "" {
 		s += " — " + d.Hint

@@ -313,3 +313,17 @@ func (s *Session) StorageQuota(ctx context.Context) (used, limit int64, ok bool)
 	}
 	return 0, 0, false
 }
+
+// Plan lists the folders of both sides and maps them with PlanFolders.
+func Plan(ctx context.Context, src, tgt *Session, rules Rules) (plans []FolderPlan, excluded []string, err error) {
+	srcFolders, err := src.ListFolders(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tgtFolders, err := tgt.ListFolders(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	plans, excluded = PlanFolders(srcFolders, src.Delim, tgtFolders, tgt.Delim, rules)
+	return plans, excluded, nil
+}

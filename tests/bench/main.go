@@ -9,8 +9,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"sort"
@@ -20,17 +18,13 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/log"
-	"go.uber.org/zap"
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
-	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/tests/testbed"
-	"github.com/mailmove/mailmove/worker"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -210,15 +204,10 @@ func engineRun(srcAddr, tgtAddr, user string) (result, error) {
 		return result{}, err
 	}
 	defer t.Close()
-	sf, err := s.ListFolders(ctx)
+	plans, _, err := engine.Plan(ctx, s, t, engine.Rules{})
 	if err != nil {
 		return result{}, err
 	}
-	tf, err := t.ListFolders(ctx)
-	if err != nil {
-		return result{}, err
-	}
-	plans, _ := engine.PlanFolders(sf, s.Delim, tf, t.Delim, engine.Rules{})
 	if err := t.CreateFolders(ctx, plans); err != nil {
 		return result{}, err
 	}
@@ -267,25 +256,13 @@ func temporalRun(srcAddr, tgtAddr, user string, passes int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := temporaltest.Start(dir)
+	env, err := temporaltest.StartEnv(dir)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	keyFile := dir + "/secret.key"
-	key, err := secret.Load(keyFile, true)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go worker.Run(ctx, worker.Options{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile, Logger: zap.NewNop()})
-
-	c, err := client.Dial(client.Options{HostPort: srv.Addr, Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer env.Stop()
+	c, key := env.Client, env.Key
+	ctx := context.Background()
 	sealed, err := key.Seal(pw)
 	if err != nil {
 		return err

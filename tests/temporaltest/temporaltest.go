@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
 
+	"github.com/mailmove/mailmove/internal/secret"
+	"github.com/mailmove/mailmove/worker"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -155,3 +158,43 @@ func (nopLogger) Debug(string, ...interface{}) {}
 func (nopLogger) Info(string, ...interface{})  {}
 func (nopLogger) Warn(string, ...interface{})  {}
 func (nopLogger) Error(string, ...interface{}) {}
+
+// Env is a dev server, a worker running in this process, a client, and the
+// key the worker opens passwords with: what a program needs to run moves
+// end to end without the CLI.
+type Env struct {
+	Server *Server
+	Client client.Client
+	Key    *secret.Key
+	stop   context.CancelFunc
+}
+
+// StartEnv starts an Env with its files in dir. Stop it with Stop.
+func StartEnv(dir string) (*Env, error) {
+	srv, err := Start(dir)
+	if err != nil {
+		return nil, err
+	}
+	keyFile := filepath.Join(dir, "secret.key")
+	key, err := secret.Load(keyFile, true)
+	if err != nil {
+		srv.Stop()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go worker.Run(ctx, worker.Options{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile, Logger: zap.NewNop()})
+	c, err := client.Dial(client.Options{HostPort: srv.Addr, Logger: nopLogger{}})
+	if err != nil {
+		cancel()
+		srv.Stop()
+		return nil, err
+	}
+	return &Env{Server: srv, Client: c, Key: key, stop: cancel}, nil
+}
+
+// Stop stops the worker, the client and the server.
+func (e *Env) Stop() {
+	e.Client.Close()
+	e.stop()
+	e.Server.Stop()
+}

@@ -10,8 +10,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,8 +18,6 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/log"
-	"go.uber.org/zap"
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
@@ -31,7 +27,6 @@ import (
 	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/tests/testbed"
-	"github.com/mailmove/mailmove/worker"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -95,28 +90,15 @@ func run(out, only string) error {
 			return err
 		}
 	}
-	srv, err := temporaltest.Start(dir)
+	env, err := temporaltest.StartEnv(dir)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	keyFile := filepath.Join(dir, "secret.key")
-	key, err := secret.Load(keyFile, true)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go worker.Run(ctx, worker.Options{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile, Logger: zap.NewNop()})
-	c, err := client.Dial(client.Options{HostPort: srv.Addr, Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer env.Stop()
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	r := &recorder{ctx: ctx, c: c, key: key, src: src, tgt: tgt, out: out}
+	r := &recorder{ctx: context.Background(), c: env.Client, key: env.Key, src: src, tgt: tgt, out: out}
 	for _, s := range scenarios {
 		if only != "" && s.name != only {
 			continue
