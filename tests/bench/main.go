@@ -22,6 +22,7 @@ import (
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/tests/testbed"
@@ -33,8 +34,10 @@ func main() {
 	passes := flag.Int("passes", 20, "incremental passes of the Temporal move (0: skip the Temporal part)")
 	rtt := flag.Duration("rtt", 20*time.Millisecond, "round trip of the simulated remote link (0: skip that part)")
 	remote := flag.Int("remote-messages", 1000, "messages copied over the simulated remote link")
+	batchSize := flag.Int("batch-mailboxes", 20, "mailboxes of the batch moved through Temporal (0: skip)")
+	batchMessages := flag.Int("batch-messages", 1000, "messages in each mailbox of the batch")
 	flag.Parse()
-	if err := run(*messages, *passes, *rtt, *remote); err != nil {
+	if err := run(*messages, *passes, *rtt, *remote, *batchSize, *batchMessages); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -42,11 +45,17 @@ func main() {
 
 const pw = "bench-password"
 
-func run(messages, passes int, rtt time.Duration, remote int) error {
+func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessages int) error {
 	if err := testbed.EnsureDovecot(); err != nil {
 		return err
 	}
 	users := []testbed.User{{Name: "engine@example.com", Password: pw}, {Name: "counted@example.com", Password: pw}, {Name: "temporal@example.com", Password: pw}, {Name: "remote@example.com", Password: pw}}
+	var batchUsers []string
+	for i := 0; i < batchSize; i++ {
+		u := fmt.Sprintf("batch%02d@example.com", i)
+		batchUsers = append(batchUsers, u)
+		users = append(users, testbed.User{Name: u, Password: pw})
+	}
 	src, err := testbed.Start(testbed.Options{Name: "bench-source", Users: users, SpecialUse: testbed.StandardSpecialUse()})
 	if err != nil {
 		return err
@@ -67,6 +76,11 @@ func run(messages, passes int, rtt time.Duration, remote int) error {
 	}
 	if err := seed(src.Addr(), users[3].Name, remote); err != nil {
 		return err
+	}
+	for _, u := range batchUsers {
+		if err := seed(src.Addr(), u, batchMessages); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("seeded in %v\n\n", time.Since(start).Round(time.Millisecond))
 
@@ -133,11 +147,67 @@ func run(messages, passes int, rtt time.Duration, remote int) error {
 			rtt, r.messages, r.took.Round(time.Millisecond), float64(r.messages)/r.took.Seconds())
 	}
 
-	if passes > 0 {
-		if err := temporalRun(src.Addr(), tgt.Addr(), users[2].Name, passes); err != nil {
+	if passes == 0 && batchSize == 0 {
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "mailmove-bench-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	env, err := temporaltest.StartEnv(dir)
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+	if batchSize > 0 {
+		if err := batchRun(env, src.Addr(), tgt.Addr(), batchUsers, batchMessages); err != nil {
 			return err
 		}
 	}
+	if passes > 0 {
+		if err := temporalRun(env, src.Addr(), tgt.Addr(), users[2].Name, passes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// account is one side of a bench move.
+func account(addr, user string, sealed secret.Sealed) activities.Account {
+	return activities.Account{Endpoint: engine.Endpoint{Addr: addr, Security: engine.SecurityNone}, User: user, Password: sealed}
+}
+
+// batchRun moves many mailboxes at once through a Batch workflow and one
+// worker, as an admin's batch does.
+func batchRun(env *temporaltest.Env, srcAddr, tgtAddr string, users []string, perMailbox int) error {
+	ctx := context.Background()
+	sealed, err := env.Key.Seal(pw)
+	if err != nil {
+		return err
+	}
+	in := workflows.BatchInput{Name: "bench-batch", Concurrency: len(users)}
+	for _, u := range users {
+		in.Moves = append(in.Moves, workflows.MailboxMoveInput{Mailbox: u, Source: account(srcAddr, u, sealed), Target: account(tgtAddr, u, sealed)})
+	}
+	cpu0, start := usage(), time.Now()
+	run, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.BatchWorkflowID(in.Name), TaskQueue: workflows.TaskQueue}, workflows.Batch, in)
+	if err != nil {
+		return err
+	}
+	var st workflows.BatchStatus
+	if err := run.Get(ctx, &st); err != nil {
+		return err
+	}
+	took, cpu := time.Since(start), usage()-cpu0
+	for _, e := range st.Entries {
+		if e.Error != "" {
+			return fmt.Errorf("%s: %s", e.Mailbox, e.Error)
+		}
+	}
+	n := len(users) * perMailbox
+	fmt.Printf("Batch through Temporal: %d mailboxes × %d messages, all at once, one worker: %v, %.0f messages/s, %.2f CPU seconds (worker and bench) per 1,000 messages\n\n",
+		len(users), perMailbox, took.Round(time.Millisecond), float64(n)/took.Seconds(), cpu.Seconds()/float64(n)*1000)
 	return nil
 }
 
@@ -250,27 +320,16 @@ func commands(now, before map[string]int) string {
 // temporalRun moves the mailbox through a Temporal dev server with manual
 // completion, lets it run incremental passes, completes it, and reports the
 // history it left.
-func temporalRun(srcAddr, tgtAddr, user string, passes int) error {
-	dir, err := os.MkdirTemp("", "mailmove-bench-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	env, err := temporaltest.StartEnv(dir)
-	if err != nil {
-		return err
-	}
-	defer env.Stop()
-	c, key := env.Client, env.Key
-	ctx := context.Background()
-	sealed, err := key.Seal(pw)
+func temporalRun(env *temporaltest.Env, srcAddr, tgtAddr, user string, passes int) error {
+	c, ctx := env.Client, context.Background()
+	sealed, err := env.Key.Seal(pw)
 	if err != nil {
 		return err
 	}
 	id := workflows.MoveWorkflowID("bench", user)
 	in := workflows.MailboxMoveInput{Batch: "bench", Mailbox: user,
-		Source:   activities.Account{Endpoint: engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, User: user, Password: sealed},
-		Target:   activities.Account{Endpoint: engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, User: user, Password: sealed},
+		Source:   account(srcAddr, user, sealed),
+		Target:   account(tgtAddr, user, sealed),
 		Settings: workflows.Settings{Complete: workflows.CompleteManual, IncrementalInterval: time.Second},
 	}
 	start := time.Now()
