@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -139,14 +138,10 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 }
 
 // AppendLimit is the largest message the server accepts (RFC 7889
-// APPENDLIMIT), or 0 when it does not say.
+// APPENDLIMIT=n), or 0 when it does not say.
 func (s *Session) AppendLimit() int64 {
-	for c := range s.Caps {
-		if v, ok := strings.CutPrefix(strings.ToUpper(string(c)), "APPENDLIMIT="); ok {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-				return n
-			}
-		}
+	if limit, ok := s.Caps.AppendLimit(); ok && limit != nil {
+		return int64(*limit)
 	}
 	return 0
 }
