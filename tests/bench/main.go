@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -36,7 +37,9 @@ func main() {
 	remote := flag.Int("remote-messages", 1000, "messages copied over the simulated remote link")
 	batchSize := flag.Int("batch-mailboxes", 20, "mailboxes of the batch moved through Temporal (0: skip)")
 	batchMessages := flag.Int("batch-messages", 1000, "messages in each mailbox of the batch")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the engine's initial sync to this file (go tool pprof)")
 	flag.Parse()
+	profile = *cpuProfile
 	if err := run(*messages, *passes, *rtt, *remote, *batchSize, *batchMessages); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -87,7 +90,19 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	// The engine alone, direct connections: speed.
 	before := usage()
 	peak := watchHeap()
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	initial, err := engineRun(src.Addr(), tgt.Addr(), users[0].Name)
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return err
 	}
@@ -299,6 +314,9 @@ func engineRun(srcAddr, tgtAddr, user string) (result, error) {
 	res.took = time.Since(start)
 	return res, nil
 }
+
+// profile is the -cpuprofile file.
+var profile string
 
 // cursors keeps each folder's cursor between two runs, as workflow state does.
 var cursors = map[string]engine.Cursor{}
