@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
+	"github.com/mailmove/mailmove/worker"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -40,10 +42,27 @@ func newCmdDevServer() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "Temporal on %s:%d, Web UI http://%s:%d\n", opts.IP, opts.Port, opts.IP, opts.UIPort)
-			if err := c.Run(); err != nil {
+			if err := c.Start(); err != nil {
 				return fmt.Errorf("%s: %w (build it with `make bin/temporal`)", opts.TemporalBin, err)
 			}
-			return nil
+			// start-dev registers --search-attribute only in a new database;
+			// one made by an older mailmove lacks the attributes added since.
+			go func() {
+				addr := fmt.Sprintf("%s:%d", opts.IP, opts.Port)
+				for i := 0; i < 120; i++ {
+					cl, err := client.Dial(client.Options{HostPort: addr, Logger: quietLogger{}})
+					if err == nil {
+						err = worker.EnsureSearchAttributes(cmd.Context(), cl, "default", true)
+						cl.Close()
+						if err == nil {
+							return
+						}
+					}
+					time.Sleep(500 * time.Millisecond)
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), "mailmove: could not register the search attributes on the dev server")
+			}()
+			return c.Wait()
 		},
 	}
 	f := cmd.Flags()

@@ -44,6 +44,9 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("connect to Temporal at %s: %w", opts.Address, err)
 	}
 	defer c.Close()
+	if err := EnsureSearchAttributes(ctx, c, opts.Namespace, false); err != nil {
+		return err
+	}
 
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
