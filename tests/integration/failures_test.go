@@ -23,7 +23,7 @@ import (
 // Web UI's filter — finds a workflow.
 func waitVisible(t *testing.T, query string) {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: env.temporal.Addr, Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	c, err := client.Dial(client.Options{HostPort: env.temporal.Addr, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +39,11 @@ func waitVisible(t *testing.T, query string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// quietLog keeps the SDK's client logs out of test output.
+func quietLog() log.Logger {
+	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // writePolicy writes a policy file for --policy.
