@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/tests/testbed"
 	"github.com/mailmove/mailmove/workflows"
@@ -369,7 +370,12 @@ func TestWorkerKilledMidCopyResumesWithoutDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startBatch(t, crashNamespace, "crash", csv, "--heartbeat-timeout", "5s", "--folder-concurrency", "2")
+	// The target answers through a proxy that holds each response line a
+	// millisecond, so the copy lasts seconds and the kill lands in its middle
+	// however fast this machine is.
+	slow := faultproxy.StartForTest(t, env.target.Addr())
+	slow.SetLatency(time.Millisecond)
+	startBatchTo(t, crashNamespace, "crash", csv, env.source.Addr(), slow.Addr(), "--heartbeat-timeout", "5s", "--folder-concurrency", "2")
 
 	// Kill the worker process once part of the mailbox is on the target.
 	deadline := time.Now().Add(2 * time.Minute)
@@ -391,6 +397,7 @@ func TestWorkerKilledMidCopyResumesWithoutDuplicates(t *testing.T) {
 		t.Fatal("the copy finished before the worker was killed; the test proves nothing")
 	}
 
+	slow.SetLatency(0)
 	w2, err := startWorker(crashNamespace)
 	if err != nil {
 		t.Fatal(err)
