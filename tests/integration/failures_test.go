@@ -102,12 +102,15 @@ func TestLockedMailboxIsWaitedOut(t *testing.T) {
 func TestThrottledTargetStallsAndResumes(t *testing.T) {
 	accs := addAccounts(t, 500, 1500, "throttle")
 	tgt := faultproxy.StartForTest(t, env.target.Addr())
+	// Slow enough that the throttling below starts mid-copy on any machine.
+	tgt.SetLatency(time.Millisecond)
 	pol := writePolicy(t, "rules:\n  ServerUnavailable:\n    initialInterval: 1s\n    backoffCoefficient: 2\n    maximumInterval: 4s\n")
 	startBatchTo(t, "default", "throttled", writeCSV(t, accs, func(a account) string { return a.password }), env.source.Addr(), tgt.Addr(),
 		"--policy", pol, "--folder-concurrency", "1")
 	// Throttle in the middle of the copy.
 	waitCount(t, accs[0], 30)
 	tgt.Unavailable(5*time.Second, "UNAVAILABLE", "Server busy, try later")
+	tgt.SetLatency(0)
 
 	r := waitTerminal(t, "default", "throttled", 3*time.Minute)
 	m := onlyMove(t, r)
