@@ -163,14 +163,16 @@ func (nopLogger) Error(string, ...interface{}) {}
 // key the worker opens passwords with: what a program needs to run moves
 // end to end without the CLI.
 type Env struct {
-	Server *Server
-	Client client.Client
-	Key    *secret.Key
-	stop   context.CancelFunc
+	Server  *Server
+	Client  client.Client
+	Key     *secret.Key
+	KeyFile string
+	stop    context.CancelFunc
 }
 
-// StartEnv starts an Env with its files in dir. Stop it with Stop.
-func StartEnv(dir string) (*Env, error) {
+// StartEnv starts an Env with its files in dir; without inProcessWorker the
+// caller runs its own workers (with KeyFile). Stop it with Stop.
+func StartEnv(dir string, inProcessWorker bool) (*Env, error) {
 	srv, err := Start(dir)
 	if err != nil {
 		return nil, err
@@ -182,14 +184,16 @@ func StartEnv(dir string) (*Env, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go worker.Run(ctx, worker.Options{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile, Logger: zap.NewNop()})
+	if inProcessWorker {
+		go worker.Run(ctx, worker.Options{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile, Logger: zap.NewNop()})
+	}
 	c, err := client.Dial(client.Options{HostPort: srv.Addr, Logger: nopLogger{}})
 	if err != nil {
 		cancel()
 		srv.Stop()
 		return nil, err
 	}
-	return &Env{Server: srv, Client: c, Key: key, stop: cancel}, nil
+	return &Env{Server: srv, Client: c, Key: key, KeyFile: keyFile, stop: cancel}, nil
 }
 
 // Stop stops the worker, the client and the server.

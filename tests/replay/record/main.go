@@ -90,7 +90,7 @@ func run(out, only string) error {
 			return err
 		}
 	}
-	env, err := temporaltest.StartEnv(dir)
+	env, err := temporaltest.StartEnv(dir, true)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mailmove/mailmove/tests/temporaltest"
+)
+
+// workerProc is a mailmove-worker process started by the bench.
+type workerProc struct {
+	cmd *exec.Cmd
+}
+
+func startWorker(dir string, env *temporaltest.Env) (*workerProc, error) {
+	root, err := temporaltest.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(dir, "mailmove-worker")
+	build := exec.Command("go", "build", "-o", bin, "./worker/cmd/mailmove-worker")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build the worker: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--address", env.Server.Addr, "--secret-key-file", env.KeyFile)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &workerProc{cmd: cmd}, nil
+}
+
+func (w *workerProc) stop() {
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { w.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		w.cmd.Process.Kill()
+	}
+}
+
+// cpu is the worker's CPU time so far, from /proc.
+func (w *workerProc) cpu() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
+}
+
+// peakRSS is the worker's peak resident set size (VmHWM) in bytes.
+func (w *workerProc) peakRSS() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
