@@ -28,6 +28,8 @@ type Activities struct {
 	// NoProgressTimeout: a copy that moves no byte this long is cut
 	// (DefaultNoProgressTimeout when zero).
 	NoProgressTimeout time.Duration
+	// Connections caps this process's connections per server; nil: no cap.
+	Connections *engine.Limiter
 }
 
 // Account is one side of a move: where and as whom to log on.
@@ -438,37 +440,69 @@ func targets(ps []engine.FolderPlan) []string {
 
 // dial logs on to one side.
 func (a *Activities) dial(ctx context.Context, side failure.Side, acc Account) (*engine.Session, error) {
+	release, err := a.slot(ctx, side, acc)
+	if err != nil {
+		return nil, err
+	}
+	return a.dialIn(ctx, side, acc, release)
+}
+
+// slot waits for a free connection to the account's server. Slots are
+// counted per side, and open takes the source's before the target's, so two
+// copies can never each hold the slot the other waits for.
+func (a *Activities) slot(ctx context.Context, side failure.Side, acc Account) (func(), error) {
+	return a.Connections.Acquire(ctx, string(side)+" "+acc.Endpoint.Addr)
+}
+
+// dialIn logs on in a slot already taken; the slot is given back when the
+// session closes.
+func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account, release func()) (*engine.Session, error) {
 	pw, err := a.Key.Open(acc.Password)
 	if err != nil {
+		release()
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s password: %v", side, err), "SecretKeyMismatch", err)
 	}
-	return engine.Dial(ctx, side, acc.Endpoint, engine.Credentials{User: acc.User, Password: pw})
+	s, err := engine.Dial(ctx, side, acc.Endpoint, engine.Credentials{User: acc.User, Password: pw})
+	if err != nil {
+		release()
+		return nil, err
+	}
+	s.AfterClose(release)
+	return s, nil
 }
 
 // open logs on to both sides at once: two logons cost one round trip, not two.
 func (a *Activities) open(ctx context.Context, source, target Account) (*engine.Session, *engine.Session, error) {
+	relS, err := a.slot(ctx, failure.SideSource, source)
+	if err != nil {
+		return nil, nil, err
+	}
+	relT, err := a.slot(ctx, failure.SideTarget, target)
+	if err != nil {
+		relS()
+		return nil, nil, err
+	}
 	type dialed struct {
 		s   *engine.Session
 		err error
 	}
-	dial := func(side failure.Side, acc Account) dialed {
-		s, err := a.dial(ctx, side, acc)
-		return dialed{s, err}
-	}
 	tch := make(chan dialed, 1)
-	go func() { tch <- dial(failure.SideTarget, target) }()
-	s := dial(failure.SideSource, source)
+	go func() {
+		s, err := a.dialIn(ctx, failure.SideTarget, target, relT)
+		tch <- dialed{s, err}
+	}()
+	src, serr := a.dialIn(ctx, failure.SideSource, source, relS)
 	t := <-tch
-	if s.err != nil || t.err != nil {
-		if s.s != nil {
-			s.s.Close()
+	if serr != nil || t.err != nil {
+		if src != nil {
+			src.Close()
 		}
 		if t.s != nil {
 			t.s.Close()
 		}
-		return nil, nil, errors.Join(s.err, t.err)
+		return nil, nil, errors.Join(serr, t.err)
 	}
-	return s.s, t.s, nil
+	return src, t.s, nil
 }
 
 func (a *Activities) logger(ctx context.Context) *zap.Logger {

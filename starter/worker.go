@@ -23,6 +23,7 @@ func newCmdWorker(g *globalOptions) *cobra.Command {
 			return worker.Run(cmd.Context(), opts)
 		},
 	}
+	cmd.Flags().IntVar(&opts.MaxConnectionsPerServer, "max-connections-per-server", 0, "connections this worker holds to one IMAP server at most; copies wait for a free one (0: no cap)")
 	cmd.Flags().IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once, each holding one source and one target connection (0: SDK default)")
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailmove/mailmove/activities"
+	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -25,6 +26,9 @@ type Options struct {
 	// MaxConcurrentActivities bounds the activities — each holding one source
 	// and one target connection — this process runs at once.
 	MaxConcurrentActivities int
+	// MaxConnectionsPerServer caps this process's connections to each IMAP
+	// server (host:port); a copy waits for a free one. 0: no cap.
+	MaxConnectionsPerServer int
 	Logger                  *zap.Logger
 }
 
@@ -54,7 +58,7 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	w.RegisterWorkflow(workflows.MailboxMove)
 	w.RegisterWorkflow(workflows.Batch)
-	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger})
+	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger, Connections: engine.NewLimiter(opts.MaxConnectionsPerServer)})
 
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -68,10 +68,15 @@ type Session struct {
 	// Delim is the hierarchy separator of the personal namespace.
 	Delim rune
 
-	stop func() bool
-	raw  net.Conn
-	conn *idleConn
+	stop    func() bool
+	raw     net.Conn
+	conn    *idleConn
+	onClose func()
 }
+
+// AfterClose registers f to run once the session is closed (a Limiter's
+// release, say).
+func (s *Session) AfterClose(f func()) { s.onClose = f }
 
 // Bytes is the number of bytes read and written so far: a watchdog can tell
 // a slow session from a stuck one.
@@ -151,6 +156,10 @@ func (s *Session) AppendLimit() int64 {
 func (s *Session) Close() error {
 	if s.stop != nil {
 		s.stop()
+	}
+	if f := s.onClose; f != nil {
+		s.onClose = nil
+		defer f()
 	}
 	done := make(chan struct{})
 	go func() {

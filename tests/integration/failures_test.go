@@ -248,3 +248,46 @@ func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
 		t.Fatalf("batch report does not list the bad item:\n%s", out)
 	}
 }
+
+// A worker started with --max-connections-per-server 1 never holds two
+// connections to the source, however many moves and folder lanes want them
+// (an uncapped worker reaches 6 here).
+func TestWorkerConnectionCap(t *testing.T) {
+	accs := addAccounts(t, 1300, 80, "capped1", "capped2", "capped3")
+	src := faultproxy.StartForTest(t, env.source.Addr())
+	var peak int
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if n := src.Stats().Open; n > peak {
+				peak = n
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	startBatchTo(t, cappedNamespace, "capped", writeCSV(t, accs, func(a account) string { return a.password }), src.Addr(), env.target.Addr(),
+		"--folder-concurrency", "3", "--concurrency", "3")
+	r := waitTerminal(t, cappedNamespace, "capped", 3*time.Minute)
+	close(stop)
+	<-sampled
+	for _, m := range r.Moves {
+		if m.Status != workflows.StatusCompleted {
+			t.Fatalf("%s: %s/%s (%s)", m.Mailbox, m.Status, m.StatusDetail, m.Reason)
+		}
+	}
+	for _, a := range accs {
+		assertIdentical(t, a)
+	}
+	// The proxy counts a connection as open until it has drained it, so
+	// one closing while the next opens is allowed for.
+	if peak > 2 {
+		t.Fatalf("up to %d connections to the source at once, want 1 (2 while one closes)", peak)
+	}
+	t.Logf("peak connections to the source: %d", peak)
+}

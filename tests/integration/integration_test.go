@@ -37,6 +37,9 @@ var env struct {
 // its own workers there.
 const crashNamespace = "crash"
 
+// cappedNamespace's worker holds at most one connection per server and side.
+const cappedNamespace = "capped"
+
 func TestMain(m *testing.M) {
 	code, err := setup(m)
 	if err != nil {
@@ -70,7 +73,7 @@ func setup(m *testing.M) (int, error) {
 	}
 	env.keyFile = filepath.Join(dir, "secret.key")
 
-	if env.temporal, err = temporaltest.Start(dir, crashNamespace); err != nil {
+	if env.temporal, err = temporaltest.Start(dir, crashNamespace, cappedNamespace); err != nil {
 		return 1, err
 	}
 	defer env.temporal.Stop()
@@ -91,12 +94,17 @@ func setup(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer stopWorker(w)
+	capped, err := startWorker(cappedNamespace, "--max-connections-per-server", "1")
+	if err != nil {
+		return 1, err
+	}
+	defer stopWorker(capped)
 	return m.Run(), nil
 }
 
 // startWorker runs the worker binary as its own process, as in production.
-func startWorker(namespace string) (*exec.Cmd, error) {
-	cmd := exec.Command(env.worker, "--address", env.temporal.Addr, "--namespace", namespace, "--secret-key-file", env.keyFile)
+func startWorker(namespace string, extra ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(env.worker, append([]string{"--address", env.temporal.Addr, "--namespace", namespace, "--secret-key-file", env.keyFile}, extra...)...)
 	log, err := os.OpenFile(filepath.Join(env.dir, "worker-"+namespace+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
