@@ -48,8 +48,16 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("connect to Temporal at %s: %w", opts.Address, err)
 	}
 	defer c.Close()
-	if err := EnsureSearchAttributes(ctx, c, opts.Namespace, false); err != nil {
-		return err
+	// A dev server just started may still be registering them.
+	for i := 0; ; i++ {
+		err := EnsureSearchAttributes(ctx, c, opts.Namespace, false)
+		if err == nil {
+			break
+		}
+		if i == 20 || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
