@@ -49,13 +49,11 @@ type ConnectInput struct {
 
 // ConnectResult is the folder plan of a move.
 type ConnectResult struct {
-	Folders      []engine.FolderPlan
-	SourceCaps   []string
-	TargetCaps   []string
-	SourceDelim  string
-	TargetDelim  string
-	TotalMessage uint32
-	TotalBytes   int64
+	Folders     []engine.FolderPlan
+	SourceCaps  []string
+	TargetCaps  []string
+	SourceDelim string
+	TargetDelim string
 	// Excluded are the source folders the rules leave out.
 	Excluded []string `json:",omitempty"`
 }
@@ -96,11 +94,7 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 	for c := range tgt.Caps {
 		res.TargetCaps = append(res.TargetCaps, string(c))
 	}
-	for _, p := range plans {
-		res.TotalMessage += p.Messages
-		res.TotalBytes += p.Bytes
-	}
-	a.logger(ctx).Info("planned folders", zap.String("mailbox", in.Mailbox), zap.Int("folders", len(plans)), zap.Uint32("messages", res.TotalMessage))
+	a.logger(ctx).Info("planned folders", zap.String("mailbox", in.Mailbox), zap.Int("folders", len(plans)), zap.Int("excluded", len(excluded)))
 	return res, nil
 }
 

@@ -31,15 +31,11 @@ func newCmdBatchComplete(g *globalOptions) *cobra.Command {
 }
 
 func batchCompleteRun(ctx context.Context, g *globalOptions, opts *batchCompleteOptions, out io.Writer) error {
-	c, err := g.dial()
+	c, rep, err := dialBatch(ctx, g, opts.Name)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	rep, err := fetchBatchReport(ctx, c, opts.Name)
-	if err != nil {
-		return err
-	}
 	completed, skipped := 0, 0
 	for _, m := range rep.Moves {
 		if m.Status.Terminal() || m.Status == workflows.StatusCompleting || m.Status == workflows.StatusQueued {

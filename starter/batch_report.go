@@ -88,15 +88,11 @@ func problems(rep batchReport) []problem {
 }
 
 func batchReportRun(ctx context.Context, g *globalOptions, opts *batchReportOptions, out io.Writer) error {
-	c, err := g.dial()
+	c, rep, err := dialBatch(ctx, g, opts.Name)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	rep, err := fetchBatchReport(ctx, c, opts.Name)
-	if err != nil {
-		return err
-	}
+	c.Close()
 	ps := problems(rep)
 	switch opts.Format {
 	case "json":

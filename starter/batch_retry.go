@@ -49,19 +49,15 @@ func newCmdBatchRetry(g *globalOptions) *cobra.Command {
 }
 
 func batchRetryRun(ctx context.Context, g *globalOptions, opts *batchRetryOptions, out io.Writer) error {
-	c, err := g.dial()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	creds, err := correctedCredentials(g, opts.CSV)
 	if err != nil {
 		return err
 	}
-	rep, err := fetchBatchReport(ctx, c, opts.Name)
+	c, rep, err := dialBatch(ctx, g, opts.Name)
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	retried := 0
 	var errs []error
 	for _, m := range rep.Moves {

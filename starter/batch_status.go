@@ -99,6 +99,21 @@ func settled(rep batchReport) bool {
 	return true
 }
 
+// dialBatch connects to Temporal and reads the batch's report, for the
+// commands that act on every move of a batch. The caller closes the client.
+func dialBatch(ctx context.Context, g *globalOptions, name string) (client.Client, batchReport, error) {
+	c, err := g.dial()
+	if err != nil {
+		return nil, batchReport{}, err
+	}
+	rep, err := fetchBatchReport(ctx, c, name)
+	if err != nil {
+		c.Close()
+		return nil, batchReport{}, err
+	}
+	return c, rep, nil
+}
+
 func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchReport, error) {
 	var bs workflows.BatchStatus
 	v, err := c.QueryWorkflow(ctx, workflows.BatchWorkflowID(name), "", workflows.QueryStatus)

@@ -33,14 +33,16 @@ var classifiedTypes = []string{
 	"SecretKeyMismatch",
 }
 
-func activityOptions(ctx workflow.Context, s Settings, timeout time.Duration) workflow.Context {
+// activityOptions leaves classified failures to the policy table and retries
+// the rest with backoff up to maxInterval.
+func activityOptions(ctx workflow.Context, timeout, heartbeat, maxInterval time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: timeout,
-		HeartbeatTimeout:    s.HeartbeatTimeout,
+		HeartbeatTimeout:    heartbeat,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2.0,
-			MaximumInterval:        5 * time.Minute,
+			MaximumInterval:        maxInterval,
 			NonRetryableErrorTypes: classifiedTypes,
 		},
 	})
@@ -48,21 +50,13 @@ func activityOptions(ctx workflow.Context, s Settings, timeout time.Duration) wo
 
 // shortOptions: Connect, CreateFolders, Verify — a few commands each.
 func shortOptions(ctx workflow.Context, s Settings) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2.0,
-			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: classifiedTypes,
-		},
-	})
+	return activityOptions(ctx, 10*time.Minute, 0, time.Minute)
 }
 
 // syncOptions: copying runs for as long as it takes and heartbeats, so a dead
 // worker is noticed within HeartbeatTimeout and the copy resumes elsewhere.
 func syncOptions(ctx workflow.Context, s Settings) workflow.Context {
-	return activityOptions(ctx, s, 24*time.Hour)
+	return activityOptions(ctx, 24*time.Hour, s.HeartbeatTimeout, 5*time.Minute)
 }
 
 // failureOf returns the classified failure of an activity error; ok is false

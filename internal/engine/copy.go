@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -262,7 +263,7 @@ func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, ids bool) ([]me
 		}
 		metas = append(metas, m)
 	}
-	slices.SortFunc(metas, func(a, b meta) int { return cmpUID(a.uid, b.uid) })
+	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
 	return metas, nil
 }
 
@@ -433,7 +434,7 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 			if err != nil {
 				return err
 			}
-			i, ok := slices.BinarySearchFunc(metas, uid, func(m meta, u imap.UID) int { return cmpUID(m.uid, u) })
+			i, ok := slices.BinarySearchFunc(metas, uid, func(m meta, u imap.UID) int { return cmp.Compare(m.uid, u) })
 			if !ok || i < next {
 				done()
 				return c.src.classify("fetch "+c.cur.Source, fmt.Errorf("server sent UID %d out of order or unasked", uid))
@@ -466,16 +467,6 @@ func (c *copier) send(ctx context.Context, metas []meta, steps chan<- step) erro
 	}
 	flushUpTo(^imap.UID(0))
 	return nil
-}
-
-func cmpUID(a, b imap.UID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // readBody returns the UID and a reader of the body of one fetched message.

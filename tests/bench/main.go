@@ -59,15 +59,11 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 		batchUsers = append(batchUsers, u)
 		users = append(users, testbed.User{Name: u, Password: pw})
 	}
-	src, err := testbed.Start(testbed.Options{Name: "bench-source", Users: users, SpecialUse: testbed.StandardSpecialUse()})
+	src, tgt, err := testbed.StartPair("bench", users)
 	if err != nil {
 		return err
 	}
 	defer src.Stop()
-	tgt, err := testbed.Start(testbed.Options{Name: "bench-target", Users: users, SpecialUse: testbed.OutlookSpecialUse()})
-	if err != nil {
-		return err
-	}
 	defer tgt.Stop()
 
 	fmt.Printf("Seeding %d messages into each source mailbox...\n", messages)

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +10,9 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/log"
 
 	"github.com/mailmove/mailmove/tests/faultproxy"
+	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/tests/testbed"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -23,7 +21,7 @@ import (
 // Web UI's filter — finds a workflow.
 func waitVisible(t *testing.T, query string) {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: env.temporal.Addr, Logger: quietLog()})
+	c, err := client.Dial(client.Options{HostPort: env.temporal.Addr, Logger: temporaltest.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +37,6 @@ func waitVisible(t *testing.T, query string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// quietLog keeps the SDK's client logs out of test output.
-func quietLog() log.Logger {
-	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // writePolicy writes a policy file for --policy.

@@ -167,14 +167,7 @@ func TestIncrementalPassesCarryChanges(t *testing.T) {
 
 	compare := func(a account) []string {
 		t.Helper()
-		s, err := testbed.TakeSnapshot(src.Addr(), a.user, a.password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := testbed.TakeSnapshot(env.target.Addr(), a.user, a.password)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, g := snapshots(t, src.Addr(), env.target.Addr(), a)
 		return testbed.Diff(s, g, targetFolder)
 	}
 	if d := compare(prop); len(d) > 0 {

@@ -132,9 +132,18 @@ func mailmove(t *testing.T, namespace string, args ...string) string {
 	args = append(args, "--address", env.temporal.Addr, "--namespace", namespace, "--secret-key-file", env.keyFile)
 	out, err := exec.Command(env.mailmove, args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("mailmove %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("mailmove %s: %v\n%s\nworker log of namespace %s (end):\n%s", strings.Join(args, " "), err, out, namespace, workerLogTail(namespace))
 	}
 	return string(out)
+}
+
+// workerLogTail is the end of a namespace's worker log, for failures.
+func workerLogTail(namespace string) string {
+	data, _ := os.ReadFile(filepath.Join(env.dir, "worker-"+namespace+".log"))
+	if len(data) > 3000 {
+		data = data[len(data)-3000:]
+	}
+	return string(data)
 }
 
 type account struct{ user, password string }
@@ -246,18 +255,25 @@ func targetFolder(name string) string {
 	return name
 }
 
+// snapshots reads an account on a source and a target server.
+func snapshots(t *testing.T, srcAddr, tgtAddr string, a account) (src, tgt testbed.Snapshot) {
+	t.Helper()
+	src, err := testbed.TakeSnapshot(srcAddr, a.user, a.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt, err = testbed.TakeSnapshot(tgtAddr, a.user, a.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, tgt
+}
+
 // assertIdentical compares both sides of an account message by message:
 // same bytes (hash), flags and internal date, nothing missing or duplicated.
 func assertIdentical(t *testing.T, a account) {
 	t.Helper()
-	src, err := testbed.TakeSnapshot(env.source.Addr(), a.user, a.password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tgt, err := testbed.TakeSnapshot(env.target.Addr(), a.user, a.password)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, tgt := snapshots(t, env.source.Addr(), env.target.Addr(), a)
 	if diff := testbed.Diff(src, tgt, targetFolder); len(diff) > 0 {
 		if len(diff) > 20 {
 			diff = append(diff[:20], fmt.Sprintf("... and %d more", len(diff)-20))

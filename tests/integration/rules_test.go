@@ -36,14 +36,7 @@ func TestFolderRulesAndFilters(t *testing.T) {
 	startBatch(t, "default", "ruled", csv, rules...)
 	m := onlyMove(t, waitTerminal(t, "default", "ruled", 3*time.Minute))
 
-	src, err := testbed.TakeSnapshot(env.source.Addr(), a.user, a.password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tgt, err := testbed.TakeSnapshot(env.target.Addr(), a.user, a.password)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, tgt := snapshots(t, env.source.Addr(), env.target.Addr(), a)
 	mapping := func(name string) string {
 		switch {
 		case name == "Junk", name == "Archive" || strings.HasPrefix(name, "Archive/"):
@@ -89,8 +82,7 @@ func TestTargetPrefixAndSubscriptions(t *testing.T) {
 	if m := waitTerminal(t, "default", "prefixed", 3*time.Minute).Moves[0]; m.Status != workflows.StatusCompleted {
 		t.Fatalf("%s/%s %q", m.Status, m.StatusDetail, m.Reason)
 	}
-	src, _ := testbed.TakeSnapshot(env.source.Addr(), a.user, a.password)
-	tgt, _ := testbed.TakeSnapshot(env.target.Addr(), a.user, a.password)
+	src, tgt := snapshots(t, env.source.Addr(), env.target.Addr(), a)
 	if d := testbed.Diff(src, tgt, func(name string) string { return "Migrated/" + name }); len(d) > 0 {
 		t.Fatalf("with --target-prefix Migrated:\n%s", strings.Join(d, "\n"))
 	}

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/worker"
 )
 
@@ -17,7 +18,7 @@ import (
 // with the commands that fix it, and `dev-server` fixes it by itself.
 func TestSearchAttributesAreCheckedAndRegistered(t *testing.T) {
 	ctx := context.Background()
-	c, err := client.Dial(client.Options{HostPort: env.temporal.Addr, Logger: quietLog()})
+	c, err := client.Dial(client.Options{HostPort: env.temporal.Addr, Logger: temporaltest.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@
 package replay
 
 import (
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,19 +12,15 @@ import (
 
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mailmove/mailmove/activities"
+	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/workflows"
 )
 
 const dir = "../testdata/histories"
-
-func quiet() log.Logger {
-	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-}
 
 func histories(t *testing.T) []string {
 	t.Helper()
@@ -46,7 +40,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(workflows.MailboxMove)
 			r.RegisterWorkflow(workflows.Batch)
-			if err := r.ReplayWorkflowHistoryFromJSONFile(quiet(), f); err != nil {
+			if err := r.ReplayWorkflowHistoryFromJSONFile(temporaltest.QuietLogger(), f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}
 		})
@@ -83,7 +77,7 @@ func reordered(ctx workflow.Context, in workflows.MailboxMoveInput) (workflows.M
 func TestReplayCatchesAReorderedWorkflow(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(reordered, workflow.RegisterOptions{Name: "MailboxMove"})
-	err := r.ReplayWorkflowHistoryFromJSONFile(quiet(), filepath.Join(dir, "move-manual-complete.json"))
+	err := r.ReplayWorkflowHistoryFromJSONFile(temporaltest.QuietLogger(), filepath.Join(dir, "move-manual-complete.json"))
 	// TMPRL1100 is the SDK's code for a non-determinism error.
 	if err == nil || !strings.Contains(err.Error(), "TMPRL1100") && !strings.Contains(err.Error(), "nondeterministic") {
 		t.Fatalf("replay of a reordered workflow = %v, want a non-determinism error", err)

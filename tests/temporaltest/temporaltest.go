@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.uber.org/zap"
 
 	"github.com/mailmove/mailmove/internal/secret"
@@ -110,9 +111,17 @@ func Start(dir string, namespaces ...string) (*Server, error) {
 
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		c, err := client.Dial(client.Options{HostPort: s.Addr, Logger: nopLogger{}})
+		c, err := client.Dial(client.Options{HostPort: s.Addr, Logger: QuietLogger()})
 		if err == nil {
 			_, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{})
+			// Every namespace must have the search attributes before a
+			// worker starts on it; a namespace made by --namespace may get
+			// them from start-dev a little later, so make sure.
+			for _, ns := range append([]string{"default"}, namespaces...) {
+				if err == nil {
+					err = worker.EnsureSearchAttributes(context.Background(), c, ns, true)
+				}
+			}
 			c.Close()
 			if err == nil {
 				return s, nil
@@ -152,6 +161,10 @@ func (s *Server) Stop() {
 	}
 }
 
+// QuietLogger is an SDK logger that drops everything, for tests and tools
+// whose output is their own.
+func QuietLogger() log.Logger { return nopLogger{} }
+
 type nopLogger struct{}
 
 func (nopLogger) Debug(string, ...interface{}) {}
@@ -187,7 +200,7 @@ func StartEnv(dir string, inProcessWorker bool) (*Env, error) {
 	if inProcessWorker {
 		go worker.Run(ctx, worker.Options{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile, Logger: zap.NewNop()})
 	}
-	c, err := client.Dial(client.Options{HostPort: srv.Addr, Logger: nopLogger{}})
+	c, err := client.Dial(client.Options{HostPort: srv.Addr, Logger: QuietLogger()})
 	if err != nil {
 		cancel()
 		srv.Stop()

@@ -561,3 +561,19 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// StartPair starts a source with the usual special folders and a target
+// whose special folders have Microsoft's names, both with the same users,
+// in directories of their own (removed by Stop). Stop both when done.
+func StartPair(name string, users []User) (src, tgt *Server, err error) {
+	src, err = Start(Options{Name: name + "-source", Users: users, SpecialUse: StandardSpecialUse()})
+	if err != nil {
+		return nil, nil, err
+	}
+	tgt, err = Start(Options{Name: name + "-target", Users: users, SpecialUse: OutlookSpecialUse()})
+	if err != nil {
+		src.Stop()
+		return nil, nil, err
+	}
+	return src, tgt, nil
+}

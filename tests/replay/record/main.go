@@ -75,15 +75,11 @@ func run(out, only string) error {
 	for _, s := range scenarios {
 		users = append(users, testbed.User{Name: s.name + "@example.com", Password: "pw"}, testbed.User{Name: s.name + "-2@example.com", Password: "pw"})
 	}
-	src, err := testbed.Start(testbed.Options{Name: "record-source", Users: users, SpecialUse: testbed.StandardSpecialUse()})
+	src, tgt, err := testbed.StartPair("record", users)
 	if err != nil {
 		return err
 	}
 	defer src.Stop()
-	tgt, err := testbed.Start(testbed.Options{Name: "record-target", Users: users, SpecialUse: testbed.OutlookSpecialUse()})
-	if err != nil {
-		return err
-	}
 	defer tgt.Stop()
 	for _, u := range users {
 		if err := testbed.Seed(src.Addr(), u.Name, u.Password, testbed.SampleMailbox(7, 30)); err != nil {
