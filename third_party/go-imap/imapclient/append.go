@@ -56,3 +56,63 @@ func (cmd *AppendCommand) Close() error {
 func (cmd *AppendCommand) Wait() (*imap.AppendData, error) {
 	return &cmd.data, cmd.wait()
 }
+
+// MultiAppend starts an APPEND command that carries several messages
+// (RFC 3502 MULTIAPPEND). The server stores all of them or none, as one
+// transaction, which is much cheaper for servers than one APPEND per message.
+//
+// For each message, the caller calls Message, writes the message contents
+// and closes the returned writer. After the last message, the caller must
+// call MultiAppendCommand.Close. The server must advertise MULTIAPPEND for
+// more than one message.
+func (c *Client) MultiAppend(mailbox string) *MultiAppendCommand {
+	cmd := &MultiAppendCommand{}
+	cmd.enc = c.beginCommand("APPEND", cmd)
+	cmd.enc.SP().Mailbox(mailbox)
+	return cmd
+}
+
+// MultiAppendCommand is an APPEND command with one or more messages.
+type MultiAppendCommand struct {
+	commandBase
+	enc  *commandEncoder
+	data MultiAppendData
+}
+
+// MultiAppendData is the data returned by a MULTIAPPEND command.
+type MultiAppendData struct {
+	// UIDValidity and UIDs are set if the server has UIDPLUS. UIDs holds the
+	// UIDs of the messages in the order they were sent.
+	UIDValidity uint32
+	UIDs        imap.UIDSet
+}
+
+// Message starts the next message of the command. The caller must write
+// exactly size bytes to the returned writer, then close it.
+//
+// The options are optional.
+func (cmd *MultiAppendCommand) Message(size int64, options *imap.AppendOptions) io.WriteCloser {
+	cmd.enc.SP()
+	if options != nil && len(options.Flags) > 0 {
+		cmd.enc.List(len(options.Flags), func(i int) {
+			cmd.enc.Flag(options.Flags[i])
+		}).SP()
+	}
+	if options != nil && !options.Time.IsZero() {
+		cmd.enc.String(options.Time.Format(internal.DateTimeLayout)).SP()
+	}
+	return cmd.enc.Literal(size)
+}
+
+// Close ends the command after its last message.
+func (cmd *MultiAppendCommand) Close() error {
+	if cmd.enc != nil {
+		cmd.enc.end()
+		cmd.enc = nil
+	}
+	return nil
+}
+
+func (cmd *MultiAppendCommand) Wait() (*MultiAppendData, error) {
+	return &cmd.data, cmd.wait()
+}

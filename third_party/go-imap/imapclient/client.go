@@ -736,13 +736,20 @@ func (c *Client) readResponseTagged(tag, typ string) (startTLS *startTLSCommand,
 		case "APPENDUID":
 			var (
 				uidValidity uint32
-				uid         imap.UID
+				uids        imap.UIDSet
 			)
-			if !c.dec.ExpectSP() || !c.dec.ExpectNumber(&uidValidity) || !c.dec.ExpectSP() || !c.dec.ExpectUID(&uid) {
+			// A MULTIAPPEND is answered with a uid-set (RFC 4315).
+			if !c.dec.ExpectSP() || !c.dec.ExpectNumber(&uidValidity) || !c.dec.ExpectSP() || !c.dec.ExpectUIDSet(&uids) {
 				return nil, fmt.Errorf("in resp-code-apnd: %v", c.dec.Err())
 			}
-			if cmd, ok := cmd.(*AppendCommand); ok {
-				cmd.data.UID = uid
+			switch cmd := cmd.(type) {
+			case *AppendCommand:
+				if uid, ok := uids.Nums(); ok && len(uid) == 1 {
+					cmd.data.UID = uid[0]
+				}
+				cmd.data.UIDValidity = uidValidity
+			case *MultiAppendCommand:
+				cmd.data.UIDs = uids
 				cmd.data.UIDValidity = uidValidity
 			}
 		case "COPYUID":
