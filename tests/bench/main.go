@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -38,8 +39,12 @@ func main() {
 	batchSize := flag.Int("batch-mailboxes", 20, "mailboxes of the batch moved through Temporal (0: skip)")
 	batchMessages := flag.Int("batch-messages", 1000, "messages in each mailbox of the batch")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the engine's initial sync to this file (go tool pprof)")
+	flag.StringVar(&imapsync, "imapsync", "auto", "imapsync to compare with on the same corpus (auto: the one on PATH, if any; \"\": skip)")
 	flag.Parse()
 	profile = *cpuProfile
+	if imapsync == "auto" {
+		imapsync, _ = exec.LookPath("imapsync")
+	}
 	if err := run(*messages, *passes, *rtt, *remote, *batchSize, *batchMessages); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -52,7 +57,7 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	if err := testbed.EnsureDovecot(); err != nil {
 		return err
 	}
-	users := []testbed.User{{Name: "engine@example.com", Password: pw}, {Name: "counted@example.com", Password: pw}, {Name: "temporal@example.com", Password: pw}, {Name: "remote@example.com", Password: pw}}
+	users := []testbed.User{{Name: "engine@example.com", Password: pw}, {Name: "counted@example.com", Password: pw}, {Name: "temporal@example.com", Password: pw}, {Name: "remote@example.com", Password: pw}, {Name: "imapsync@example.com", Password: pw}}
 	var batchUsers []string
 	for i := 0; i < batchSize; i++ {
 		u := fmt.Sprintf("batch%02d@example.com", i)
@@ -75,6 +80,11 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	}
 	if err := seed(src.Addr(), users[3].Name, remote); err != nil {
 		return err
+	}
+	if imapsync != "" {
+		if err := seed(src.Addr(), users[4].Name, messages); err != nil {
+			return err
+		}
 	}
 	for _, u := range batchUsers {
 		if err := seed(src.Addr(), u, batchMessages); err != nil {
@@ -135,6 +145,7 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	fmt.Printf("  incremental pass, no change: %7v\n", again.took.Round(time.Millisecond))
 	fmt.Printf("  our process: %.2f CPU seconds per 1,000 messages, peak Go heap %.0f MiB during the copy\n",
 		cpu.Seconds()/float64(initial.messages)*1000, float64(heap)/(1<<20))
+	fmt.Printf("  %s\n", verify(src.Addr(), tgt.Addr(), users[0].Name))
 	fmt.Printf("Commands sent (through a counting proxy; initial sync %v, pass %v):\n", initialC.took.Round(time.Millisecond), againC.took.Round(time.Millisecond))
 	fmt.Printf("  initial sync:               source %s\n                              target %s\n", commands(s0.Commands, nil), commands(t0.Commands, nil))
 	fmt.Printf("  incremental pass, no change: source %s\n                              target %s\n\n", commands(s1.Commands, s0.Commands), commands(t1.Commands, t0.Commands))
@@ -156,6 +167,12 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 		}
 		fmt.Printf("Engine over a link with %v round trip, one connection per side: %d messages in %v, %.0f messages/s\n\n",
 			rtt, r.messages, r.took.Round(time.Millisecond), float64(r.messages)/r.took.Seconds())
+	}
+
+	if imapsync != "" {
+		if err := imapsyncRun(imapsync, src.Addr(), tgt.Addr(), users[4].Name, messages); err != nil {
+			return err
+		}
 	}
 
 	if passes == 0 && batchSize == 0 {
@@ -184,7 +201,7 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 		}
 	}
 	if passes > 0 {
-		if err := temporalRun(env, src.Addr(), tgt.Addr(), users[2].Name, passes); err != nil {
+		if err := temporalRun(env, w, src.Addr(), tgt.Addr(), users[2].Name, passes); err != nil {
 			return err
 		}
 	}
@@ -208,7 +225,7 @@ func batchRun(env *temporaltest.Env, w *workerProc, srcAddr, tgtAddr string, use
 	for _, u := range users {
 		in.Moves = append(in.Moves, workflows.MailboxMoveInput{Mailbox: u, Source: account(srcAddr, u, sealed), Target: account(tgtAddr, u, sealed)})
 	}
-	cpu0, start := w.cpu(), time.Now()
+	cpu0, srv0, start := w.cpu(), procCPU(env.Server.Pid()), time.Now()
 	run, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.BatchWorkflowID(in.Name), TaskQueue: workflows.TaskQueue}, workflows.Batch, in)
 	if err != nil {
 		return err
@@ -217,15 +234,26 @@ func batchRun(env *temporaltest.Env, w *workerProc, srcAddr, tgtAddr string, use
 	if err := run.Get(ctx, &st); err != nil {
 		return err
 	}
-	took, cpu := time.Since(start), w.cpu()-cpu0
+	took, cpu, srv := time.Since(start), w.cpu()-cpu0, procCPU(env.Server.Pid())-srv0
+	var events, size int64
 	for _, e := range st.Entries {
 		if e.Error != "" {
 			return fmt.Errorf("%s: %s", e.Mailbox, e.Error)
 		}
+		d, err := env.Client.DescribeWorkflowExecution(ctx, e.WorkflowID, "")
+		if err != nil {
+			return err
+		}
+		events += d.GetWorkflowExecutionInfo().GetHistoryLength()
+		size += d.GetWorkflowExecutionInfo().GetHistorySizeBytes()
 	}
-	n := len(users) * perMailbox
-	fmt.Printf("Batch through Temporal: %d mailboxes × %d messages, all at once, one worker process: %v, %.0f messages/s,\n  worker: %.2f CPU seconds per 1,000 messages, peak RSS %.0f MiB\n\n",
-		len(users), perMailbox, took.Round(time.Millisecond), float64(n)/took.Seconds(), cpu.Seconds()/float64(n)*1000, float64(w.peakRSS())/(1<<20))
+	n, moves := len(users)*perMailbox, float64(len(users))
+	fmt.Printf("Batch through Temporal: %d mailboxes × %d messages, all at once, one worker process: %v, %.0f messages/s\n",
+		len(users), perMailbox, took.Round(time.Millisecond), float64(n)/took.Seconds())
+	fmt.Printf("  worker: %.2f CPU seconds per 1,000 messages, peak RSS %.0f MiB\n", cpu.Seconds()/float64(n)*1000, float64(w.peakRSS())/(1<<20))
+	fmt.Printf("  Temporal bookkeeping per mailbox: %.0f history events (%.0f KiB), %.2f CPU seconds of the dev server\n",
+		float64(events)/moves, float64(size)/1024/moves, srv.Seconds()/moves)
+	fmt.Printf("  %s (first mailbox)\n\n", verify(srcAddr, tgtAddr, users[0]))
 	return nil
 }
 
@@ -321,6 +349,9 @@ func engineRun(srcAddr, tgtAddr, user string) (result, error) {
 // profile is the -cpuprofile file.
 var profile string
 
+// imapsync is the imapsync to compare with, if any.
+var imapsync string
+
 // cursors keeps each folder's cursor between two runs, as workflow state does.
 var cursors = map[string]engine.Cursor{}
 
@@ -341,7 +372,7 @@ func commands(now, before map[string]int) string {
 // temporalRun moves the mailbox through a Temporal dev server with manual
 // completion, lets it run incremental passes, completes it, and reports the
 // history it left.
-func temporalRun(env *temporaltest.Env, srcAddr, tgtAddr, user string, passes int) error {
+func temporalRun(env *temporaltest.Env, w *workerProc, srcAddr, tgtAddr, user string, passes int) error {
 	c, ctx := env.Client, context.Background()
 	sealed, err := env.Key.Seal(pw)
 	if err != nil {
@@ -353,7 +384,7 @@ func temporalRun(env *temporaltest.Env, srcAddr, tgtAddr, user string, passes in
 		Target:   account(tgtAddr, user, sealed),
 		Settings: workflows.Settings{Complete: workflows.CompleteManual, IncrementalInterval: time.Second},
 	}
-	start := time.Now()
+	cpu0, srv0, start := w.cpu(), procCPU(env.Server.Pid()), time.Now()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}, workflows.MailboxMove, in)
 	if err != nil {
 		return err
@@ -363,8 +394,11 @@ func temporalRun(env *temporaltest.Env, srcAddr, tgtAddr, user string, passes in
 		st, err := query(ctx, c, id)
 		if err == nil && !st.SyncedAt.IsZero() && synced == 0 {
 			synced = time.Since(start)
-			fmt.Printf("Through Temporal (dev server, one worker): initial sync of %d messages in %v, %.0f messages/s\n",
-				st.MessagesCopied, synced.Round(time.Millisecond), float64(st.MessagesCopied)/synced.Seconds())
+			n, cpu, srv := float64(st.MessagesCopied), w.cpu()-cpu0, procCPU(env.Server.Pid())-srv0
+			fmt.Printf("Through Temporal (dev server, one worker process): initial sync of %d messages in %v, %.0f messages/s\n",
+				st.MessagesCopied, synced.Round(time.Millisecond), n/synced.Seconds())
+			fmt.Printf("  worker %.2f and dev server %.2f CPU seconds per 1,000 messages; worker peak RSS %.0f MiB\n",
+				cpu.Seconds()/n*1000, srv.Seconds()/n*1000, float64(w.peakRSS())/(1<<20))
 		}
 		if err == nil && st.IncrementalPasses >= passes {
 			break

@@ -48,9 +48,15 @@ func (w *workerProc) stop() {
 	}
 }
 
-// cpu is the worker's CPU time so far, from /proc.
-func (w *workerProc) cpu() time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+// cpu is the worker's CPU time so far.
+func (w *workerProc) cpu() time.Duration { return procCPU(w.cmd.Process.Pid) }
+
+// peakRSS is the worker's peak resident set size in bytes.
+func (w *workerProc) peakRSS() int64 { return procPeakRSS(w.cmd.Process.Pid) }
+
+// procCPU is a process's CPU time so far, from /proc.
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -62,9 +68,9 @@ func (w *workerProc) cpu() time.Duration {
 	return time.Duration(utime+stime) * time.Second / ticks
 }
 
-// peakRSS is the worker's peak resident set size (VmHWM) in bytes.
-func (w *workerProc) peakRSS() int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+// procPeakRSS is a process's peak resident set size (VmHWM) in bytes.
+func procPeakRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}

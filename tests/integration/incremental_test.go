@@ -168,7 +168,7 @@ func TestIncrementalPassesCarryChanges(t *testing.T) {
 	compare := func(a account) []string {
 		t.Helper()
 		s, g := snapshots(t, src.Addr(), env.target.Addr(), a)
-		return testbed.Diff(s, g, targetFolder)
+		return testbed.Diff(s, g, testbed.OutlookName)
 	}
 	if d := compare(prop); len(d) > 0 {
 		t.Fatalf("after the initial sync:\n%s", strings.Join(d, "\n"))

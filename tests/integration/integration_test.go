@@ -241,20 +241,6 @@ func waitTerminal(t *testing.T, namespace, name string, timeout time.Duration) r
 	}
 }
 
-// targetFolder is where the move puts a source folder of SampleMailbox on
-// the test target, whose special folders have Microsoft names.
-func targetFolder(name string) string {
-	switch name {
-	case "Sent":
-		return "Sent Items"
-	case "Trash":
-		return "Deleted Items"
-	case "Junk":
-		return "Junk Email"
-	}
-	return name
-}
-
 // snapshots reads an account on a source and a target server.
 func snapshots(t *testing.T, srcAddr, tgtAddr string, a account) (src, tgt testbed.Snapshot) {
 	t.Helper()
@@ -274,7 +260,7 @@ func snapshots(t *testing.T, srcAddr, tgtAddr string, a account) (src, tgt testb
 func assertIdentical(t *testing.T, a account) {
 	t.Helper()
 	src, tgt := snapshots(t, env.source.Addr(), env.target.Addr(), a)
-	if diff := testbed.Diff(src, tgt, targetFolder); len(diff) > 0 {
+	if diff := testbed.Diff(src, tgt, testbed.OutlookName); len(diff) > 0 {
 		if len(diff) > 20 {
 			diff = append(diff[:20], fmt.Sprintf("... and %d more", len(diff)-20))
 		}

@@ -44,7 +44,7 @@ func TestFolderRulesAndFilters(t *testing.T) {
 		case name == "Projets" || strings.HasPrefix(name, "Projets/"):
 			return "Projects FR" + strings.TrimPrefix(name, "Projets")
 		}
-		return targetFolder(name)
+		return testbed.OutlookName(name)
 	}
 	large := 0
 	for name, msgs := range src {

@@ -150,6 +150,9 @@ func StartForTest(t testing.TB, namespaces ...string) *Server {
 	return s
 }
 
+// Pid is the dev server's process ID, for measuring its CPU time.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Stop ends the server and waits for it.
 func (s *Server) Stop() {
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)

@@ -121,6 +121,20 @@ func OutlookSpecialUse() map[string]string {
 	}
 }
 
+// OutlookName is the target folder a move from a StartPair source puts a
+// source folder in: special folders take Microsoft's names.
+func OutlookName(name string) string {
+	switch name {
+	case "Sent":
+		return "Sent Items"
+	case "Trash":
+		return "Deleted Items"
+	case "Junk":
+		return "Junk Email"
+	}
+	return name
+}
+
 // Server is a running Dovecot instance. Its methods are safe for concurrent
 // use.
 type Server struct {
