@@ -1,6 +1,8 @@
 package main
 
 import (
+	"flag"
+
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -23,7 +25,8 @@ func newCmdWorker(g *globalOptions) *cobra.Command {
 			return worker.Run(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().IntVar(&opts.MaxConnectionsPerServer, "max-connections-per-server", 0, "connections this worker holds to one IMAP server at most; copies wait for a free one (0: no cap)")
-	cmd.Flags().IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once, each holding one source and one target connection (0: SDK default)")
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	opts.AddFlags(fs)
+	cmd.Flags().AddGoFlagSet(fs)
 	return cmd
 }

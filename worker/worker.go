@@ -4,6 +4,7 @@ package worker
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"time"
 
@@ -29,7 +30,18 @@ type Options struct {
 	// MaxConnectionsPerServer caps this process's connections to each IMAP
 	// server (host:port); a copy waits for a free one. 0: no cap.
 	MaxConnectionsPerServer int
-	Logger                  *zap.Logger
+	// ActivitiesPerSecond caps how fast copies start on the task queue,
+	// across all its workers (the server enforces it). 0: no cap.
+	ActivitiesPerSecond float64
+	Logger              *zap.Logger
+}
+
+// AddFlags defines the flags that size a worker, for the `mailmove worker`
+// command and the mailmove-worker binary alike.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.MaxConcurrentActivities, "max-concurrent-activities", 0, "copies run at once, each holding one source and one target connection (0: the SDK default, 1,000)")
+	fs.IntVar(&o.MaxConnectionsPerServer, "max-connections-per-server", 0, "connections this worker holds to one IMAP server at most; copies wait for a free one (0: no cap)")
+	fs.Float64Var(&o.ActivitiesPerSecond, "activities-per-second", 0, "copies started per second on the task queue, across all workers, e.g. to spare servers a storm of logins when a large batch starts (0: no cap)")
 }
 
 // Run connects to Temporal and serves the task queue until ctx ends, then
@@ -62,6 +74,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
+		TaskQueueActivitiesPerSecond:       opts.ActivitiesPerSecond,
 		WorkerStopTimeout:                  30 * time.Second,
 	})
 	w.RegisterWorkflow(workflows.MailboxMove)

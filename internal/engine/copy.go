@@ -161,8 +161,18 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	cur = cur.Clone()
 	var st Stats
 	condstore := src.Caps.Has(imap.CapCondStore)
-	sel, err := src.Client.Select(cur.Source, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
+	examine := src.Client.Select(cur.Source, &imap.SelectOptions{ReadOnly: true, CondStore: condstore})
+	var early *imapclient.SearchCommand
+	if cur.UIDValidity == 0 {
+		// A folder never synced, so almost surely something to copy: ask
+		// for the list in the same round trip as the EXAMINE.
+		early = searchAboveCmd(src, 0)
+	}
+	sel, err := examine.Wait()
 	if err != nil {
+		if early != nil {
+			early.Wait()
+		}
 		return cur, st, src.classify("select "+cur.Source, ctxErr(ctx, err))
 	}
 	if cur.UIDValidity != sel.UIDValidity {
@@ -192,9 +202,15 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	cur.HighestModSeq = sel.HighestModSeq
 
 	if sel.UIDNext != 0 && uint32(sel.UIDNext) <= cur.LastUID+1 {
+		if early != nil {
+			early.Wait()
+		}
 		return cur, st, nil
 	}
-	pending, err := searchAbove(ctx, src, cur.LastUID)
+	if early == nil {
+		early = searchAboveCmd(src, cur.LastUID)
+	}
+	pending, err := searchAbove(ctx, src, early, cur.LastUID)
 	if err != nil {
 		return cur, st, err
 	}
@@ -207,13 +223,26 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		pending = pending[:opts.MaxMessages]
 	}
 
-	known, filter, err := targetUnaccounted(ctx, tgt, &cur)
+	// The two sides answer at once, one round trip instead of two.
+	var known map[identity][]imap.UID
+	var filter *flagFilter
+	tgtDone := make(chan error, 1)
+	go func() {
+		var err error
+		known, filter, err = targetUnaccounted(ctx, tgt, &cur)
+		tgtDone <- err
+	}()
+	metas, err := fetchMeta(ctx, src, pending)
+	if tgtErr := <-tgtDone; tgtErr != nil {
+		return cur, st, tgtErr
+	}
 	if err != nil {
 		return cur, st, err
 	}
-	metas, err := fetchMeta(ctx, src, pending, len(known) > 0)
-	if err != nil {
-		return cur, st, err
+	if len(known) > 0 {
+		if err := fetchMessageIDs(ctx, src, metas, known); err != nil {
+			return cur, st, err
+		}
 	}
 	for i := range metas {
 		metas[i].flags = filter.keep(metas[i].flags, &st)
@@ -243,11 +272,17 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	return c.cur, c.st, err
 }
 
-// searchAbove returns the UIDs above last in ascending order.
-func searchAbove(ctx context.Context, s *Session, last uint32) ([]imap.UID, error) {
+// searchAboveCmd asks for the UIDs above last.
+func searchAboveCmd(s *Session, last uint32) *imapclient.SearchCommand {
 	var set imap.UIDSet
 	set.AddRange(imap.UID(last+1), 0) // last+1:*
-	data, err := s.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+	return s.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil)
+}
+
+// searchAbove returns the answer of searchAboveCmd: the UIDs above last in
+// ascending order.
+func searchAbove(ctx context.Context, s *Session, cmd *imapclient.SearchCommand, last uint32) ([]imap.UID, error) {
+	data, err := cmd.Wait()
 	if err != nil {
 		return nil, s.classify("search new messages", ctxErr(ctx, err))
 	}
@@ -265,14 +300,9 @@ var messageIDSection = &imap.FetchItemBodySection{
 	Peek:         true,
 }
 
-// fetchMeta reads flags, date and size of the given messages; with ids also
-// their Message-ID, needed to recognise messages already on the target.
-func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, ids bool) ([]meta, error) {
-	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
-	if ids {
-		opts.BodySection = []*imap.FetchItemBodySection{messageIDSection}
-	}
-	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), opts).Collect()
+// fetchMeta reads flags, date and size of the given messages.
+func fetchMeta(ctx context.Context, s *Session, uids []imap.UID) ([]meta, error) {
+	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}).Collect()
 	if err != nil {
 		return nil, s.classify("fetch message list", ctxErr(ctx, err))
 	}
@@ -284,13 +314,40 @@ func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, ids bool) ([]me
 				m.flags = append(m.flags, f)
 			}
 		}
-		if ids {
-			m.id = parseMessageID(b.FindBodySection(messageIDSection))
-		}
 		metas = append(metas, m)
 	}
 	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
 	return metas, nil
+}
+
+// fetchMessageIDs reads the Message-ID of the messages that share size and
+// date with a target message in known: the only ones that may be on the
+// target already.
+func fetchMessageIDs(ctx context.Context, s *Session, metas []meta, known map[identity][]imap.UID) error {
+	type sizeDate struct{ size, date int64 }
+	candidates := map[sizeDate]bool{}
+	for k := range known {
+		candidates[sizeDate{k.size, k.date}] = true
+	}
+	var uids []imap.UID
+	for _, m := range metas {
+		if candidates[sizeDate{m.size, m.date.Unix()}] {
+			uids = append(uids, m.uid)
+		}
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{messageIDSection}}).Collect()
+	if err != nil {
+		return s.classify("fetch message ids", ctxErr(ctx, err))
+	}
+	for _, b := range bufs {
+		if i, ok := slices.BinarySearchFunc(metas, b.UID, func(m meta, u imap.UID) int { return cmp.Compare(m.uid, u) }); ok {
+			metas[i].id = parseMessageID(b.FindBodySection(messageIDSection))
+		}
+	}
+	return nil
 }
 
 func parseMessageID(header []byte) string {

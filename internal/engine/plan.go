@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"sort"
 	"strings"
@@ -236,8 +237,15 @@ func isNonExistent(err error) bool {
 }
 
 // CreateFolders creates the planned target folders that do not exist yet,
-// parents first, and subscribes those subscribed on the source.
+// parents first, and subscribes those subscribed on the source. The
+// commands are pipelined: a round trip for all, not one per folder.
 func (s *Session) CreateFolders(ctx context.Context, plans []FolderPlan) error {
+	type create struct {
+		p   *FolderPlan
+		cmd *imapclient.Command
+		use bool
+	}
+	var creates []create
 	for i := range plans {
 		p := &plans[i]
 		if p.Exists {
@@ -247,25 +255,39 @@ func (s *Session) CreateFolders(ctx context.Context, plans []FolderPlan) error {
 		if p.SpecialUse != "" && s.Caps.Has(imap.CapCreateSpecialUse) {
 			opts = &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{p.SpecialUse}}
 		}
-		err := s.Client.Create(p.Target, opts).Wait()
-		if err != nil && opts != nil {
+		creates = append(creates, create{p: p, cmd: s.Client.Create(p.Target, opts), use: opts != nil})
+	}
+	var firstErr error
+	for _, c := range creates {
+		err := c.cmd.Wait()
+		if err != nil && c.use {
 			// A server may refuse a second folder of a use; the name is what
 			// matters most.
-			err = s.Client.Create(p.Target, nil).Wait()
+			err = s.Client.Create(c.p.Target, nil).Wait()
 		}
 		if err != nil && !isAlreadyExists(err) {
-			return s.classify("create folder "+p.Target, ctxErr(ctx, err))
+			firstErr = cmp.Or(firstErr, s.classify("create folder "+c.p.Target, ctxErr(ctx, err)))
+			continue
 		}
-		p.Exists = true
+		c.p.Exists = true
 	}
+	if firstErr != nil {
+		return firstErr
+	}
+	var subs []*imapclient.Command
+	var names []string
 	for _, p := range plans {
 		if p.Subscribed {
-			if err := s.Client.Subscribe(p.Target).Wait(); err != nil {
-				return s.classify("subscribe "+p.Target, ctxErr(ctx, err))
-			}
+			subs = append(subs, s.Client.Subscribe(p.Target))
+			names = append(names, p.Target)
 		}
 	}
-	return nil
+	for i, c := range subs {
+		if err := c.Wait(); err != nil && firstErr == nil {
+			firstErr = s.classify("subscribe "+names[i], ctxErr(ctx, err))
+		}
+	}
+	return firstErr
 }
 
 func isAlreadyExists(err error) bool {

@@ -21,8 +21,7 @@ func main() {
 	flag.StringVar(&opts.Address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
 	flag.StringVar(&opts.Namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
 	flag.StringVar(&opts.SecretKeyFile, "secret-key-file", secret.DefaultKeyFile(), "key that opens the batch passwords; the same file the CLI used")
-	flag.IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once (0: the SDK default)")
-	flag.IntVar(&opts.MaxConnectionsPerServer, "max-connections-per-server", 0, "connections this worker holds to one IMAP server at most; copies wait for a free one (0: no cap)")
+	opts.AddFlags(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := zap.NewProduction()
