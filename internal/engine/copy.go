@@ -113,6 +113,11 @@ type Options struct {
 	// Rules filter messages by size and date; filtered messages are
 	// skipped, not copied, and counted in Stats.Filtered.
 	Rules Rules
+	// Helpers, when set, lends up to n more connection pairs to the same
+	// mailboxes, so that a large chunk of one folder is copied over several
+	// pairs at once. It may return fewer, or none. The caller owns the
+	// pairs; after an error they may be mid-command and must be closed.
+	Helpers func(ctx context.Context, n int) []Pair
 }
 
 func (o *Options) defaults() {
@@ -135,6 +140,39 @@ type meta struct {
 	flags []imap.Flag
 	date  time.Time
 	id    string // Message-ID header, only fetched when reconciling
+
+	// What the copy does with it, decided by decide before any is sent.
+	matched  imap.UID // already on the target as this UID
+	filtered bool     // left out by the rules
+	rejected string   // not sent: the target said it would refuse it
+}
+
+// fetch says whether the message is to be copied.
+func (m meta) fetch() bool { return m.matched == 0 && !m.filtered && m.rejected == "" }
+
+// decide settles, for every message, whether it is filtered, too large for
+// the target, already there (matched by identity to one of known's
+// unaccounted messages) or to be copied. It runs once over a whole chunk, so
+// that two source messages with the same identity never claim one target
+// copy, however the chunk is then split.
+func decide(metas []meta, known map[identity][]imap.UID, rules Rules, appendLimit int64) {
+	for i := range metas {
+		m := &metas[i]
+		if rules.skips(m.size, m.date) {
+			m.filtered = true
+			continue
+		}
+		if appendLimit > 0 && m.size > appendLimit {
+			// The target said it takes nothing this large: a bad item,
+			// without sending it.
+			m.rejected = fmt.Sprintf("larger than the target's APPENDLIMIT of %d bytes", appendLimit)
+			continue
+		}
+		if uids := known[m.identity()]; len(uids) > 0 {
+			m.matched = uids[0]
+			known[m.identity()] = uids[1:]
+		}
+	}
 }
 
 // identity is how a message is recognised on the other side without
@@ -247,7 +285,19 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	for i := range metas {
 		metas[i].flags = filter.keep(metas[i].flags, &st)
 	}
-	c := &copier{src: src, tgt: tgt, cur: cur, st: st, opts: opts, known: known, throttle: newThrottle(opts.LatencyThreshold),
+	decide(metas, known, opts.Rules, tgt.AppendLimit())
+	if opts.Helpers != nil {
+		if cur, st, err, ok := syncParallel(ctx, src, tgt, cur, st, opts, metas); ok {
+			return cur, st, err
+		}
+	}
+	c := newCopier(src, tgt, cur, st, opts)
+	err = c.run(ctx, metas)
+	return c.result(err)
+}
+
+func newCopier(src, tgt *Session, cur Cursor, st Stats, opts Options) *copier {
+	c := &copier{src: src, tgt: tgt, cur: cur, st: st, opts: opts, throttle: newThrottle(opts.LatencyThreshold),
 		batch: opts.Batch, batchBytes: opts.BatchBytes, singleUntil: cur.SingleUntil}
 	if !tgt.Caps.Has(imap.CapMultiAppend) {
 		c.batch = 1
@@ -260,7 +310,11 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 			c.opts.Window = 64
 		}
 	}
-	err = c.run(ctx, metas)
+	return c
+}
+
+// result returns the cursor and totals once run returned err.
+func (c *copier) result(err error) (Cursor, Stats, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.st.Throttled = c.throttle.throttled()
@@ -269,7 +323,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		// next pass compares every message's flags, not just changed ones.
 		c.cur.HighestModSeq = 0
 	}
-	return c.cur, c.st, err
+	return c.cur.Clone(), c.st, err
 }
 
 // searchAboveCmd asks for the UIDs above last.
@@ -390,9 +444,13 @@ func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[iden
 	if err != nil {
 		return nil, nil, tgt.classify("fetch message list of "+cur.Target, ctxErr(ctx, err))
 	}
+	// Messages the map already accounts for are ours: after a parallel copy
+	// failed, they may lie above TargetUIDNext, and must not be claimed
+	// again by another source message of the same identity.
+	mapped := cur.Map.targets(from)
 	known := make(map[identity][]imap.UID)
 	for _, b := range bufs {
-		if uint32(b.UID) < from {
+		if uint32(b.UID) < from || mapped(uint32(b.UID)) {
 			continue
 		}
 		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, id: parseMessageID(b.FindBodySection(messageIDSection))}
@@ -411,7 +469,6 @@ func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[iden
 type copier struct {
 	src, tgt *Session
 	opts     Options
-	known    map[identity][]imap.UID
 	stop     atomic.Bool // set by confirm on a fatal error: stop sending
 	throttle *throttle
 	// batch and batchBytes bound one APPEND command; batch is 1 where the
@@ -432,9 +489,6 @@ type copier struct {
 type step struct {
 	m        meta
 	appended bool
-	matched  imap.UID // target UID when found on the target
-	filtered bool     // left out by the rules
-	rejected string   // not sent: the target said it would refuse it
 }
 
 // unit is a run of steps in source UID order and the one APPEND command, if
@@ -477,34 +531,21 @@ func (c *copier) run(ctx context.Context, metas []meta) error {
 // send walks the source messages in UID order, writing the ones to copy
 // into APPEND commands and handing every message to confirm in a unit.
 func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) error {
-	// Decide up front which messages are already on the target, so that two
-	// source messages with the same identity never claim one target copy.
-	matched := make([]imap.UID, len(metas))
-	filtered := make([]bool, len(metas))
-	rejected := make([]string, len(metas))
 	var toFetch []imap.UID
-	limit := c.tgt.AppendLimit()
-	for i, m := range metas {
-		if c.opts.Rules.skips(m.size, m.date) {
-			filtered[i] = true
-			continue
+	for _, m := range metas {
+		if m.fetch() {
+			toFetch = append(toFetch, m.uid)
 		}
-		if limit > 0 && m.size > limit {
-			// The target said it takes nothing this large: a bad item,
-			// without sending it.
-			rejected[i] = fmt.Sprintf("larger than the target's APPENDLIMIT of %d bytes", limit)
-			continue
-		}
-		if uids := c.known[m.identity()]; len(uids) > 0 {
-			matched[i] = uids[0]
-			c.known[m.identity()] = uids[1:]
-			continue
-		}
-		toFetch = append(toFetch, m.uid)
 	}
 	u := &unit{}
 	// ship ends the unit's command and hands the unit to confirm.
 	ship := func() {
+		if u.unfinished {
+			// Only when leaving without confirm: no answer matters now,
+			// and the incomplete literal must never be completed.
+			c.tgt.abort()
+			u.steps = nil
+		}
 		if u.cmd != nil {
 			u.cmd.Close()
 			u.sent = time.Now()
@@ -514,13 +555,16 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 		}
 		u = &unit{}
 	}
+	// Whatever way this ends, an open command holds whole messages only:
+	// end it rather than leave the connection mid-command.
+	defer ship()
 	next := 0 // index in metas of the next step to queue
 	// flushUpTo queues the steps that need no APPEND below UID u. Servers
 	// answer FETCH in UID order, so an unmatched message skipped here was
 	// expunged since it was listed.
 	flushUpTo := func(uid imap.UID) {
 		for ; next < len(metas) && metas[next].uid < uid; next++ {
-			u.steps = append(u.steps, step{m: metas[next], matched: matched[next], filtered: filtered[next], rejected: rejected[next]})
+			u.steps = append(u.steps, step{m: metas[next]})
 			if u.cmd == nil && len(u.steps) >= 256 {
 				ship() // keeps checkpoints coming through a long run of matches
 			}
@@ -544,7 +588,9 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 		asked := time.Now()
 		for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
 			if c.stop.Load() {
-				return nil // confirm holds the error; the caller closes the session
+				// Confirm holds the error, or another block of a parallel
+				// copy does; the caller closes the session.
+				return errStopped
 			}
 			c.throttle.observe(failure.SideSource, time.Since(asked))
 			uid, body, done, err := c.readBody(ctx, msg)
@@ -572,6 +618,7 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 					return ctx.Err()
 				}
 				units <- u // confirm reports it after the APPENDs before it
+				u = &unit{}
 				return nil
 			}
 			next++
@@ -590,12 +637,10 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 		}
 		finished = true
 		if err := fetch.Close(); err != nil {
-			ship()
 			return c.src.classify("fetch messages of "+c.cur.Source, ctxErr(ctx, err))
 		}
 	}
 	flushUpTo(^imap.UID(0))
-	ship()
 	return nil
 }
 
@@ -678,6 +723,9 @@ func (c *copier) write(ctx context.Context, u *unit, m meta, body imap.LiteralRe
 	}
 	u.failed, u.unfinished = m, true
 }
+
+// errStopped ends a copy stopped from outside, before it was done.
+var errStopped = errors.New("copy stopped")
 
 // ErrReconnect is returned by SyncFolder when it stopped only because a
 // session had to be cut (the target refused a message before its body was
@@ -842,12 +890,12 @@ func (c *copier) confirmSteps(steps []step, uids []uint32, upTo uint32, bad *fai
 			n++
 			c.st.Copied++
 			c.st.Bytes += s.m.size
-		case s.rejected != "":
-			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: uint32(s.m.uid), Size: s.m.size, Reason: s.rejected})
-		case s.matched != 0:
-			tgtUID = uint32(s.matched)
+		case s.m.rejected != "":
+			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: uint32(s.m.uid), Size: s.m.size, Reason: s.m.rejected})
+		case s.m.matched != 0:
+			tgtUID = uint32(s.m.matched)
 			c.st.Matched++
-		case s.filtered:
+		case s.m.filtered:
 			c.st.Filtered++
 		}
 		c.cur.LastUID = uint32(s.m.uid)

@@ -62,3 +62,18 @@ func (m UIDMap) Remove(gone map[uint32]bool) UIDMap {
 	}
 	return out
 }
+
+// targets returns a test of whether a target UID at or above from is mapped.
+func (m UIDMap) targets(from uint32) func(uint32) bool {
+	var runs []UIDRun
+	for _, r := range m {
+		if r.Tgt+r.N > from {
+			runs = append(runs, r)
+		}
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].Tgt < runs[j].Tgt })
+	return func(tgt uint32) bool {
+		i := sort.Search(len(runs), func(i int) bool { return runs[i].Tgt+runs[i].N > tgt })
+		return i < len(runs) && runs[i].Tgt <= tgt
+	}
+}
