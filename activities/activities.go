@@ -146,6 +146,9 @@ type SyncInput struct {
 	PropagateDeletes bool `json:",omitempty"`
 	// Rules filter messages by size and date.
 	Rules engine.Rules
+	// Connections is the most connection pairs the call may use: beyond
+	// the first, they copy chunks of one large folder in parallel.
+	Connections int `json:",omitempty"`
 }
 
 // SyncResult is the progress of one InitialSync or IncrementalSync call.
@@ -260,6 +263,29 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		}
 	}()
 
+	// Pairs lent to the engine for large folders, opened when first needed
+	// and kept for the next folders; after a failure they may be
+	// mid-command, so they are closed.
+	var spare []engine.Pair
+	closeSpare := func() {
+		for _, p := range spare {
+			p.Src.Close()
+			p.Tgt.Close()
+		}
+		spare = nil
+	}
+	defer func() { closeSpare() }()
+	helpers := func(ctx context.Context, n int) []engine.Pair {
+		for len(spare) < min(n, in.Connections-1) {
+			p, ok := a.openSpare(ctx, in.Source, in.Target)
+			if !ok {
+				break
+			}
+			spare = append(spare, p)
+		}
+		return spare[:min(n, len(spare))]
+	}
+
 	budget := in.MaxMessages
 	for i := 0; i < len(res.Cursors); {
 		if res.Done[i] {
@@ -270,7 +296,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 			break
 		}
 		base := res
-		cur, st, err := engine.SyncFolder(ctx, src, tgt, res.Cursors[i], engine.Options{
+		opts := engine.Options{
 			MaxMessages:      budget,
 			LatencyThreshold: in.LatencyThreshold,
 			PropagateDeletes: in.PropagateDeletes,
@@ -281,7 +307,11 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 				res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
 				mu.Unlock()
 			},
-		})
+		}
+		if in.Connections > 1 {
+			opts.Helpers = helpers
+		}
+		cur, st, err := engine.SyncFolder(ctx, src, tgt, res.Cursors[i], opts)
 		mu.Lock()
 		res.Cursors[i] = cur
 		res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
@@ -305,6 +335,9 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		res.Done[i] = err == nil && !st.More
 		mu.Unlock()
 		budget -= st.Copied + st.Matched
+		if err != nil {
+			closeSpare()
+		}
 		switch {
 		case errors.Is(err, engine.ErrReconnect):
 			// The same folder again, after the refused message, over new
@@ -445,8 +478,10 @@ func (a *Activities) dial(ctx context.Context, side failure.Side, acc Account) (
 // counted per side, and open takes the source's before the target's, so two
 // copies can never each hold the slot the other waits for.
 func (a *Activities) slot(ctx context.Context, side failure.Side, acc Account) (func(), error) {
-	return a.Connections.Acquire(ctx, string(side)+" "+acc.Endpoint.Addr)
+	return a.Connections.Acquire(ctx, slotKey(side, acc))
 }
+
+func slotKey(side failure.Side, acc Account) string { return string(side) + " " + acc.Endpoint.Addr }
 
 // dialIn logs on in a slot already taken; the slot is given back when the
 // session closes.
@@ -476,6 +511,28 @@ func (a *Activities) open(ctx context.Context, source, target Account) (*engine.
 		relS()
 		return nil, nil, err
 	}
+	return a.openIn(ctx, source, target, relS, relT)
+}
+
+// openSpare opens one more pair for a copy that can do without it: only if
+// the worker's connection cap has room now, since a copy holding a pair
+// must never wait for another.
+func (a *Activities) openSpare(ctx context.Context, source, target Account) (engine.Pair, bool) {
+	relS, ok := a.Connections.TryAcquire(slotKey(failure.SideSource, source))
+	if !ok {
+		return engine.Pair{}, false
+	}
+	relT, ok := a.Connections.TryAcquire(slotKey(failure.SideTarget, target))
+	if !ok {
+		relS()
+		return engine.Pair{}, false
+	}
+	s, t, err := a.openIn(ctx, source, target, relS, relT)
+	return engine.Pair{Src: s, Tgt: t}, err == nil
+}
+
+// openIn logs on to both sides in slots already taken.
+func (a *Activities) openIn(ctx context.Context, source, target Account, relS, relT func()) (*engine.Session, *engine.Session, error) {
 	type dialed struct {
 		s   *engine.Session
 		err error

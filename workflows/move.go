@@ -277,11 +277,14 @@ type syncActivity func(context.Context, activities.SyncInput) (activities.SyncRe
 func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
 	var firstErr error
 	wg := workflow.NewWaitGroup(ctx)
-	for _, lane := range m.lanes() {
+	lanes := m.lanes()
+	pool := &connPool{spare: m.settings.FolderConcurrency - len(lanes), running: len(lanes)}
+	for _, lane := range lanes {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
-			if err := m.syncLane(ctx, act, lane); err != nil && firstErr == nil {
+			defer pool.release()
+			if err := m.syncLane(ctx, act, lane, pool); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		})
@@ -321,7 +324,19 @@ func (m *move) lanes() [][]int {
 	return lanes
 }
 
-func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) error {
+// connPool shares a move's FolderConcurrency connections (per side) among
+// its lanes: a lane that finished gives its connection to the others, whose
+// next sync call copies chunks of a large folder over several pairs.
+type connPool struct {
+	spare, running int
+}
+
+func (p *connPool) release() { p.running--; p.spare++ }
+
+// share is how many connection pairs a running lane's next call may use.
+func (p *connPool) share() int { return 1 + p.spare/max(p.running, 1) }
+
+func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool *connPool) error {
 	pending := lane
 	apply := func(res activities.SyncResult) {
 		var next []int
@@ -359,7 +374,8 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int) erro
 	}
 	in := func() interface{} {
 		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages,
-			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes, Rules: m.settings.Rules}
+			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes, Rules: m.settings.Rules,
+			Connections: pool.share()}
 		for _, i := range pending {
 			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
 		}

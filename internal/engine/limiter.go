@@ -28,18 +28,43 @@ func (l *Limiter) Acquire(ctx context.Context, addr string) (release func(), err
 	if l == nil || l.max <= 0 {
 		return func() {}, nil
 	}
+	ch := l.slotsOf(addr)
+	select {
+	case ch <- struct{}{}:
+		return releaser(ch), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TryAcquire takes a free slot for addr if there is one now, without
+// waiting: for connections a copy can do without, which must never wait
+// while holding others.
+func (l *Limiter) TryAcquire(addr string) (release func(), ok bool) {
+	if l == nil || l.max <= 0 {
+		return func() {}, true
+	}
+	ch := l.slotsOf(addr)
+	select {
+	case ch <- struct{}{}:
+		return releaser(ch), true
+	default:
+		return nil, false
+	}
+}
+
+func (l *Limiter) slotsOf(addr string) chan struct{} {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	ch, ok := l.slots[addr]
 	if !ok {
 		ch = make(chan struct{}, l.max)
 		l.slots[addr] = ch
 	}
-	l.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
-		var once sync.Once
-		return func() { once.Do(func() { <-ch }) }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return ch
+}
+
+func releaser(ch chan struct{}) func() {
+	var once sync.Once
+	return func() { once.Do(func() { <-ch }) }
 }

@@ -174,6 +174,9 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	if err := largeRun(src, tgt); err != nil {
 		return err
 	}
+	if err := oneFolderRun(src, tgt, messages); err != nil {
+		return err
+	}
 
 	if imapsync != "" {
 		if err := imapsyncRun(imapsync, src.Addr(), tgt.Addr(), users[4].Name, messages); err != nil {
@@ -289,6 +292,38 @@ func largeRun(src, tgt *testbed.Server) error {
 	return nil
 }
 
+// oneFolderRun copies a mailbox that is one large INBOX, over one
+// connection pair and then over three: chunks of one folder in parallel.
+func oneFolderRun(src, tgt *testbed.Server, messages int) error {
+	var inbox testbed.Folder
+	for _, f := range testbed.SampleMailbox(1000, messages) {
+		inbox.Messages = append(inbox.Messages, f.Messages...)
+	}
+	inbox.Name = "INBOX"
+	fmt.Printf("Engine, one folder of %d messages:", len(inbox.Messages))
+	for _, pairs := range []int{1, 3} {
+		user := fmt.Sprintf("inbox%d@example.com", pairs)
+		for _, s := range []*testbed.Server{src, tgt} {
+			if err := s.AddUser(testbed.User{Name: user, Password: pw}); err != nil {
+				return err
+			}
+		}
+		if err := testbed.Seed(src.Addr(), user, pw, []testbed.Folder{inbox}); err != nil {
+			return err
+		}
+		r, err := engineRunWith(src.Addr(), tgt.Addr(), user, pairs)
+		if err != nil {
+			return err
+		}
+		if diff := verify(src.Addr(), tgt.Addr(), user); !strings.HasPrefix(diff, "verified") {
+			return fmt.Errorf("%s: %s", user, diff)
+		}
+		fmt.Printf(" %d connection pair(s) %v, %.0f messages/s;", pairs, r.took.Round(time.Millisecond), float64(r.messages)/r.took.Seconds())
+	}
+	fmt.Printf(" verified\n\n")
+	return nil
+}
+
 // machineBusy is the CPU time all processes have used, from /proc/stat.
 func machineBusy() time.Duration {
 	data, err := os.ReadFile("/proc/stat")
@@ -359,6 +394,12 @@ type result struct {
 // engineRun syncs every folder of the mailbox once, as the activities do,
 // over one connection per side.
 func engineRun(srcAddr, tgtAddr, user string) (result, error) {
+	return engineRunWith(srcAddr, tgtAddr, user, 1)
+}
+
+// engineRunWith is engineRun lending the engine pairs-1 more connection
+// pairs, for large folders.
+func engineRunWith(srcAddr, tgtAddr, user string, pairs int) (result, error) {
 	ctx := context.Background()
 	start := time.Now()
 	s, err := engine.Dial(ctx, failure.SideSource, engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
@@ -385,7 +426,33 @@ func engineRun(srcAddr, tgtAddr, user string) (result, error) {
 		if !ok {
 			cur = engine.Cursor{Source: p.Source, Target: p.Target}
 		}
-		cur, st, err := engine.SyncFolder(ctx, s, t, cur, engine.Options{})
+		opts := engine.Options{}
+		var opened []*engine.Session
+		defer func() {
+			for _, h := range opened {
+				h.Close()
+			}
+		}()
+		if pairs > 1 {
+			opts.Helpers = func(ctx context.Context, n int) []engine.Pair {
+				var lent []engine.Pair
+				for range min(n, pairs-1) {
+					hs, err := engine.Dial(ctx, failure.SideSource, engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
+					if err != nil {
+						break
+					}
+					ht, err := engine.Dial(ctx, failure.SideTarget, engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
+					if err != nil {
+						hs.Close()
+						break
+					}
+					lent = append(lent, engine.Pair{Src: hs, Tgt: ht})
+					opened = append(opened, hs, ht)
+				}
+				return lent
+			}
+		}
+		cur, st, err := engine.SyncFolder(ctx, s, t, cur, opts)
 		if err != nil {
 			return result{}, fmt.Errorf("%s: %w", p.Source, err)
 		}

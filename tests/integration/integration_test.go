@@ -235,7 +235,7 @@ func waitTerminal(t *testing.T, namespace, name string, timeout time.Duration) r
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("batch %s not finished after %v: %+v", name, timeout, r.Moves)
+			t.Fatalf("batch %s not finished after %v: %+v\nworker log of namespace %s (end):\n%s", name, timeout, r.Moves, namespace, workerLogTail(namespace))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
