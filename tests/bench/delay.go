@@ -15,7 +15,10 @@ type delayLine struct {
 	ln       net.Listener
 	upstream string
 	delay    time.Duration
-	wg       sync.WaitGroup
+	// rate, when positive, caps each connection's bytes per second in each
+	// direction, as servers that throttle every connection do.
+	rate float64
+	wg   sync.WaitGroup
 }
 
 func startDelayLine(upstream string, oneWay time.Duration) (*delayLine, error) {
@@ -74,8 +77,14 @@ func (d *delayLine) pipe(src, dst net.Conn) {
 			}
 		}
 	}()
+	var free time.Time // when the throttled link is free again
 	for c := range ch {
-		time.Sleep(time.Until(c.at.Add(d.delay)))
+		at := c.at.Add(d.delay)
+		if d.rate > 0 {
+			free = maxTime(free, c.at).Add(time.Duration(float64(len(c.data)) / d.rate * float64(time.Second)))
+			at = maxTime(at, free)
+		}
+		time.Sleep(time.Until(at))
 		if _, err := dst.Write(c.data); err != nil {
 			break
 		}
@@ -88,4 +97,11 @@ func (d *delayLine) pipe(src, dst net.Conn) {
 	}
 	io.Copy(io.Discard, src)
 	src.Close()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

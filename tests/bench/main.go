@@ -167,8 +167,20 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 		if err != nil {
 			return err
 		}
-		fmt.Printf("Engine over a link with %v round trip, one connection per side: %d messages in %v, %.0f messages/s\n\n",
+		fmt.Printf("Engine over a link with %v round trip, one connection per side: %d messages in %v, %.0f messages/s\n",
 			rtt, r.messages, r.took.Round(time.Millisecond), float64(r.messages)/r.took.Seconds())
+		fmt.Println()
+		// Servers that throttle each connection (Exchange Online, Gmail)
+		// are where several connections on one folder pay.
+		st, err := startDelayLine(src.Addr(), 0)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		st.rate = 8 << 20
+		if err := oneFolderRunVia(src, tgt, st.Addr(), tgt.Addr(), 2*remote, " from a source serving each connection at 8 MiB/s"); err != nil {
+			return err
+		}
 	}
 
 	if err := largeRun(src, tgt); err != nil {
@@ -295,14 +307,19 @@ func largeRun(src, tgt *testbed.Server) error {
 // oneFolderRun copies a mailbox that is one large INBOX, over one
 // connection pair and then over three: chunks of one folder in parallel.
 func oneFolderRun(src, tgt *testbed.Server, messages int) error {
+	return oneFolderRunVia(src, tgt, src.Addr(), tgt.Addr(), messages, "")
+}
+
+// oneFolderRunVia is oneFolderRun over the given addresses of src and tgt.
+func oneFolderRunVia(src, tgt *testbed.Server, srcAddr, tgtAddr string, messages int, label string) error {
 	var inbox testbed.Folder
 	for _, f := range testbed.SampleMailbox(1000, messages) {
 		inbox.Messages = append(inbox.Messages, f.Messages...)
 	}
 	inbox.Name = "INBOX"
-	fmt.Printf("Engine, one folder of %d messages:", len(inbox.Messages))
+	fmt.Printf("Engine, one folder of %d messages%s:", len(inbox.Messages), label)
 	for _, pairs := range []int{1, 3} {
-		user := fmt.Sprintf("inbox%d@example.com", pairs)
+		user := fmt.Sprintf("inbox%d-%d@example.com", pairs, len(label))
 		for _, s := range []*testbed.Server{src, tgt} {
 			if err := s.AddUser(testbed.User{Name: user, Password: pw}); err != nil {
 				return err
@@ -311,7 +328,7 @@ func oneFolderRun(src, tgt *testbed.Server, messages int) error {
 		if err := testbed.Seed(src.Addr(), user, pw, []testbed.Folder{inbox}); err != nil {
 			return err
 		}
-		r, err := engineRunWith(src.Addr(), tgt.Addr(), user, pairs)
+		r, err := engineRunWith(srcAddr, tgtAddr, user, pairs)
 		if err != nil {
 			return err
 		}
