@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -429,5 +430,35 @@ func TestMailboxMoveContinuesAsNewAfterPassesPerRun(t *testing.T) {
 	}
 	if next.State == nil || next.State.IncrementalPasses != 2 || next.State.PassesThisRun != 0 || next.State.SyncedAt.IsZero() || len(next.State.Folders) != 2 {
 		t.Fatalf("next run's state = %+v, want the whole progress carried", next.State)
+	}
+}
+
+// A lane that has finished lends its connection to the lanes still copying:
+// with two folders and three connections per side, the large folder's lane
+// gets all three once the other lane is done.
+func TestFinishedLanesLendTheirConnections(t *testing.T) {
+	env := newEnv(t)
+	var mu sync.Mutex
+	calls := map[string][]int{}
+	mockHappy(env, func(_ context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		src := in.Cursors[0].Source
+		calls[src] = append(calls[src], in.Connections)
+		res, _ := syncAllDone(context.Background(), in)
+		if src == "INBOX" && len(calls[src]) < 3 {
+			res.Done[0] = false // a large folder: more chunks to come
+		}
+		return res, nil
+	})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{FolderConcurrency: 3}))
+	if env.GetWorkflowError() != nil {
+		t.Fatal(env.GetWorkflowError())
+	}
+	if got := calls["INBOX"]; len(got) < 3 || got[0] != 1 || got[len(got)-1] != 3 {
+		t.Fatalf("INBOX lane's calls had %v connection pairs, want 1 at first and 3 once the Sent lane was done", got)
+	}
+	if got := calls["Sent"]; len(got) != 1 || got[0] != 1 {
+		t.Fatalf("Sent lane's calls had %v connection pairs, want one call with 1", got)
 	}
 }
