@@ -194,6 +194,8 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 		if err := imapsyncRun(imapsync, src.Addr(), tgt.Addr(), users[4].Name, messages); err != nil {
 			return err
 		}
+	} else {
+		fmt.Printf("imapsync: not on PATH, no comparison (tests/bench/install-imapsync installs it)\n\n")
 	}
 
 	if passes == 0 && batchSize == 0 {
