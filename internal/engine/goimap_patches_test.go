@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// The patched go-imap (third_party/go-imap) sends APPEND literals above
+// 4 KB non-synchronizing when the server has LITERAL+: no round trip per
+// message. This server never sends a continuation request, so a client
+// waiting for one would hang.
+func TestAppendUsesLiteralPlusForLargeMessages(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const size = 64 << 10
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n")
+		r := bufio.NewReader(c)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- strings.TrimSpace(line)
+		if strings.HasSuffix(strings.TrimSpace(line), fmt.Sprintf("{%d+}", size)) {
+			io.CopyN(io.Discard, r, size+2)
+			tag := strings.Fields(line)[0]
+			fmt.Fprintf(c, "%s OK APPEND done\r\n", tag)
+		}
+	}()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := imapclient.New(conn, nil)
+	defer c.Close()
+	if err := c.WaitGreeting(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		cmd := c.Append("INBOX", size, &imap.AppendOptions{})
+		cmd.Write([]byte(strings.Repeat("x", size)))
+		cmd.Close()
+		_, err := cmd.Wait()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("APPEND = %v (server saw %q)", err, <-got)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("APPEND of %d bytes waited for a continuation request; the command line was %q", size, <-got)
+	}
+}
+
+// The patched go-imap sends several messages in one APPEND (RFC 3502
+// MULTIAPPEND) and reads the uid-set of its APPENDUID answer.
+func TestMultiAppendWireFormat(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS] ready\r\n")
+		r := bufio.NewReader(c)
+		var b strings.Builder
+		for !strings.HasSuffix(b.String(), "world\r\n") {
+			line, err := r.ReadString('\n')
+			b.WriteString(line)
+			if err != nil {
+				break
+			}
+		}
+		got <- b.String()
+		tag := strings.Fields(b.String())[0]
+		fmt.Fprintf(c, "%s OK [APPENDUID 42 7:8] done\r\n", tag)
+	}()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := imapclient.New(conn, nil)
+	defer c.Close()
+	if err := c.WaitGreeting(); err != nil {
+		t.Fatal(err)
+	}
+	date := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	cmd := c.MultiAppend("INBOX")
+	for _, body := range []string{"hello", "world"} {
+		w := cmd.Message(int64(len(body)), &imap.AppendOptions{Flags: []imap.Flag{imap.FlagSeen}, Time: date})
+		io.WriteString(w, body)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd.Close()
+	data, err := cmd.Wait()
+	if err != nil {
+		t.Fatalf("MULTIAPPEND = %v", err)
+	}
+	const want = `T1 APPEND INBOX (\Seen) " 2-Jan-2020 03:04:05 +0000" {5+}` + "\r\nhello" +
+		` (\Seen) " 2-Jan-2020 03:04:05 +0000" {5+}` + "\r\nworld\r\n"
+	if w := <-got; w != want {
+		t.Fatalf("server read\n%q\nwant\n%q", w, want)
+	}
+	uids, _ := data.UIDs.Nums()
+	if data.UIDValidity != 42 || len(uids) != 2 || uids[0] != 7 || uids[1] != 8 {
+		t.Fatalf("APPENDUID = %d %v, want 42 [7 8]", data.UIDValidity, uids)
+	}
+}
