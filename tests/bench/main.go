@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	enums "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/mailmove/mailmove/activities"
@@ -572,7 +574,45 @@ func temporalRun(env *temporaltest.Env, w *workerProc, srcAddr, tgtAddr, user st
 	}
 	fmt.Printf("History of the move through its initial sync, %d incremental passes and completion: %d events, %.0f KiB, in %d run(s)\n",
 		passes, events, float64(size)/1024, runs)
+	if d, n := passTimes(ctx, c, id); n > 0 {
+		fmt.Printf("Incremental pass over the unchanged mailbox through Temporal (replan, then the lanes' sync activities): median %v over %d passes\n", d.Round(time.Millisecond), n)
+	}
 	return nil
+}
+
+// passTimes reads the move's history and returns the median time of its
+// incremental passes: from the replanning Connect activity being scheduled
+// to the pass's last activity completing. The first pass (initial sync) and
+// the last (completion and verification) are left out.
+func passTimes(ctx context.Context, c client.Client, id string) (time.Duration, int) {
+	var starts, ends []time.Time
+	it := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return 0, 0
+		}
+		switch e.GetEventType() {
+		case enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == "Connect" {
+				starts = append(starts, e.GetEventTime().AsTime())
+				ends = append(ends, time.Time{})
+			}
+		case enums.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			if len(ends) > 0 {
+				ends[len(ends)-1] = e.GetEventTime().AsTime()
+			}
+		}
+	}
+	if len(starts) < 3 {
+		return 0, 0
+	}
+	var ds []time.Duration
+	for i := 1; i < len(starts)-1; i++ {
+		ds = append(ds, ends[i].Sub(starts[i]))
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], len(ds)
 }
 
 func query(ctx context.Context, c client.Client, id string) (workflows.MoveStatus, error) {
