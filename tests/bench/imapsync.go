@@ -1,13 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mailmove/mailmove/tests/testbed"
@@ -43,14 +43,37 @@ func imapsyncRun(bin, srcAddr, tgtAddr, user string, messages int) error {
 	once := func() (run, error) {
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = dir
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
 		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		r := run{took: time.Since(start)}
+		if err := cmd.Start(); err != nil {
+			return run{}, err
+		}
+		// Peak RSS from /proc while it runs: the rusage of a child also
+		// counts the pages of the parent it was forked from.
+		var r run
+		done := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for {
+				r.rss = max(r.rss, procPeakRSS(cmd.Process.Pid))
+				select {
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}()
+		err := cmd.Wait()
+		close(done)
+		<-sampled
+		r.took = time.Since(start)
+		out := buf.Bytes()
 		if err != nil {
 			return r, fmt.Errorf("%s: %v\n%s", bin, err, tail(out, 20))
 		}
 		r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		r.rss = cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
 		if m := regexp.MustCompile(`Messages transferred\s*:\s*(\d+)`).FindSubmatch(out); m != nil {
 			r.transferred = string(m[1])
 		}
