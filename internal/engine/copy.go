@@ -476,6 +476,7 @@ type copier struct {
 	batch       int
 	batchBytes  int64
 	singleUntil uint32 // the cursor's, when the call began
+	buf         []byte // for streaming bodies; used by send only
 
 	mu       sync.Mutex
 	cur      Cursor
@@ -700,7 +701,11 @@ func (c *copier) write(ctx context.Context, u *unit, m meta, body imap.LiteralRe
 	}
 	w := u.cmd.Message(m.size, &imap.AppendOptions{Flags: m.flags, Time: m.date})
 	r := &errReader{r: body, want: m.size}
-	_, err := io.Copy(w, r)
+	if c.buf == nil {
+		c.buf = make([]byte, 64<<10)
+	}
+	// One buffer for every message: io.Copy would allocate 32 KB per call.
+	_, err := io.CopyBuffer(w, r, c.buf)
 	if err == nil {
 		err = w.Close()
 	}
