@@ -18,22 +18,9 @@ import (
 // message. This server never sends a continuation request, so a client
 // waiting for one would hang.
 func TestAppendUsesLiteralPlusForLargeMessages(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	const size = 64 << 10
 	got := make(chan string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n")
-		r := bufio.NewReader(c)
+	c := scriptedServer(t, "LITERAL+", func(c net.Conn, r *bufio.Reader) {
 		line, err := r.ReadString('\n')
 		if err != nil {
 			got <- err.Error()
@@ -45,17 +32,7 @@ func TestAppendUsesLiteralPlusForLargeMessages(t *testing.T) {
 			tag := strings.Fields(line)[0]
 			fmt.Fprintf(c, "%s OK APPEND done\r\n", tag)
 		}
-	}()
-
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := imapclient.New(conn, nil)
-	defer c.Close()
-	if err := c.WaitGreeting(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	done := make(chan error, 1)
 	go func() {
 		cmd := c.Append("INBOX", size, &imap.AppendOptions{})
@@ -77,21 +54,8 @@ func TestAppendUsesLiteralPlusForLargeMessages(t *testing.T) {
 // The patched go-imap sends several messages in one APPEND (RFC 3502
 // MULTIAPPEND) and reads the uid-set of its APPENDUID answer.
 func TestMultiAppendWireFormat(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	got := make(chan string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS] ready\r\n")
-		r := bufio.NewReader(c)
+	c := scriptedServer(t, "LITERAL+ MULTIAPPEND UIDPLUS", func(c net.Conn, r *bufio.Reader) {
 		var b strings.Builder
 		for !strings.HasSuffix(b.String(), "world\r\n") {
 			line, err := r.ReadString('\n')
@@ -103,17 +67,7 @@ func TestMultiAppendWireFormat(t *testing.T) {
 		got <- b.String()
 		tag := strings.Fields(b.String())[0]
 		fmt.Fprintf(c, "%s OK [APPENDUID 42 7:8] done\r\n", tag)
-	}()
-
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := imapclient.New(conn, nil)
-	defer c.Close()
-	if err := c.WaitGreeting(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	date := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	cmd := c.MultiAppend("INBOX")
 	for _, body := range []string{"hello", "world"} {
@@ -137,4 +91,35 @@ func TestMultiAppendWireFormat(t *testing.T) {
 	if data.UIDValidity != 42 || len(uids) != 2 || uids[0] != 7 || uids[1] != 8 {
 		t.Fatalf("APPENDUID = %d %v, want 42 [7 8]", data.UIDValidity, uids)
 	}
+}
+
+// scriptedServer accepts one connection, greets it with caps and hands it to
+// serve; it returns a client connected to it.
+func scriptedServer(t *testing.T, caps string, serve func(c net.Conn, r *bufio.Reader)) *imapclient.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1 %s] ready\r\n", caps)
+		serve(c, bufio.NewReader(c))
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := imapclient.New(conn, nil)
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitGreeting(); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

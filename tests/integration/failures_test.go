@@ -248,27 +248,11 @@ func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
 func TestWorkerConnectionCap(t *testing.T) {
 	accs := addAccounts(t, 1300, 80, "capped1", "capped2", "capped3")
 	src := faultproxy.StartForTest(t, env.source.Addr())
-	var peak int
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if n := src.Stats().Open; n > peak {
-				peak = n
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
+	peakOpen := watchPeakOpen(src)
 	startBatchTo(t, cappedNamespace, "capped", writeCSV(t, accs, func(a account) string { return a.password }), src.Addr(), env.target.Addr(),
 		"--folder-concurrency", "3", "--concurrency", "3")
 	r := waitTerminal(t, cappedNamespace, "capped", 3*time.Minute)
-	close(stop)
-	<-sampled
+	peak := peakOpen()
 	for _, m := range r.Moves {
 		if m.Status != workflows.StatusCompleted {
 			t.Fatalf("%s: %s/%s (%s)", m.Mailbox, m.Status, m.StatusDetail, m.Reason)
@@ -283,4 +267,27 @@ func TestWorkerConnectionCap(t *testing.T) {
 		t.Fatalf("up to %d connections to the source at once, want 1 (2 while one closes)", peak)
 	}
 	t.Logf("peak connections to the source: %d", peak)
+}
+
+// watchPeakOpen samples how many connections are open through p until the
+// returned function is called, which returns the peak.
+func watchPeakOpen(p *faultproxy.Proxy) func() int {
+	var peak int
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			peak = max(peak, p.Stats().Open)
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int {
+		close(stop)
+		<-sampled
+		return peak
+	}
 }

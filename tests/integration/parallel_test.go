@@ -26,26 +26,11 @@ func TestLargeFolderIsCopiedOverSeveralConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := faultproxy.StartForTest(t, source.Addr())
-	var peak int
-	stop, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if n := src.Stats().Open; n > peak {
-				peak = n
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
+	peakOpen := watchPeakOpen(src)
 	startBatchTo(t, "default", "bigfolder", writeCSV(t, []account{a}, func(a account) string { return a.password }), src.Addr(), env.target.Addr(),
 		"--folder-concurrency", "3", "--chunk-messages", "1500")
 	r := waitTerminal(t, "default", "bigfolder", 3*time.Minute)
-	close(stop)
-	<-sampled
+	peak := peakOpen()
 	if m := r.Moves[0]; m.Status != workflows.StatusCompleted {
 		t.Fatalf("%s: %s/%s (%s)", m.Mailbox, m.Status, m.StatusDetail, m.Reason)
 	}
