@@ -787,6 +787,13 @@ func (c *copier) confirm(units <-chan *unit) error {
 			// in order): now the incomplete one can be abandoned.
 			c.tgt.abort()
 			u.cmd.Close()
+			// If the server answered it before we could finish it (a
+			// MULTIAPPEND refused early), its answer is the reason, not
+			// the write that failed after it.
+			var answer *imap.Error
+			if _, err := u.cmd.Wait(); errors.As(err, &answer) && firstErr == nil {
+				u.writeErr = c.tgt.classify(fmt.Sprintf("append %s uid %d-%d", c.cur.Source, u.first(), u.failed.uid), err)
+			}
 		}
 		if firstErr != nil {
 			// Keep draining so the sender never blocks. Messages stored

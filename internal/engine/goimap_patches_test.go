@@ -93,6 +93,51 @@ func TestMultiAppendWireFormat(t *testing.T) {
 	}
 }
 
+// A server may refuse a MULTIAPPEND before its last message (Dovecot does
+// when saving one fails). The client must not then wait for a continuation
+// request that never comes: the next message fails at once, and Wait
+// returns the server's answer.
+func TestMultiAppendRefusedEarlyDoesNotHang(t *testing.T) {
+	answered := make(chan struct{})
+	c := scriptedServer(t, "MULTIAPPEND", func(c net.Conn, r *bufio.Reader) {
+		line, err := r.ReadString('\n') // T1 APPEND INBOX {8192}
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(c, "+ go ahead\r\n")
+		io.CopyN(io.Discard, r, 8192)
+		fmt.Fprintf(c, "%s NO [OVERQUOTA] Quota exceeded\r\n", strings.Fields(line)[0])
+		close(answered)
+		io.Copy(io.Discard, r)
+	})
+	cmd := c.MultiAppend("INBOX")
+	// Large enough to leave the client's write buffer at once.
+	w := cmd.Message(8192, nil)
+	io.WriteString(w, strings.Repeat("x", 8192))
+	w.Close()
+	<-answered
+	time.Sleep(50 * time.Millisecond) // let the client read the answer
+	done := make(chan error, 1)
+	go func() {
+		w := cmd.Message(5, nil)
+		_, err := io.WriteString(w, "world")
+		w.Close()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a message added after the server's answer was written")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the next message waits for a continuation request that never comes")
+	}
+	cmd.Close()
+	if _, err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "Quota") {
+		t.Fatalf("Wait() = %v, want the server's NO", err)
+	}
+}
+
 // scriptedServer accepts one connection, greets it with caps and hands it to
 // serve; it returns a client connected to it.
 func scriptedServer(t *testing.T, caps string, serve func(c net.Conn, r *bufio.Reader)) *imapclient.Client {

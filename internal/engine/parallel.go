@@ -50,19 +50,22 @@ func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Sta
 	blocks := splitBlocks(metas, len(pairs))
 
 	p := &parallel{start: start, base: base, opts: opts, parts: make([]part, len(blocks))}
-	var wg sync.WaitGroup
-	for j, block := range blocks {
+	// Every part exists before any runs: a part that fails at once stops
+	// all the others.
+	for j := range blocks {
 		cur := start.Clone()
 		cur.Map = nil
 		if j > 0 {
 			cur.LastUID = uint32(blocks[j-1][len(blocks[j-1])-1].uid)
 		}
-		p.parts[j].cur = cur
 		popts := opts
 		popts.Helpers = nil
 		popts.Checkpoint = func(c Cursor, st Stats) { p.update(j, c, st, nil, false) }
-		c := newCopier(pairs[j].Src, pairs[j].Tgt, cur, Stats{}, popts)
-		p.parts[j].copier = c
+		p.parts[j] = part{copier: newCopier(pairs[j].Src, pairs[j].Tgt, cur, Stats{}, popts), cur: cur}
+	}
+	var wg sync.WaitGroup
+	for j, block := range blocks {
+		c := p.parts[j].copier
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -127,6 +130,10 @@ type parallel struct {
 	mu       sync.Mutex
 	parts    []part
 	firstErr error // the first block to fail, in time: the others fail because it stopped them
+
+	// checkpointing keeps the caller's checkpoints in order: each one's
+	// prefix is at least the last one's.
+	checkpointing sync.Mutex
 }
 
 type part struct {
@@ -147,6 +154,8 @@ func (p *parallel) update(j int, cur Cursor, st Stats, err error, done bool) {
 	}
 	p.mu.Unlock()
 	if p.opts.Checkpoint != nil && !done {
+		p.checkpointing.Lock()
+		defer p.checkpointing.Unlock()
 		c, s, _ := p.merged()
 		p.opts.Checkpoint(c, s)
 	}
@@ -157,6 +166,8 @@ func (p *parallel) update(j int, cur Cursor, st Stats, err error, done bool) {
 // target's answers to what it sent completely before it cuts its target, so
 // whatever the target confirmed counts.
 func (p *parallel) stopAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, pt := range p.parts {
 		pt.copier.stop.Store(true)
 		pt.copier.src.abort()

@@ -1,6 +1,7 @@
 package imapclient
 
 import (
+	"fmt"
 	"io"
 
 	"github.com/emersion/go-imap/v2"
@@ -66,7 +67,7 @@ func (cmd *AppendCommand) Wait() (*imap.AppendData, error) {
 // call MultiAppendCommand.Close. The server must advertise MULTIAPPEND for
 // more than one message.
 func (c *Client) MultiAppend(mailbox string) *MultiAppendCommand {
-	cmd := &MultiAppendCommand{}
+	cmd := &MultiAppendCommand{client: c}
 	cmd.enc = c.beginCommand("APPEND", cmd)
 	cmd.enc.SP().Mailbox(mailbox)
 	return cmd
@@ -75,14 +76,16 @@ func (c *Client) MultiAppend(mailbox string) *MultiAppendCommand {
 // MultiAppendCommand is an APPEND command with one or more messages.
 type MultiAppendCommand struct {
 	commandBase
-	enc  *commandEncoder
-	data MultiAppendData
+	client *Client
+	enc    *commandEncoder
+	data   MultiAppendData
 }
 
 // MultiAppendData is the data returned by a MULTIAPPEND command.
 type MultiAppendData struct {
-	// UIDValidity and UIDs are set if the server has UIDPLUS. UIDs holds the
-	// UIDs of the messages in the order they were sent.
+	// UIDValidity and UIDs are set if the server has UIDPLUS. A server
+	// assigns the messages of one command ascending UIDs, so the set, which
+	// is sorted, lists them in the order the messages were sent.
 	UIDValidity uint32
 	UIDs        imap.UIDSet
 }
@@ -91,7 +94,15 @@ type MultiAppendData struct {
 // exactly size bytes to the returned writer, then close it.
 //
 // The options are optional.
+//
+// If the server has already answered the command (it refused it before the
+// last message), nothing is written and the returned writer fails: the
+// server would not read this message as part of the command. Wait returns
+// the server's answer.
 func (cmd *MultiAppendCommand) Message(size int64, options *imap.AppendOptions) io.WriteCloser {
+	if cmd.client.findPendingCmdFunc(func(pc command) bool { return pc == command(cmd) }) == nil {
+		return errWriter{fmt.Errorf("imapclient: the server answered the APPEND before its last message")}
+	}
 	cmd.enc.SP()
 	if options != nil && len(options.Flags) > 0 {
 		cmd.enc.List(len(options.Flags), func(i int) {
@@ -116,3 +127,8 @@ func (cmd *MultiAppendCommand) Close() error {
 func (cmd *MultiAppendCommand) Wait() (*MultiAppendData, error) {
 	return &cmd.data, cmd.wait()
 }
+
+type errWriter struct{ err error }
+
+func (w errWriter) Write([]byte) (int, error) { return 0, w.err }
+func (w errWriter) Close() error              { return w.err }

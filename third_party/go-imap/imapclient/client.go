@@ -568,12 +568,25 @@ func (c *Client) registerContReq(cmd command) *imapwire.ContinuationRequest {
 	contReq := imapwire.NewContinuationRequest()
 
 	c.mutex.Lock()
+	defer c.mutex.Unlock()
+	// A command the server already answered (a MULTIAPPEND refused before
+	// its last message was sent) will never see a continuation request:
+	// waiting for one would block forever.
+	pending := false
+	for _, pc := range c.pendingCmds {
+		if pc.base() == cmd.base() {
+			pending = true
+			break
+		}
+	}
+	if !pending {
+		contReq.Cancel(fmt.Errorf("imapclient: command %v already completed", cmd.base().tag))
+		return contReq
+	}
 	c.contReqs = append(c.contReqs, continuationRequest{
 		ContinuationRequest: contReq,
 		cmd:                 cmd.base(),
 	})
-	c.mutex.Unlock()
-
 	return contReq
 }
 
