@@ -120,10 +120,12 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 		return err
 	}
 	cpu, heap := usage()-before, peak()
+	before = usage()
 	again, err := engineRun(src.Addr(), tgt.Addr(), users[0].Name)
 	if err != nil {
 		return err
 	}
+	againCPU := usage() - before
 	// The same through counting proxies: commands sent.
 	sp, err := faultproxy.Start(src.Addr())
 	if err != nil {
@@ -149,7 +151,7 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	fmt.Printf("Engine, one connection per side, %d messages in %d folders (%.1f MiB):\n", initial.messages, initial.folders, float64(initial.bytes)/(1<<20))
 	fmt.Printf("  initial sync:               %8v  %6.0f messages/s  %6.1f MiB/s\n", initial.took.Round(time.Millisecond),
 		float64(initial.messages)/initial.took.Seconds(), float64(initial.bytes)/(1<<20)/initial.took.Seconds())
-	fmt.Printf("  incremental pass, no change: %7v\n", again.took.Round(time.Millisecond))
+	fmt.Printf("  incremental pass, no change: %7v  %.3f CPU seconds\n", again.took.Round(time.Millisecond), againCPU.Seconds())
 	fmt.Printf("  our process: %.2f CPU seconds per 1,000 messages, peak Go heap %.0f MiB during the copy\n",
 		cpu.Seconds()/float64(initial.messages)*1000, float64(heap)/(1<<20))
 	fmt.Printf("  %s\n", verify(src.Addr(), tgt.Addr(), users[0].Name))
