@@ -446,8 +446,11 @@ func TestFinishedLanesLendTheirConnections(t *testing.T) {
 		src := in.Cursors[0].Source
 		calls[src] = append(calls[src], in.Connections)
 		res, _ := syncAllDone(context.Background(), in)
-		if src == "INBOX" && len(calls[src]) < 3 {
-			res.Done[0] = false // a large folder: more chunks to come
+		if src == "INBOX" && in.Connections < 3 && len(calls[src]) < 100 {
+			// A large folder: more chunks to come, until the Sent lane's
+			// end (whenever the test environment delivers it) frees its
+			// connection.
+			res.Done[0] = false
 		}
 		return res, nil
 	})
@@ -455,7 +458,7 @@ func TestFinishedLanesLendTheirConnections(t *testing.T) {
 	if env.GetWorkflowError() != nil {
 		t.Fatal(env.GetWorkflowError())
 	}
-	if got := calls["INBOX"]; len(got) < 3 || got[0] != 1 || got[len(got)-1] != 3 {
+	if got := calls["INBOX"]; len(got) < 2 || got[0] != 1 || got[len(got)-1] != 3 {
 		t.Fatalf("INBOX lane's calls had %v connection pairs, want 1 at first and 3 once the Sent lane was done", got)
 	}
 	if got := calls["Sent"]; len(got) != 1 || got[0] != 1 {
