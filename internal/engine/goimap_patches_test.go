@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -135,6 +136,41 @@ func TestMultiAppendRefusedEarlyDoesNotHang(t *testing.T) {
 	cmd.Close()
 	if _, err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "Quota") {
 		t.Fatalf("Wait() = %v, want the server's NO", err)
+	}
+}
+
+// A server that greets with BYE and hangs up is reported with its words,
+// whenever the client looks: the reader closes both of the channels
+// WaitGreeting waits on, and stock go-imap picked one at random.
+func TestWaitGreetingReportsABye(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "* BYE [UNAVAILABLE] too many connections\r\n")
+			c.Close()
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := imapclient.New(conn, nil)
+		time.Sleep(10 * time.Millisecond) // the reader is done by now
+		err = c.WaitGreeting()
+		c.Close()
+		var ie *imap.Error
+		if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeUnavailable {
+			t.Fatalf("try %d: WaitGreeting() = %v, want the BYE [UNAVAILABLE]", i, err)
+		}
 	}
 }
 

@@ -1048,6 +1048,13 @@ func (c *Client) WaitGreeting() error {
 	case <-c.greetingCh:
 		return c.greetingErr
 	case <-c.decCh:
+		// A server that greets with BYE closes the connection at once:
+		// both channels may be closed by now, and the greeting says why.
+		select {
+		case <-c.greetingCh:
+			return c.greetingErr
+		default:
+		}
 		if c.decErr != nil {
 			return fmt.Errorf("got error before greeting: %v", c.decErr)
 		}
