@@ -5,6 +5,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"go.temporal.io/sdk/client"
 
 	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/tests/temporaltest"
@@ -235,10 +237,34 @@ func waitTerminal(t *testing.T, namespace, name string, timeout time.Duration) r
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("batch %s not finished after %v: %+v\nworker log of namespace %s (end):\n%s", name, timeout, r.Moves, namespace, workerLogTail(namespace))
+			t.Fatalf("batch %s not finished after %v: %+v\npending activities:\n%s\nworker log of namespace %s (end):\n%s",
+				name, timeout, r.Moves, pendingActivities(namespace, name, r), namespace, workerLogTail(namespace))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// pendingActivities describes the activities the batch's moves wait on,
+// with their attempts and last failures, for failures.
+func pendingActivities(namespace, batch string, r report) string {
+	c, err := client.Dial(client.Options{HostPort: env.temporal.Addr, Namespace: namespace, Logger: temporaltest.QuietLogger()})
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	var b strings.Builder
+	for _, m := range r.Moves {
+		d, err := c.DescribeWorkflowExecution(context.Background(), workflows.MoveWorkflowID(batch, m.Mailbox), "")
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", m.Mailbox, err)
+			continue
+		}
+		for _, pa := range d.GetPendingActivities() {
+			fmt.Fprintf(&b, "%s: %s %s attempt %d, last failure %q, last worker %s\n", m.Mailbox, pa.GetActivityType().GetName(),
+				pa.GetState(), pa.GetAttempt(), pa.GetLastFailure().GetMessage(), pa.GetLastWorkerIdentity())
+		}
+	}
+	return b.String()
 }
 
 // snapshots reads an account on a source and a target server.
