@@ -276,11 +276,21 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 	}
 	defer func() { closeSpare() }()
 	helpers := func(ctx context.Context, n int) []engine.Pair {
-		for len(spare) < min(n, in.Connections-1) {
-			p, ok := a.openSpare(ctx, in.Source, in.Target)
-			if !ok {
-				break
-			}
+		// All at once: each logon costs round trips to distant servers.
+		opened := make(chan engine.Pair, max(min(n, in.Connections-1)-len(spare), 0))
+		var wg sync.WaitGroup
+		for range cap(opened) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if p, ok := a.openSpare(ctx, in.Source, in.Target); ok {
+					opened <- p
+				}
+			}()
+		}
+		wg.Wait()
+		close(opened)
+		for p := range opened {
 			spare = append(spare, p)
 		}
 		return spare[:min(n, len(spare))]
