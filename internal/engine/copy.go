@@ -287,7 +287,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	}
 	decide(metas, known, opts.Rules, tgt.AppendLimit())
 	if opts.Helpers != nil {
-		if cur, st, err, ok := syncParallel(ctx, src, tgt, cur, st, opts, metas); ok {
+		if cur, st, ok, err := syncParallel(ctx, src, tgt, cur, st, opts, metas); ok {
 			return cur, st, err
 		}
 	}

@@ -32,7 +32,7 @@ const minPartMessages = 500
 // chunk began, since the target numbers the blocks' messages as they arrive,
 // interleaved: after a failure, the next attempt finds every message the
 // chunk stored beyond the prefix by identity instead of copying it again.
-func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Stats, opts Options, metas []meta) (Cursor, Stats, error, bool) {
+func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Stats, opts Options, metas []meta) (Cursor, Stats, bool, error) {
 	var toCopy int
 	for _, m := range metas {
 		if m.fetch() {
@@ -41,11 +41,11 @@ func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Sta
 	}
 	want := toCopy / minPartMessages
 	if want < 2 {
-		return start, base, nil, false
+		return start, base, false, nil
 	}
 	pairs := append([]Pair{{src, tgt}}, selectHelpers(ctx, opts.Helpers(ctx, want-1), start)...)
 	if len(pairs) < 2 {
-		return start, base, nil, false
+		return start, base, false, nil
 	}
 	blocks := splitBlocks(metas, len(pairs))
 
@@ -78,7 +78,7 @@ func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Sta
 	}
 	wg.Wait()
 	cur, st, err := p.merged()
-	return cur, st, err, true
+	return cur, st, true, err
 }
 
 // selectHelpers opens the source folder on each lent pair (pipelined) and

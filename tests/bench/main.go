@@ -185,7 +185,7 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 		}
 		defer st.Close()
 		st.rate = 8 << 20
-		if err := oneFolderRunVia(src, tgt, st.Addr(), tgt.Addr(), 2*remote, " from a source serving each connection at 8 MiB/s"); err != nil {
+		if err := oneFolderRun(src, tgt, st.Addr(), tgt.Addr(), 2*remote, " from a source serving each connection at 8 MiB/s"); err != nil {
 			return err
 		}
 	}
@@ -193,7 +193,7 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	if err := largeRun(src, tgt); err != nil {
 		return err
 	}
-	if err := oneFolderRun(src, tgt, messages); err != nil {
+	if err := oneFolderRun(src, tgt, src.Addr(), tgt.Addr(), messages, ""); err != nil {
 		return err
 	}
 
@@ -314,13 +314,9 @@ func largeRun(src, tgt *testbed.Server) error {
 }
 
 // oneFolderRun copies a mailbox that is one large INBOX, over one
-// connection pair and then over three: chunks of one folder in parallel.
-func oneFolderRun(src, tgt *testbed.Server, messages int) error {
-	return oneFolderRunVia(src, tgt, src.Addr(), tgt.Addr(), messages, "")
-}
-
-// oneFolderRunVia is oneFolderRun over the given addresses of src and tgt.
-func oneFolderRunVia(src, tgt *testbed.Server, srcAddr, tgtAddr string, messages int, label string) error {
+// connection pair and then over three (chunks of one folder in parallel),
+// reaching src and tgt at the given addresses.
+func oneFolderRun(src, tgt *testbed.Server, srcAddr, tgtAddr string, messages int, label string) error {
 	var inbox testbed.Folder
 	for _, f := range testbed.SampleMailbox(1000, messages) {
 		inbox.Messages = append(inbox.Messages, f.Messages...)
@@ -428,16 +424,18 @@ func engineRun(srcAddr, tgtAddr, user string) (result, error) {
 func engineRunWith(srcAddr, tgtAddr, user string, pairs int) (result, error) {
 	ctx := context.Background()
 	start := time.Now()
-	s, err := engine.Dial(ctx, failure.SideSource, engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
+	first, err := dialPair(ctx, srcAddr, tgtAddr, user)
 	if err != nil {
 		return result{}, err
 	}
-	defer s.Close()
-	t, err := engine.Dial(ctx, failure.SideTarget, engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
-	if err != nil {
-		return result{}, err
-	}
-	defer t.Close()
+	s, t := first.Src, first.Tgt
+	lent := []engine.Pair{first}
+	defer func() {
+		for _, p := range lent {
+			p.Src.Close()
+			p.Tgt.Close()
+		}
+	}()
 	plans, _, err := engine.Plan(ctx, s, t, engine.Rules{})
 	if err != nil {
 		return result{}, err
@@ -445,38 +443,25 @@ func engineRunWith(srcAddr, tgtAddr, user string, pairs int) (result, error) {
 	if err := t.CreateFolders(ctx, plans); err != nil {
 		return result{}, err
 	}
+	opts := engine.Options{}
+	if pairs > 1 {
+		opts.Helpers = func(ctx context.Context, n int) []engine.Pair {
+			for len(lent)-1 < min(n, pairs-1) {
+				p, err := dialPair(ctx, srcAddr, tgtAddr, user)
+				if err != nil {
+					break
+				}
+				lent = append(lent, p)
+			}
+			return lent[1:min(n+1, len(lent))]
+		}
+	}
 	var res result
 	res.folders = len(plans)
 	for _, p := range plans {
 		cur, ok := cursors[user+p.Source]
 		if !ok {
 			cur = engine.Cursor{Source: p.Source, Target: p.Target}
-		}
-		opts := engine.Options{}
-		var opened []*engine.Session
-		defer func() {
-			for _, h := range opened {
-				h.Close()
-			}
-		}()
-		if pairs > 1 {
-			opts.Helpers = func(ctx context.Context, n int) []engine.Pair {
-				var lent []engine.Pair
-				for range min(n, pairs-1) {
-					hs, err := engine.Dial(ctx, failure.SideSource, engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
-					if err != nil {
-						break
-					}
-					ht, err := engine.Dial(ctx, failure.SideTarget, engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, engine.Credentials{User: user, Password: pw})
-					if err != nil {
-						hs.Close()
-						break
-					}
-					lent = append(lent, engine.Pair{Src: hs, Tgt: ht})
-					opened = append(opened, hs, ht)
-				}
-				return lent
-			}
 		}
 		cur, st, err := engine.SyncFolder(ctx, s, t, cur, opts)
 		if err != nil {
@@ -488,6 +473,21 @@ func engineRunWith(srcAddr, tgtAddr, user string, pairs int) (result, error) {
 	}
 	res.took = time.Since(start)
 	return res, nil
+}
+
+// dialPair logs user on to both servers.
+func dialPair(ctx context.Context, srcAddr, tgtAddr, user string) (engine.Pair, error) {
+	cred := engine.Credentials{User: user, Password: pw}
+	s, err := engine.Dial(ctx, failure.SideSource, engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, cred)
+	if err != nil {
+		return engine.Pair{}, err
+	}
+	t, err := engine.Dial(ctx, failure.SideTarget, engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, cred)
+	if err != nil {
+		s.Close()
+		return engine.Pair{}, err
+	}
+	return engine.Pair{Src: s, Tgt: t}, nil
 }
 
 // profile is the -cpuprofile file.
