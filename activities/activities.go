@@ -7,7 +7,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -56,21 +55,6 @@ type ConnectResult struct {
 	TargetDelim string
 	// Excluded are the source folders the rules leave out.
 	Excluded []string `json:",omitempty"`
-}
-
-// FailureDetails travels with every ApplicationError so that the workflow and
-// the CLI can show side, operation and the server's words apart.
-type FailureDetails struct {
-	Type   string
-	Reason string
-	Side   string
-	Op     string
-	Server string
-	Hint   string
-	// QuotaUsed and QuotaLimit, in bytes, accompany a TargetFull failure
-	// when the target reports its quota.
-	QuotaUsed  int64 `json:",omitempty"`
-	QuotaLimit int64 `json:",omitempty"`
 }
 
 // Connect logs on to both sides, reads capabilities and folders and plans the
@@ -155,21 +139,8 @@ type SyncInput struct {
 type SyncResult struct {
 	Cursors []engine.Cursor
 	// Done[i] is true when folder i is up to date.
-	Done            []bool
-	Copied          int
-	Bytes           int64
-	Matched         int
-	Filtered        int
-	FlagUpdates     int
-	DeletedOnSource int
-	Expunged        int
-	BadItems        []engine.BadItem
-	// RefusedKeywords counts messages that lost a keyword the target does
-	// not keep, by keyword.
-	RefusedKeywords map[string]int `json:",omitempty"`
-	// Throttled is the time the copy slowed itself down, by side, because
-	// the server answered slower than LatencyThreshold.
-	Throttled map[failure.Side]time.Duration `json:",omitempty"`
+	Done []bool
+	engine.Counters
 }
 
 // SyncProgress is the heartbeat of InitialSync and IncrementalSync: enough to
@@ -314,7 +285,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 			Checkpoint: func(c engine.Cursor, st engine.Stats) {
 				mu.Lock()
 				res.Cursors[i] = c
-				res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
+				res.Counters = base.Counters.Plus(st.Counters)
 				mu.Unlock()
 			},
 		}
@@ -324,24 +295,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		cur, st, err := engine.SyncFolder(ctx, src, tgt, res.Cursors[i], opts)
 		mu.Lock()
 		res.Cursors[i] = cur
-		res.Copied, res.Bytes, res.Matched = base.Copied+st.Copied, base.Bytes+st.Bytes, base.Matched+st.Matched
-		res.Filtered = base.Filtered + st.Filtered
-		res.FlagUpdates += st.FlagUpdates
-		res.DeletedOnSource += st.DeletedOnSource
-		res.Expunged += st.Expunged
-		res.BadItems = append(res.BadItems, st.BadItems...)
-		for k, n := range st.RefusedKeywords {
-			if res.RefusedKeywords == nil {
-				res.RefusedKeywords = map[string]int{}
-			}
-			res.RefusedKeywords[k] += n
-		}
-		for side, d := range st.Throttled {
-			if res.Throttled == nil {
-				res.Throttled = map[failure.Side]time.Duration{}
-			}
-			res.Throttled[side] += d
-		}
+		res.Counters = base.Counters.Plus(st.Counters)
 		res.Done[i] = err == nil && !st.More
 		mu.Unlock()
 		budget -= st.Copied + st.Matched
@@ -364,7 +318,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		case err != nil:
 			beat()
 			fd := noProgress(ctx, err)
-			if fd.Type == string(failure.TypeTargetFull) {
+			if fd.Type == failure.TypeTargetFull {
 				fd.QuotaUsed, fd.QuotaLimit = a.targetQuota(ctx, in.Target)
 			}
 			return res, applicationError(err, fd, &res)
@@ -391,12 +345,12 @@ func (a *Activities) noProgressTimeout() time.Duration {
 }
 
 // noProgress describes err, or the stall when the watchdog cut the copy.
-func noProgress(ctx context.Context, err error) FailureDetails {
+func noProgress(ctx context.Context, err error) failure.Details {
 	if errors.Is(context.Cause(ctx), errNoProgress) {
-		return FailureDetails{Type: string(failure.TypeServerUnavailable), Reason: "NoProgress", Side: string(failure.SideSource),
+		return failure.Details{Type: failure.TypeServerUnavailable, Reason: "NoProgress", Side: failure.SideSource,
 			Op: "copy", Hint: "nothing moved for " + DefaultNoProgressTimeout.String() + "; the copy was restarted"}
 	}
-	return detailsOf(err)
+	return failure.DetailsOf(err)
 }
 
 // targetQuota reads the target's storage quota over a fresh session: the
@@ -499,7 +453,8 @@ func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account,
 	pw, err := a.Key.Open(acc.Password)
 	if err != nil {
 		release()
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s password: %v", side, err), "SecretKeyMismatch", err)
+		c, _ := failure.ClassOf(failure.TypeSecretKeyMismatch)
+		return nil, &failure.Error{Type: c.Type, Side: side, Op: "open the sealed password", Err: err, Hint: c.Hint, Reason: string(c.Type)}
 	}
 	s, err := engine.Dial(ctx, side, acc.Endpoint, engine.Credentials{User: acc.User, Password: pw})
 	if err != nil {
@@ -579,23 +534,14 @@ func (a *Activities) logger(ctx context.Context) *zap.Logger {
 // ApplicationError whose type is the failure type, so that the workflow's
 // policy table can look it up.
 func toApplicationError(err error) error {
-	return applicationError(err, detailsOf(err), nil)
-}
-
-// detailsOf describes a classified failure.
-func detailsOf(err error) FailureDetails {
-	fe, ok := failure.As(err)
-	if !ok {
-		return FailureDetails{}
-	}
-	return FailureDetails{Type: string(fe.Type), Reason: fe.Reason, Side: string(fe.Side), Op: fe.Op, Server: fe.Server, Hint: fe.Hint}
+	return applicationError(err, failure.DetailsOf(err), nil)
 }
 
 // applicationError builds the ApplicationError of a failed activity. Its
-// details are the FailureDetails and, for the sync activities, the progress
+// details are the failure.Details and, for the sync activities, the progress
 // made before the failure, so that the workflow keeps it while it waits
 // instead of copying those messages again.
-func applicationError(err error, fd FailureDetails, progress *SyncResult) error {
+func applicationError(err error, fd failure.Details, progress *SyncResult) error {
 	if err == nil {
 		return nil
 	}
@@ -611,5 +557,5 @@ func applicationError(err error, fd FailureDetails, progress *SyncResult) error 
 	if progress != nil {
 		details = append(details, *progress)
 	}
-	return temporal.NewApplicationErrorWithOptions(err.Error(), fd.Type, temporal.ApplicationErrorOptions{Details: details})
+	return temporal.NewApplicationErrorWithOptions(err.Error(), string(fd.Type), temporal.ApplicationErrorOptions{Details: details})
 }

@@ -44,45 +44,33 @@ func newCmdBatchReport(g *globalOptions) *cobra.Command {
 type problem struct {
 	Mailbox  string
 	Status   workflows.Status
-	Category string
-	Side     string
+	Category failure.Type
+	Side     failure.Side
 	Message  string
 	Remedy   string
-}
-
-// remedies say what the admin does next, per category.
-var remedies = map[string]string{
-	string(failure.TypeLogonFailed):       "check the user name and password in the CSV, that the account exists and is enabled, and the admin's rights for a proxy logon; then `mailmove batch retry`",
-	string(failure.TypeConnectFailed):     "check host, port, --*-security and firewalls (flood protection refuses bursts of connections: lower --concurrency); then `mailmove batch retry`",
-	string(failure.TypeMailboxLocked):     "find what holds the mailbox (another migration, a backup, a stuck session) and stop it; then `mailmove batch retry`",
-	string(failure.TypeServerUnavailable): "the server stayed overloaded or throttling; lower --concurrency or --folder-concurrency, or move at night; then `mailmove batch retry`",
-	string(failure.TypeTargetFull):        "raise the target mailbox's quota by at least the amount in the message; then `mailmove batch retry` (or start with a policy overQuota: wait)",
-	string(failure.TypeNotFound):          "check that the account and folder exist on that side",
-	string(failure.TypeProtocol):          "the server answered something unexpected; see the message, and the worker log",
-	"BadItemLimitExceeded":                "see the refused messages with `mailmove move status EMAIL --batch NAME --json`; raise badItemLimit in the policy if they may be skipped; then `mailmove batch retry`",
-	"BadItems":                            "the listed messages were refused by the target and skipped; see `mailmove move status EMAIL --batch NAME --json`",
-	"VerificationMismatch":                "compare the folder counts in `mailmove move status`; run the move again with `mailmove batch retry`",
-	"SecretKeyMismatch":                   "start the workers with the --secret-key-file the batch was started with",
 }
 
 func problems(rep batchReport) []problem {
 	var out []problem
 	for _, m := range rep.Moves {
+		var p problem
 		switch m.Status {
 		case workflows.StatusFailed:
-			p := problem{Mailbox: m.Mailbox, Status: m.Status, Category: strings.TrimPrefix(m.StatusDetail, workflows.DetailFailedPrefix), Message: m.Reason}
-			if f := m.LastFailure; f != nil && (f.Type == p.Category || p.Category == "Error") {
-				p.Category, p.Side, p.Message = f.Type, f.Side, m.Reason
+			p = problem{Mailbox: m.Mailbox, Status: m.Status, Category: failure.Type(strings.TrimPrefix(m.StatusDetail, workflows.DetailFailedPrefix)), Message: m.Reason}
+			if f := m.LastFailure; f != nil && (f.Type == p.Category || p.Category == failure.TypeUnclassified) {
+				p.Category, p.Side = f.Type, f.Side
 			}
-			p.Remedy = remedies[p.Category]
-			out = append(out, p)
 		case workflows.StatusCompletedWithWarnings:
-			cat := "BadItems"
-			if m.BadItems == 0 {
-				cat = "VerificationMismatch"
+			p = problem{Mailbox: m.Mailbox, Status: m.Status, Category: failure.TypeBadItems, Side: failure.SideTarget, Message: m.Reason}
+			if len(m.BadItems) == 0 {
+				p.Category = failure.TypeVerificationMismatch
 			}
-			out = append(out, problem{Mailbox: m.Mailbox, Status: m.Status, Category: cat, Side: "target", Message: m.Reason, Remedy: remedies[cat]})
+		default:
+			continue
 		}
+		c, _ := failure.ClassOf(p.Category)
+		p.Remedy = c.Remedy
+		out = append(out, p)
 	}
 	return out
 }
@@ -106,7 +94,7 @@ func batchReportRun(ctx context.Context, g *globalOptions, opts *batchReportOpti
 		w := csv.NewWriter(out)
 		w.Write([]string{"Mailbox", "Status", "Category", "Side", "Message", "Remedy"})
 		for _, p := range ps {
-			w.Write([]string{p.Mailbox, string(p.Status), p.Category, p.Side, p.Message, p.Remedy})
+			w.Write([]string{p.Mailbox, string(p.Status), string(p.Category), string(p.Side), p.Message, p.Remedy})
 		}
 		w.Flush()
 		return w.Error()
@@ -122,7 +110,7 @@ func batchReportRun(ctx context.Context, g *globalOptions, opts *batchReportOpti
 	}
 	tw.Flush()
 	fmt.Fprintln(out, "\nWhat to do:")
-	seen := map[string]bool{}
+	seen := map[failure.Type]bool{}
 	for _, p := range ps {
 		if !seen[p.Category] && p.Remedy != "" {
 			seen[p.Category] = true

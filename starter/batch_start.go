@@ -83,7 +83,9 @@ func newCmdBatchStart(g *globalOptions, runF func(*batchStartOptions) error) *co
 	f.StringVar(&opts.PolicyFile, "policy", "", "YAML or JSON failure policy over the defaults (docs/failure-policy.md)")
 	f.IntVar(&opts.LogonAttempts, "logon-attempts", 0, "logon attempts before a move fails (overrides the policy; default 5)")
 	f.DurationVar(&opts.LogonRetryInterval, "logon-retry-interval", 0, "first wait between logon attempts, doubling up to 5m (overrides the policy; default 30s)")
-	f.IntVar(&opts.Settings.FolderConcurrency, "folder-concurrency", workflows.DefaultFolderConcurrency, "folders of one mailbox copied at once (each uses one connection per side)")
+	f.IntVar(&opts.Settings.ConnectionsPerMove, "connections-per-move", workflows.DefaultConnectionsPerMove, "connections one move holds to each server: folders copied at once, and pairs lent to a large folder")
+	f.IntVar(&opts.Settings.ConnectionsPerMove, "folder-concurrency", workflows.DefaultConnectionsPerMove, "")
+	f.MarkDeprecated("folder-concurrency", "use --connections-per-move")
 	f.BoolVar(&opts.Settings.PropagateDeletes, "propagate-deletes", false, "expunge from the target what users expunge from the source during the move")
 	f.IntVar(&opts.Settings.ChunkMessages, "chunk-messages", workflows.DefaultChunkMessages, "messages one activity copies before it reports progress to the workflow")
 	f.DurationVar(&opts.Settings.HeartbeatTimeout, "heartbeat-timeout", workflows.DefaultHeartbeatTimeout, "how soon a copy on a dead worker is resumed elsewhere")
@@ -129,7 +131,7 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 		logon.MaximumAttempts = opts.LogonAttempts
 	}
 	if opts.LogonRetryInterval > 0 {
-		logon.InitialInterval = policy.Duration(opts.LogonRetryInterval)
+		logon.InitialInterval = failure.Duration(opts.LogonRetryInterval)
 		if logon.MaximumInterval < logon.InitialInterval {
 			logon.MaximumInterval = logon.InitialInterval
 		}

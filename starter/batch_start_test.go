@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
@@ -106,7 +107,7 @@ func TestProblemsReport(t *testing.T) {
 	rep := batchReport{Moves: []workflows.MoveStatus{
 		{Mailbox: "ok@x", Status: workflows.StatusCompleted},
 		{Mailbox: "bad@x", Status: workflows.StatusFailed, StatusDetail: "Failed_LogonFailed", Reason: "LogonFailed: source login bad@x"},
-		{Mailbox: "warn@x", Status: workflows.StatusCompletedWithWarnings, BadItems: 2, Reason: "2 bad items"},
+		{Mailbox: "warn@x", Status: workflows.StatusCompletedWithWarnings, Counters: engine.Counters{BadItems: make([]engine.BadItem, 2)}, Reason: "2 bad items"},
 	}}
 	ps := problems(rep)
 	if len(ps) != 2 || ps[0].Category != "LogonFailed" || !strings.Contains(ps[0].Remedy, "password") || ps[1].Category != "BadItems" {

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/mailmove/mailmove/activities"
+	"github.com/mailmove/mailmove/internal/humanize"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -143,8 +144,8 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 	for _, m := range rep.Moves {
 		rep.Totals.Mailboxes++
 		rep.Totals.ByStatus[m.Status]++
-		rep.Totals.MessagesCopied += m.MessagesCopied
-		rep.Totals.BytesCopied += m.BytesCopied
+		rep.Totals.MessagesCopied += m.Copied
+		rep.Totals.BytesCopied += m.Bytes
 	}
 	return rep, nil
 }
@@ -191,12 +192,12 @@ func addLiveProgress(ctx context.Context, c client.Client, workflowID string, st
 		if dc.FromPayloads(pa.GetHeartbeatDetails(), &p) != nil {
 			continue
 		}
-		st.MessagesCopied += p.Result.Copied
-		st.MessagesMatched += p.Result.Matched
-		st.BytesCopied += p.Result.Bytes
+		st.Copied += p.Result.Copied
+		st.Matched += p.Result.Matched
+		st.Bytes += p.Result.Bytes
 	}
 	if st.MessagesTotal > 0 {
-		st.PercentComplete = min(99, 100*(st.MessagesCopied+st.MessagesMatched)/st.MessagesTotal)
+		st.PercentComplete = min(99, 100*(st.Copied+st.Matched)/st.MessagesTotal)
 	}
 }
 
@@ -204,7 +205,7 @@ func printBatchReport(out io.Writer, rep batchReport) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MAILBOX\tSTATUS\tDETAIL\tPERCENT\tMESSAGES\tBYTES\tLAST ERROR")
 	for _, m := range rep.Moves {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%%\t%d/%d\t%s\t%s\n", m.Mailbox, m.Status, m.StatusDetail, m.PercentComplete, m.MessagesCopied+m.MessagesMatched, m.MessagesTotal, workflows.HumanBytes(m.BytesCopied), oneLine(m.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%%\t%d/%d\t%s\t%s\n", m.Mailbox, m.Status, m.StatusDetail, m.PercentComplete, m.Copied+m.Matched, m.MessagesTotal, humanize.Bytes(m.Bytes), oneLine(m.Reason))
 	}
 	tw.Flush()
 	var parts []string
@@ -213,7 +214,7 @@ func printBatchReport(out io.Writer, rep batchReport) {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}
 	}
-	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, workflows.HumanBytes(rep.Totals.BytesCopied))
+	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied))
 }
 
 func oneLine(s string) string {

@@ -9,6 +9,7 @@ import (
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/humanize"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -67,7 +68,7 @@ func planOne(ctx context.Context, mv workflows.MailboxMoveInput, key *secret.Key
 		if p.SpecialUse != "" {
 			target += " " + string(p.SpecialUse)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", p.Source, target, p.Messages, workflows.HumanBytes(p.Bytes))
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", p.Source, target, p.Messages, humanize.Bytes(p.Bytes))
 		msgs += p.Messages
 		bytes += p.Bytes
 	}
@@ -75,7 +76,7 @@ func planOne(ctx context.Context, mv workflows.MailboxMoveInput, key *secret.Key
 		fmt.Fprintf(tw, "  %s\t(excluded)\t\t\n", e)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "  %d folders, %d messages, %s", len(plans), msgs, workflows.HumanBytes(bytes))
+	fmt.Fprintf(out, "  %d folders, %d messages, %s", len(plans), msgs, humanize.Bytes(bytes))
 	if len(excluded) > 0 {
 		fmt.Fprintf(out, "; %d folders excluded", len(excluded))
 	}

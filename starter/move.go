@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailmove/mailmove/internal/humanize"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -85,12 +86,12 @@ func printMoveStatus(out io.Writer, id string, st workflows.MoveStatus, now time
 		fmt.Fprintf(tw, "Next attempt:\t%s (in %s)\n", st.NextAttemptAt.Local().Format("15:04:05"), st.NextAttemptAt.Sub(now).Round(time.Second))
 	}
 	fmt.Fprintf(tw, "Progress:\t%d%%, %d/%d messages, %s copied, %d/%d folders\n",
-		st.PercentComplete, st.MessagesCopied+st.MessagesMatched, st.MessagesTotal, workflows.HumanBytes(st.BytesCopied), st.FoldersCopied, st.FoldersTotal)
+		st.PercentComplete, st.Copied+st.Matched, st.MessagesTotal, humanize.Bytes(st.Bytes), st.FoldersCopied, st.FoldersTotal)
 	fmt.Fprintf(tw, "Incremental passes:\t%d (%d flag updates, %d deleted on the source, %d of them expunged from the target)\n", st.IncrementalPasses, st.FlagUpdates, st.DeletedOnSource, st.Expunged)
 	if st.FoldersAdded+st.FoldersRenamed+st.FoldersDeleted > 0 {
 		fmt.Fprintf(tw, "Folder changes:\t%d added, %d renamed, %d deleted on the source\n", st.FoldersAdded, st.FoldersRenamed, st.FoldersDeleted)
 	}
-	fmt.Fprintf(tw, "Bad items:\t%d\n", st.BadItems)
+	fmt.Fprintf(tw, "Bad items:\t%d\n", len(st.BadItems))
 	fmt.Fprintf(tw, "Logon failures:\t%d\n", st.LogonFailures)
 	fmt.Fprintf(tw, "Lock relinquishes:\t%d\n", st.LockRelinquishes)
 	keys := make([]string, 0, len(st.StallTime))

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -13,7 +14,7 @@ import (
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
-	"github.com/mailmove/mailmove/internal/policy"
+	"github.com/mailmove/mailmove/internal/humanize"
 )
 
 // a is used only for its method names: workflows call activities through it.
@@ -40,7 +41,7 @@ type move struct {
 
 func (m *move) setup(ctx workflow.Context) error {
 	if m.in.Batch == "" || m.in.Mailbox == "" {
-		return temporal.NewNonRetryableApplicationError("batch and mailbox are required", "InvalidInput", nil)
+		return temporal.NewNonRetryableApplicationError("batch and mailbox are required", string(failure.TypeInvalidInput), nil)
 	}
 	if m.in.State != nil {
 		m.state = *m.in.State
@@ -161,7 +162,7 @@ func (m *move) plan(ctx workflow.Context) (activities.ConnectResult, error) {
 	in := func() interface{} {
 		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Rules: m.settings.Rules}
 	}
-	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Connect, in, &res, nil); err != nil {
+	if err := m.call(ctx, shortOptions(ctx), a.Connect, in, &res, nil); err != nil {
 		return res, err
 	}
 	m.state.FoldersExcluded = res.Excluded
@@ -189,7 +190,7 @@ func (m *move) createFolders(ctx workflow.Context) error {
 		}
 		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Folders: plans}
 	}
-	if err := m.call(ctx, shortOptions(ctx, m.settings), a.CreateFolders, in, nil, nil); err != nil {
+	if err := m.call(ctx, shortOptions(ctx), a.CreateFolders, in, nil, nil); err != nil {
 		return err
 	}
 	m.state.FoldersCreated = true
@@ -265,7 +266,7 @@ func (m *move) replan(ctx workflow.Context) error {
 	cin := func() interface{} {
 		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Renames: renames, Folders: created}
 	}
-	return m.call(ctx, shortOptions(ctx, m.settings), a.CreateFolders, cin, nil, nil)
+	return m.call(ctx, shortOptions(ctx), a.CreateFolders, cin, nil, nil)
 }
 
 // syncActivity is InitialSync or IncrementalSync.
@@ -278,7 +279,7 @@ func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
 	var firstErr error
 	wg := workflow.NewWaitGroup(ctx)
 	lanes := m.lanes()
-	pool := &connPool{spare: m.settings.FolderConcurrency - len(lanes), running: len(lanes)}
+	pool := &connPool{spare: m.settings.ConnectionsPerMove - len(lanes), running: len(lanes)}
 	for _, lane := range lanes {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
@@ -294,7 +295,7 @@ func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
 }
 
 func (m *move) lanes() [][]int {
-	n := min(m.settings.FolderConcurrency, len(m.state.Folders))
+	n := min(m.settings.ConnectionsPerMove, len(m.state.Folders))
 	if n == 0 {
 		return nil
 	}
@@ -352,23 +353,7 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 				next = append(next, i)
 			}
 		}
-		m.state.MessagesCopied += res.Copied
-		m.state.BytesCopied += res.Bytes
-		m.state.MessagesMatched += res.Matched
-		m.state.MessagesFiltered += res.Filtered
-		m.state.FlagUpdates += res.FlagUpdates
-		m.state.DeletedOnSource += res.DeletedOnSource
-		m.state.Expunged += res.Expunged
-		m.state.BadItems = append(m.state.BadItems, res.BadItems...)
-		for k, n := range res.RefusedKeywords {
-			if m.state.RefusedKeywords == nil {
-				m.state.RefusedKeywords = map[string]int{}
-			}
-			m.state.RefusedKeywords[k] += n
-		}
-		for side, d := range res.Throttled {
-			m.state.StallTime[stallDetail(side, "HighLatency")] += d
-		}
+		m.state.Add(res.Counters)
 		m.updateDetails(ctx)
 		pending = next
 	}
@@ -389,7 +374,8 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 		}
 		apply(res)
 		if limit := m.settings.Policy.BadItemLimit; len(m.state.BadItems) > limit {
-			return &moveError{reason: fmt.Sprintf("BadItemLimitExceeded: the target refused %d messages, more than the bad-item limit of %d (see `mailmove batch report`)", len(m.state.BadItems), limit), detail: DetailFailedPrefix + "BadItemLimitExceeded"}
+			return &moveError{typ: failure.TypeBadItemLimitExceeded,
+				reason: fmt.Sprintf("%s: the target refused %d messages, more than the bad-item limit of %d (see `mailmove batch report`)", failure.TypeBadItemLimitExceeded, len(m.state.BadItems), limit)}
 		}
 	}
 	return nil
@@ -404,7 +390,7 @@ func (m *move) verify(ctx workflow.Context) error {
 		return activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Folders: plans}
 	}
 	var res activities.VerifyResult
-	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Verify, in, &res, nil); err != nil {
+	if err := m.call(ctx, shortOptions(ctx), a.Verify, in, &res, nil); err != nil {
 		return err
 	}
 	m.state.Verify = &res
@@ -433,12 +419,12 @@ func (m *move) warnings() string {
 		w += "keywords the target does not keep were left off: " + strings.Join(parts, ", ")
 	}
 	// Bad items and messages the rules filter out are missing by design.
-	if v := m.state.Verify; v != nil && v.Missing > len(m.state.BadItems)+m.state.MessagesFiltered {
+	if v := m.state.Verify; v != nil && v.Missing > len(m.state.BadItems)+m.state.Filtered {
 		if w != "" {
 			w += "; "
 		}
 		w += fmt.Sprintf("verification: the target has %d messages fewer than the source, %d more than the bad items and filtered messages explain",
-			v.Missing, v.Missing-len(m.state.BadItems)-m.state.MessagesFiltered)
+			v.Missing, v.Missing-len(m.state.BadItems)-m.state.Filtered)
 	}
 	return w
 }
@@ -462,16 +448,16 @@ func (m *move) call(ctx, actx workflow.Context, act interface{}, in func() inter
 			progress(*partial)
 		}
 		m.state.LastFailure = &d
-		if d.Type == string(failure.TypeLogonFailed) {
+		if d.Type == failure.TypeLogonFailed {
 			m.state.LogonFailures++
 		}
-		rule := m.rule(d)
-		m.state.Attempts[failure.Type(d.Type)]++
-		n := m.state.Attempts[failure.Type(d.Type)]
+		rule := m.settings.Policy.Rule(d.Type)
+		m.state.Attempts[d.Type]++
+		n := m.state.Attempts[d.Type]
 		if rule.Exhausted(n) {
 			return m.finalError(d, n, rule)
 		}
-		if d.Type == string(failure.TypeMailboxLocked) {
+		if d.Type == failure.TypeMailboxLocked {
 			m.state.LockRelinquishes++
 		}
 		m.wait(ctx, d, n, rule)
@@ -489,7 +475,7 @@ func (m *move) succeeded() {
 
 // wait shows the wait as StatusDetail with the next attempt's time, gives
 // the batch its concurrency slot back, sleeps, and accounts the time.
-func (m *move) wait(ctx workflow.Context, d activities.FailureDetails, n int, rule policy.Rule) {
+func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure.Rule) {
 	prevStatus, prevDetail := m.state.Status, m.state.StatusDetail
 	status, detail := waitDetail(d, prevStatus)
 	delay := rule.Delay(n)
@@ -499,7 +485,7 @@ func (m *move) wait(ctx workflow.Context, d activities.FailureDetails, n int, ru
 	if rule.MaximumAttempts > 0 {
 		attempts = fmt.Sprintf("%d/%d", n, rule.MaximumAttempts)
 	}
-	m.state.Reason = fmt.Sprintf("%s (attempt %s, next at %s)", describe(d), attempts, m.state.NextAttemptAt.UTC().Format(time.RFC3339))
+	m.state.Reason = fmt.Sprintf("%s (attempt %s, next at %s)", d, attempts, m.state.NextAttemptAt.UTC().Format(time.RFC3339))
 	m.release(ctx)
 	m.setStatus(ctx, status, detail)
 
@@ -515,21 +501,21 @@ func (m *move) wait(ctx workflow.Context, d activities.FailureDetails, n int, ru
 
 // moveError ends a move with a reason an admin can act on.
 type moveError struct {
+	typ    failure.Type
 	reason string
-	detail string
 }
 
 func (e *moveError) Error() string { return e.reason }
 
-func (m *move) finalError(d activities.FailureDetails, n int, rule policy.Rule) error {
-	r := describe(d)
+func (m *move) finalError(d failure.Details, n int, rule failure.Rule) error {
+	r := d.String()
 	switch {
-	case failure.Type(d.Type) == failure.TypeTargetFull && m.state.BytesTotal > m.state.BytesCopied:
-		r += fmt.Sprintf("; about %s of the source mailbox is still to copy", HumanBytes(m.state.BytesTotal-m.state.BytesCopied))
+	case d.Type == failure.TypeTargetFull && m.state.BytesTotal > m.state.Bytes:
+		r += fmt.Sprintf("; about %s of the source mailbox is still to copy", humanize.Bytes(m.state.BytesTotal-m.state.Bytes))
 	case !rule.Final:
 		r += fmt.Sprintf(" (gave up after %d attempts)", n)
 	}
-	return &moveError{reason: r, detail: DetailFailedPrefix + d.Type}
+	return &moveError{typ: d.Type, reason: r}
 }
 
 // release tells the batch that started this move to stop counting it against
@@ -561,15 +547,15 @@ func (m *move) continueAsNew(ctx workflow.Context) error {
 // fail records the reason, marks the move Failed and fails the workflow so
 // the Web UI and `batch status` both show it.
 func (m *move) fail(ctx workflow.Context, err error) (MoveReport, error) {
-	detail := DetailFailedPrefix + "Error"
+	typ := failure.TypeUnclassified
 	if me, ok := err.(*moveError); ok {
-		m.state.Reason, detail = me.reason, me.detail
+		m.state.Reason, typ = me.reason, me.typ
 	} else {
 		m.state.Reason = err.Error()
 	}
 	m.state.NextAttemptAt = time.Time{}
-	m.setStatus(ctx, StatusFailed, detail)
-	return m.report(ctx), temporal.NewNonRetryableApplicationError(m.state.Reason, "MoveFailed", nil)
+	m.setStatus(ctx, StatusFailed, DetailFailedPrefix+string(typ))
+	return m.report(ctx), temporal.NewNonRetryableApplicationError(m.state.Reason, string(failure.TypeMoveFailed), nil)
 }
 
 func (m *move) setStatus(ctx workflow.Context, s Status, detail string) {
@@ -592,7 +578,7 @@ func (m *move) setStatus(ctx workflow.Context, s Status, detail string) {
 func (m *move) updateDetails(ctx workflow.Context) {
 	st := m.status()
 	details := fmt.Sprintf("**%s** / %s — %d%%, %d/%d messages, %s copied, %d/%d folders",
-		st.Status, st.StatusDetail, st.PercentComplete, st.MessagesCopied+st.MessagesMatched, st.MessagesTotal, HumanBytes(st.BytesCopied), st.FoldersCopied, st.FoldersTotal)
+		st.Status, st.StatusDetail, st.PercentComplete, st.Copied+st.Matched, st.MessagesTotal, humanize.Bytes(st.Bytes), st.FoldersCopied, st.FoldersTotal)
 	if st.Reason != "" {
 		details += "\n\n" + st.Reason
 	}
@@ -603,20 +589,19 @@ func (m *move) status() MoveStatus {
 	st := MoveStatus{
 		Batch: m.in.Batch, Mailbox: m.in.Mailbox, Status: m.state.Status, StatusDetail: m.state.StatusDetail, Reason: m.state.Reason,
 		FoldersTotal: len(m.state.Folders), MessagesTotal: m.state.MessagesTotal, BytesTotal: m.state.BytesTotal,
-		MessagesCopied: m.state.MessagesCopied, BytesCopied: m.state.BytesCopied,
-		MessagesMatched: m.state.MessagesMatched, FlagUpdates: m.state.FlagUpdates,
-		MessagesFiltered: m.state.MessagesFiltered, FoldersExcluded: m.state.FoldersExcluded, RefusedKeywords: m.state.RefusedKeywords,
-		DeletedOnSource: m.state.DeletedOnSource, Expunged: m.state.Expunged,
+		Counters: m.state.Counters.Clone(), FoldersExcluded: m.state.FoldersExcluded,
 		FoldersAdded: m.state.FoldersAdded, FoldersRenamed: m.state.FoldersRenamed, FoldersDeleted: m.state.FoldersDeleted,
-		BadItems: len(m.state.BadItems), IncrementalPasses: m.state.IncrementalPasses,
-		LogonFailures: m.state.LogonFailures, LockRelinquishes: m.state.LockRelinquishes,
+		IncrementalPasses: m.state.IncrementalPasses, LogonFailures: m.state.LogonFailures, LockRelinquishes: m.state.LockRelinquishes,
 		NextAttemptAt: m.state.NextAttemptAt, LastFailure: m.state.LastFailure,
 		Started: m.state.Started, SyncedAt: m.state.SyncedAt, Verify: m.state.Verify,
 	}
-	if len(m.state.StallTime) > 0 {
-		st.StallTime = make(map[string]time.Duration, len(m.state.StallTime))
-		for k, v := range m.state.StallTime {
-			st.StallTime[k] = v
+	st.StallTime = maps.Clone(m.state.StallTime)
+	for _, side := range []failure.Side{failure.SideSource, failure.SideTarget} {
+		if d := m.state.Throttled[side]; d > 0 {
+			if st.StallTime == nil {
+				st.StallTime = map[string]time.Duration{}
+			}
+			st.StallTime[stallDetail(side, "HighLatency")] += d
 		}
 	}
 	for _, f := range m.state.Folders {
@@ -628,25 +613,11 @@ func (m *move) status() MoveStatus {
 	case !m.state.SyncedAt.IsZero():
 		st.PercentComplete = 100
 	case st.MessagesTotal > 0:
-		st.PercentComplete = min(99, 100*(st.MessagesCopied+st.MessagesMatched+st.MessagesFiltered)/st.MessagesTotal)
+		st.PercentComplete = min(99, 100*(st.Copied+st.Matched+st.Filtered)/st.MessagesTotal)
 	}
 	return st
 }
 
 func (m *move) report(ctx workflow.Context) MoveReport {
-	return MoveReport{MoveStatus: m.status(), BadItems: m.state.BadItems, Duration: workflow.Now(ctx).Sub(m.state.Started)}
-}
-
-// HumanBytes formats a byte count for people: 1.5 MiB.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return MoveReport{MoveStatus: m.status(), Duration: workflow.Now(ctx).Sub(m.state.Started)}
 }

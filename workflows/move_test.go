@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
@@ -47,7 +48,7 @@ func syncAllDone(_ context.Context, in activities.SyncInput) (activities.SyncRes
 // failed builds the ApplicationError an activity returns for a classified
 // failure, with the partial progress of a sync activity when given.
 func failed(typ failure.Type, side failure.Side, reason, server string, progress *activities.SyncResult) error {
-	d := activities.FailureDetails{Type: string(typ), Reason: reason, Side: string(side), Op: "op", Server: server, Hint: "hint"}
+	d := failure.Details{Type: typ, Reason: reason, Side: side, Op: "op", Server: server, Hint: "hint"}
 	details := []interface{}{d}
 	if progress != nil {
 		details = append(details, *progress)
@@ -92,13 +93,13 @@ func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) MoveStatu
 }
 
 // withRule returns the default policy with one rule replaced.
-func withRule(t failure.Type, r policy.Rule) *policy.Policy {
+func withRule(t failure.Type, r failure.Rule) *policy.Policy {
 	p := policy.Default()
 	p.Rules[t] = r
 	return &p
 }
 
-func minutes(n int) policy.Duration { return policy.Duration(time.Duration(n) * time.Minute) }
+func minutes(n int) failure.Duration { return failure.Duration(time.Duration(n) * time.Minute) }
 
 func TestMailboxMoveAutoComplete(t *testing.T) {
 	env := newEnv(t)
@@ -149,7 +150,7 @@ func TestWrongPasswordWaitsVisiblyThenFails(t *testing.T) {
 		failed(failure.TypeLogonFailed, failure.SideSource, "LogonFailed", "Authentication failed.", nil))
 	var during MoveStatus
 	env.RegisterDelayedCallback(func() { during = queryStatus(t, env) }, 30*time.Second)
-	pol := withRule(failure.TypeLogonFailed, policy.Rule{InitialInterval: minutes(1), BackoffCoefficient: 2, MaximumAttempts: 3, Consecutive: true})
+	pol := withRule(failure.TypeLogonFailed, failure.Rule{InitialInterval: minutes(1), BackoffCoefficient: 2, MaximumAttempts: 3, Consecutive: true})
 	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol}))
 
 	if env.GetWorkflowError() == nil {
@@ -172,12 +173,12 @@ func TestWrongPasswordWaitsVisiblyThenFails(t *testing.T) {
 func TestMailboxLockedRelinquishesAndResumesFromProgress(t *testing.T) {
 	env := newEnv(t)
 	calls := 0
-	var resumedFrom uint32
+	var resumedFrom imap.UID
 	mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 		calls++
 		if calls <= 2 {
 			// Some progress, then the lock.
-			p := activities.SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors)), Copied: 2}
+			p := activities.SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors)), Counters: engine.Counters{Copied: 2}}
 			p.Cursors[0].LastUID += 2
 			return activities.SyncResult{}, failed(failure.TypeMailboxLocked, failure.SideSource, "MailboxLocked", "Mailbox is locked", &p)
 		}
@@ -186,8 +187,8 @@ func TestMailboxLockedRelinquishesAndResumesFromProgress(t *testing.T) {
 	})
 	var during MoveStatus
 	env.RegisterDelayedCallback(func() { during = queryStatus(t, env) }, time.Minute)
-	pol := withRule(failure.TypeMailboxLocked, policy.Rule{InitialInterval: minutes(5), MaximumAttempts: 5})
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, FolderConcurrency: 1}))
+	pol := withRule(failure.TypeMailboxLocked, failure.Rule{InitialInterval: minutes(5), MaximumAttempts: 5})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, ConnectionsPerMove: 1}))
 
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error = %v", err)
@@ -199,8 +200,8 @@ func TestMailboxLockedRelinquishesAndResumesFromProgress(t *testing.T) {
 	if st.LockRelinquishes != 2 || st.StallTime[DetailRelinquishedLocked] != 10*time.Minute || resumedFrom != 4 {
 		t.Fatalf("relinquishes %d, waited %v, resumed from uid %d; want 2, 10m, 4", st.LockRelinquishes, st.StallTime[DetailRelinquishedLocked], resumedFrom)
 	}
-	if st.Status != StatusCompleted || st.MessagesCopied < 4 {
-		t.Fatalf("status %s with %d copied; want Completed keeping the 4 copied before the locks", st.Status, st.MessagesCopied)
+	if st.Status != StatusCompleted || st.Copied < 4 {
+		t.Fatalf("status %s with %d copied; want Completed keeping the 4 copied before the locks", st.Status, st.Copied)
 	}
 }
 
@@ -208,8 +209,8 @@ func TestMailboxLockedBudgetSpentFails(t *testing.T) {
 	env := newEnv(t)
 	mockHappy(env, activities.SyncResult{},
 		failed(failure.TypeMailboxLocked, failure.SideSource, "MailboxLocked", "Mailbox is locked", nil))
-	pol := withRule(failure.TypeMailboxLocked, policy.Rule{InitialInterval: minutes(5), MaximumAttempts: 3})
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, FolderConcurrency: 1}))
+	pol := withRule(failure.TypeMailboxLocked, failure.Rule{InitialInterval: minutes(5), MaximumAttempts: 3})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, ConnectionsPerMove: 1}))
 
 	st := queryStatus(t, env)
 	if env.GetWorkflowError() == nil || st.StatusDetail != "Failed_MailboxLocked" || !strings.Contains(st.Reason, "gave up after 3 attempts") {
@@ -230,8 +231,8 @@ func TestStallBacksOffAndResumes(t *testing.T) {
 	})
 	var during MoveStatus
 	env.RegisterDelayedCallback(func() { during = queryStatus(t, env) }, 10*time.Second)
-	pol := withRule(failure.TypeServerUnavailable, policy.Rule{InitialInterval: policy.Duration(15 * time.Second), BackoffCoefficient: 2, MaximumInterval: minutes(10)})
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, FolderConcurrency: 1}))
+	pol := withRule(failure.TypeServerUnavailable, failure.Rule{InitialInterval: failure.Duration(15 * time.Second), BackoffCoefficient: 2, MaximumInterval: minutes(10)})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, ConnectionsPerMove: 1}))
 
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error = %v", err)
@@ -248,10 +249,10 @@ func TestStallBacksOffAndResumes(t *testing.T) {
 func TestTargetFullFailsWithTheSpaceNeeded(t *testing.T) {
 	env := newEnv(t)
 	full := temporal.NewApplicationErrorWithOptions("full", string(failure.TypeTargetFull), temporal.ApplicationErrorOptions{Details: []interface{}{
-		activities.FailureDetails{Type: string(failure.TypeTargetFull), Side: "target", Op: "append INBOX uid 3", Server: "Quota exceeded", QuotaUsed: 900 << 10, QuotaLimit: 1 << 20},
+		failure.Details{Type: failure.TypeTargetFull, Side: failure.SideTarget, Op: "append INBOX uid 3", Server: "Quota exceeded", QuotaUsed: 900 << 10, QuotaLimit: 1 << 20},
 	}})
 	mockHappy(env, activities.SyncResult{}, full)
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{FolderConcurrency: 1}))
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 1}))
 
 	st := queryStatus(t, env)
 	if env.GetWorkflowError() == nil || st.StatusDetail != "Failed_TargetFull" ||
@@ -278,7 +279,7 @@ func TestTargetFullWaitSuspendsUntilResumed(t *testing.T) {
 	}, time.Minute)
 	pol := policy.Default()
 	pol.OverQuota = policy.OverQuotaWait
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: &pol, FolderConcurrency: 1}))
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: &pol, ConnectionsPerMove: 1}))
 
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error = %v", err)
@@ -304,15 +305,15 @@ func TestBadItems(t *testing.T) {
 		mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 			res, _ := syncAllDone(ctx, in)
 			for i := 0; i < tc.bad; i++ {
-				res.BadItems = append(res.BadItems, engine.BadItem{Folder: "INBOX", UID: uint32(i + 1), Size: 10, Reason: "message too large"})
+				res.BadItems = append(res.BadItems, engine.BadItem{Folder: "INBOX", UID: imap.UID(i + 1), Size: 10, Reason: "message too large"})
 			}
 			return res, nil
 		})
 		pol := policy.Default()
 		pol.BadItemLimit = tc.limit
-		env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: &pol, FolderConcurrency: 1}))
+		env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: &pol, ConnectionsPerMove: 1}))
 		st := queryStatus(t, env)
-		if st.Status != tc.want || st.BadItems != tc.bad || !strings.Contains(st.Reason, "bad item") && !strings.Contains(st.Reason, "BadItemLimitExceeded") {
+		if st.Status != tc.want || len(st.BadItems) != tc.bad || !strings.Contains(st.Reason, "bad item") && !strings.Contains(st.Reason, "BadItemLimitExceeded") {
 			t.Errorf("limit %d, %d bad: %s %q; want %s", tc.limit, tc.bad, st.Status, st.Reason, tc.want)
 		}
 	}
@@ -332,7 +333,7 @@ func TestBatchDoesNotWaitForAMoveThatCannotLogOn(t *testing.T) {
 	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
 	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
 	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
-	pol := withRule(failure.TypeLogonFailed, policy.Rule{InitialInterval: minutes(60), MaximumAttempts: 3, Consecutive: true})
+	pol := withRule(failure.TypeLogonFailed, failure.Rule{InitialInterval: minutes(60), MaximumAttempts: 3, Consecutive: true})
 	start := env.Now()
 	env.ExecuteWorkflow(Batch, BatchInput{Name: "b1", Concurrency: 1, Moves: []MailboxMoveInput{
 		{Mailbox: "alice@example.com", Settings: Settings{Policy: pol}},
@@ -389,7 +390,7 @@ func TestIncrementalPassFollowsFolderChanges(t *testing.T) {
 		return syncAllDone(ctx, in)
 	})
 	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{FolderConcurrency: 1}))
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 1}))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +455,7 @@ func TestFinishedLanesLendTheirConnections(t *testing.T) {
 		}
 		return res, nil
 	})
-	env.ExecuteWorkflow(MailboxMove, testInput(Settings{FolderConcurrency: 3}))
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 3}))
 	if env.GetWorkflowError() != nil {
 		t.Fatal(env.GetWorkflowError())
 	}
@@ -463,5 +464,25 @@ func TestFinishedLanesLendTheirConnections(t *testing.T) {
 	}
 	if got := calls["Sent"]; len(got) != 1 || got[0] != 1 {
 		t.Fatalf("Sent lane's calls had %v connection pairs, want one call with 1", got)
+	}
+}
+
+func TestDryRunPlansEveryMoveAndReportsFailures(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(DryRun)
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ConnectInput) (activities.ConnectResult, error) {
+		if in.Mailbox == "bad@example.com" {
+			return activities.ConnectResult{}, failed(failure.TypeLogonFailed, failure.SideSource, "LogonFailed", "Authentication failed.", nil)
+		}
+		return twoFolders, nil
+	})
+	env.ExecuteWorkflow(DryRun, BatchInput{Name: "b1", Moves: []MailboxMoveInput{{Mailbox: "good@example.com"}, {Mailbox: "bad@example.com"}}})
+	var got []PlannedMove
+	if err := env.GetWorkflowResult(&got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || len(got[0].Plan.Folders) != 2 || got[0].Error != "" ||
+		got[1].Failure == nil || got[1].Failure.Type != failure.TypeLogonFailed || got[1].Error == "" {
+		t.Fatalf("DryRun() = %+v; want the good mailbox planned and the bad one's logon failure", got)
 	}
 }

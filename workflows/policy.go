@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -10,15 +9,14 @@ import (
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/failure"
-	"github.com/mailmove/mailmove/internal/policy"
 )
 
 // How failures are carried out:
 //
-//   - A classified failure (an ApplicationError whose type is a
-//     failure.Type) is never retried by Temporal's server: the activity fails
-//     at once and the workflow looks the type up in the batch's policy table
-//     (internal/policy), shows the wait as StatusDetail, sleeps on a timer and
+//   - A classified failure (an ApplicationError whose type is an activity
+//     class of internal/failure) is never retried by Temporal's server: the
+//     activity fails at once and the workflow looks the type up in the
+//     batch's policy, shows the wait as StatusDetail, sleeps on a timer and
 //     runs the activity again from its checkpoint, until the rule's budget is
 //     spent. That keeps every wait visible and filterable while it happens.
 //   - Everything else — a worker that died (heartbeat timeout), an
@@ -26,12 +24,13 @@ import (
 //     from the activity's last heartbeat.
 
 // classifiedTypes are left to the workflow's policy table.
-var classifiedTypes = []string{
-	string(failure.TypeLogonFailed), string(failure.TypeConnectFailed), string(failure.TypeMailboxLocked),
-	string(failure.TypeServerUnavailable), string(failure.TypeTargetFull), string(failure.TypeNotFound),
-	string(failure.TypeMessageRejected), string(failure.TypeProtocol),
-	"SecretKeyMismatch",
-}
+var classifiedTypes = func() []string {
+	var out []string
+	for _, c := range failure.Classes(failure.KindActivity) {
+		out = append(out, string(c.Type))
+	}
+	return out
+}()
 
 // activityOptions leaves classified failures to the policy table and retries
 // the rest with backoff up to maxInterval.
@@ -49,7 +48,7 @@ func activityOptions(ctx workflow.Context, timeout, heartbeat, maxInterval time.
 }
 
 // shortOptions: Connect, CreateFolders, Verify — a few commands each.
-func shortOptions(ctx workflow.Context, s Settings) workflow.Context {
+func shortOptions(ctx workflow.Context) workflow.Context {
 	return activityOptions(ctx, 10*time.Minute, 0, time.Minute)
 }
 
@@ -59,14 +58,15 @@ func syncOptions(ctx workflow.Context, s Settings) workflow.Context {
 	return activityOptions(ctx, 24*time.Hour, s.HeartbeatTimeout, 5*time.Minute)
 }
 
-// failureOf returns the classified failure of an activity error; ok is false
-// for errors the policy table does not cover.
-func failureOf(err error) (activities.FailureDetails, *activities.SyncResult, bool) {
+// failureOf returns the classified failure of an activity error and the
+// progress a failed sync attempt made; ok is false for errors the policy
+// table does not cover.
+func failureOf(err error) (failure.Details, *activities.SyncResult, bool) {
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) {
-		return activities.FailureDetails{}, nil, false
+		return failure.Details{}, nil, false
 	}
-	var d activities.FailureDetails
+	var d failure.Details
 	var progress activities.SyncResult
 	if appErr.HasDetails() {
 		if appErr.Details(&d, &progress) == nil && d.Type != "" {
@@ -79,28 +79,30 @@ func failureOf(err error) (activities.FailureDetails, *activities.SyncResult, bo
 			return d, nil, true
 		}
 	}
-	if appErr.Type() == "SecretKeyMismatch" {
-		return activities.FailureDetails{Type: "SecretKeyMismatch", Hint: "start the worker with the --secret-key-file the batch was started with"}, nil, true
+	// Without details (recorded by older workers): the class still says
+	// what to check.
+	if c, ok := failure.ClassOf(failure.Type(appErr.Type())); ok && c.Kind == failure.KindActivity {
+		return failure.Details{Type: c.Type, Hint: c.Hint}, nil, true
 	}
-	return activities.FailureDetails{}, nil, false
+	return failure.Details{}, nil, false
 }
 
 // waitDetail is the StatusDetail shown while a move waits out a failure,
 // and the Status it waits in.
-func waitDetail(d activities.FailureDetails, current Status) (Status, string) {
-	switch failure.Type(d.Type) {
-	case failure.TypeLogonFailed:
-		return current, DetailWaitingForLogonRetry
-	case failure.TypeMailboxLocked:
-		return current, DetailRelinquishedLocked
-	case failure.TypeTargetFull:
-		return StatusSuspended, DetailWaitingForQuota
+func waitDetail(d failure.Details, current Status) (Status, string) {
+	c, _ := failure.ClassOf(d.Type)
+	status := current
+	if c.Suspends {
+		status = StatusSuspended
+	}
+	if c.Wait != "" {
+		return status, c.Wait
 	}
 	reason := d.Reason
 	if reason == "" {
-		reason = d.Type
+		reason = string(d.Type)
 	}
-	return current, stallDetail(failure.Side(d.Side), reason)
+	return status, stallDetail(d.Side, reason)
 }
 
 // stallDetail is e.g. StalledDueToTarget_Unavailable.
@@ -110,31 +112,4 @@ func stallDetail(side failure.Side, reason string) string {
 		s = "Target"
 	}
 	return DetailStalledPrefix + s + "_" + reason
-}
-
-// describe is the admin-readable account of a failure: type, side, what we
-// were doing, the server's own words and what to check.
-func describe(d activities.FailureDetails) string {
-	s := d.Type
-	if d.Side != "" {
-		s += fmt.Sprintf(": %s %s", d.Side, d.Op)
-	}
-	if d.Server != "" {
-		s += fmt.Sprintf(": server said %q", d.Server)
-	}
-	if d.QuotaLimit > 0 {
-		s += fmt.Sprintf(" (target quota: %s of %s used)", HumanBytes(d.QuotaUsed), HumanBytes(d.QuotaLimit))
-	}
-	if d.Hint != "" {
-		s += " — " + d.Hint
-	}
-	return s
-}
-
-// rule returns the policy rule for a failure.
-func (m *move) rule(d activities.FailureDetails) policy.Rule {
-	if d.Type == "SecretKeyMismatch" {
-		return policy.Rule{Final: true}
-	}
-	return m.settings.Policy.Rule(failure.Type(d.Type))
 }

@@ -114,9 +114,11 @@ type Settings struct {
 	// Policy says what the move does about each kind of failure; nil means
 	// policy.Default().
 	Policy *policy.Policy `json:",omitempty"`
-	// FolderConcurrency is the number of folders copied at once, each over
-	// its own pair of connections.
-	FolderConcurrency int
+	// ConnectionsPerMove is the most connections the move holds to each
+	// server: its folders are copied in that many lanes, and a lane that
+	// finished lends its connection pair to a large folder's copy. (The
+	// wire name is the one runs started before the rename carry.)
+	ConnectionsPerMove int `json:"FolderConcurrency"`
 	// Rules: folders to leave out or rename, a target root, message size
 	// and age filters.
 	Rules engine.Rules `json:",omitempty"`
@@ -137,7 +139,7 @@ type Settings struct {
 // Defaults of Settings.
 const (
 	DefaultIncrementalInterval = 30 * time.Minute
-	DefaultFolderConcurrency   = 3
+	DefaultConnectionsPerMove  = 3
 	DefaultChunkMessages       = 5000
 	DefaultPassesPerRun        = 100
 	DefaultHeartbeatTimeout    = time.Minute
@@ -154,8 +156,8 @@ func (s Settings) withDefaults() Settings {
 		p := policy.Default()
 		s.Policy = &p
 	}
-	if s.FolderConcurrency <= 0 {
-		s.FolderConcurrency = DefaultFolderConcurrency
+	if s.ConnectionsPerMove <= 0 {
+		s.ConnectionsPerMove = DefaultConnectionsPerMove
 	}
 	if s.PassesPerRun <= 0 {
 		s.PassesPerRun = DefaultPassesPerRun
@@ -199,25 +201,15 @@ type MoveState struct {
 	// Reason says why the move failed, waits, or completed with warnings.
 	Reason string
 	// FoldersCreated is true once CreateFolders ran.
-	FoldersCreated   bool
-	Folders          []FolderState
-	MessagesTotal    int
-	BytesTotal       int64
-	MessagesCopied   int
-	BytesCopied      int64
-	MessagesMatched  int
-	FlagUpdates      int
-	MessagesFiltered int // skipped by the size and date rules
-	FoldersExcluded  []string
-	// RefusedKeywords: keywords the target does not keep, with the number
-	// of messages that lost them.
-	RefusedKeywords   map[string]int `json:",omitempty"`
-	DeletedOnSource   int            // copied messages later expunged from the source
-	Expunged          int            // of those, removed from the target (PropagateDeletes)
-	FoldersAdded      int            // source folders that appeared after the initial sync
+	FoldersCreated bool
+	Folders        []FolderState
+	MessagesTotal  int
+	BytesTotal     int64
+	engine.Counters
+	FoldersExcluded   []string
+	FoldersAdded      int // source folders that appeared after the initial sync
 	FoldersRenamed    int
 	FoldersDeleted    int
-	BadItems          []engine.BadItem
 	IncrementalPasses int
 	// PassesThisRun counts the incremental passes since the last
 	// continue-as-new.
@@ -228,55 +220,49 @@ type MoveState struct {
 	Verify            *activities.VerifyResult `json:",omitempty"`
 
 	// Failure accounting.
-	Attempts         map[failure.Type]int       `json:",omitempty"` // failed attempts counted against each rule's budget
-	LogonFailures    int                        // failed logon attempts, all told
-	LockRelinquishes int                        // times the move gave way to a lock
-	StallTime        map[string]time.Duration   `json:",omitempty"` // time spent waiting, by StatusDetail
-	NextAttemptAt    time.Time                  `json:",omitempty"`
-	LastFailure      *activities.FailureDetails `json:",omitempty"`
-	Released         bool                       // the batch no longer counts this move against its concurrency
+	Attempts         map[failure.Type]int     `json:",omitempty"` // failed attempts counted against each rule's budget
+	LogonFailures    int                      // failed logon attempts, all told
+	LockRelinquishes int                      // times the move gave way to a lock
+	StallTime        map[string]time.Duration `json:",omitempty"` // time spent waiting out failures, by StatusDetail
+	NextAttemptAt    time.Time                `json:",omitempty"`
+	LastFailure      *failure.Details         `json:",omitempty"`
+	Released         bool                     // the batch no longer counts this move against its concurrency
 }
 
 // MoveStatus is what the status query returns: the counters without cursors.
 type MoveStatus struct {
-	Batch             string
-	Mailbox           string
-	Status            Status
-	StatusDetail      string
-	Reason            string `json:",omitempty"`
-	PercentComplete   int
-	FoldersTotal      int
-	FoldersCopied     int
-	MessagesTotal     int
-	MessagesCopied    int
-	BytesTotal        int64
-	BytesCopied       int64
-	MessagesMatched   int
-	MessagesFiltered  int
-	FoldersExcluded   []string       `json:",omitempty"`
-	RefusedKeywords   map[string]int `json:",omitempty"`
-	FlagUpdates       int
-	DeletedOnSource   int
-	Expunged          int
+	Batch           string
+	Mailbox         string
+	Status          Status
+	StatusDetail    string
+	Reason          string `json:",omitempty"`
+	PercentComplete int
+	FoldersTotal    int
+	FoldersCopied   int
+	MessagesTotal   int
+	BytesTotal      int64
+	engine.Counters
+	FoldersExcluded   []string `json:",omitempty"`
 	FoldersAdded      int
 	FoldersRenamed    int
 	FoldersDeleted    int
-	BadItems          int
 	IncrementalPasses int
 	LogonFailures     int
 	LockRelinquishes  int
-	StallTime         map[string]time.Duration   `json:",omitempty"`
-	NextAttemptAt     time.Time                  `json:",omitempty"`
-	LastFailure       *activities.FailureDetails `json:",omitempty"`
-	Started           time.Time
-	SyncedAt          time.Time                `json:",omitempty"`
-	Verify            *activities.VerifyResult `json:",omitempty"`
+	// StallTime is the time spent waiting, by StatusDetail: failures
+	// waited out and, as StalledDueTo<Side>_HighLatency, the copy's own
+	// slowing down for a slow server.
+	StallTime     map[string]time.Duration `json:",omitempty"`
+	NextAttemptAt time.Time                `json:",omitempty"`
+	LastFailure   *failure.Details         `json:",omitempty"`
+	Started       time.Time
+	SyncedAt      time.Time                `json:",omitempty"`
+	Verify        *activities.VerifyResult `json:",omitempty"`
 }
 
 // MoveReport is the result of a finished move.
 type MoveReport struct {
 	MoveStatus
-	BadItems []engine.BadItem `json:",omitempty"`
 	Duration time.Duration
 }
 
@@ -306,3 +292,18 @@ type BatchStatus struct {
 	Name    string
 	Entries []BatchEntry
 }
+
+// Types of the contract defined further down; the CLI names them from
+// here, never from activities or the engine, whose I/O it must not reach.
+type (
+	Account    = activities.Account
+	Endpoint   = engine.Endpoint
+	Security   = engine.Security
+	Rules      = engine.Rules
+	Counters   = engine.Counters
+	BadItem    = engine.BadItem
+	FolderPlan = engine.FolderPlan
+)
+
+// ParseSecurity validates a --source-security/--target-security value.
+func ParseSecurity(s string) (Security, error) { return engine.ParseSecurity(s) }

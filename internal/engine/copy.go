@@ -29,7 +29,7 @@ type Cursor struct {
 	UIDValidity uint32
 	// LastUID: every source message with a UID up to here is on the target
 	// (or recorded as a bad item).
-	LastUID uint32
+	LastUID imap.UID
 	// HighestModSeq is the source's CONDSTORE mod-sequence when the last flag
 	// synchronisation began; 0 without CONDSTORE.
 	HighestModSeq uint64
@@ -39,11 +39,11 @@ type Cursor struct {
 	// that a copy interrupted after the server stored a message but before we
 	// recorded it never stores it twice.
 	TargetUIDValidity uint32
-	TargetUIDNext     uint32
+	TargetUIDNext     imap.UID
 	Map               UIDMap
 	// SingleUntil: messages up to this source UID are sent one per APPEND,
 	// because a MULTIAPPEND holding them was refused for one of them.
-	SingleUntil uint32 `json:",omitempty"`
+	SingleUntil imap.UID `json:",omitempty"`
 }
 
 // Clone returns a copy that shares no memory with c.
@@ -55,34 +55,19 @@ func (c Cursor) Clone() Cursor {
 // BadItem is a message the target refused. It is skipped and reported.
 type BadItem struct {
 	Folder string
-	UID    uint32
+	UID    imap.UID
 	Size   int64
 	Reason string
 }
 
-// Stats counts the work of one SyncFolder call.
+// Stats is what one SyncFolder call did.
 type Stats struct {
-	Copied   int   // messages appended
-	Bytes    int64 // bytes appended
-	Matched  int   // messages found already on the target (resumed copy)
-	Filtered int   // messages skipped by the size and date rules
-	// RefusedKeywords counts, by keyword, the messages that lost a keyword
-	// because the target folder does not keep it (PERMANENTFLAGS).
-	RefusedKeywords map[string]int `json:",omitempty"`
-	FlagUpdates     int            // target messages whose flags were changed
-	// DeletedOnSource counts copied messages found gone from the source;
-	// Expunged those of them removed from the target (PropagateDeletes).
-	DeletedOnSource int
-	Expunged        int
-	BadItems        []BadItem
+	Counters
 	// More is true when the call stopped at Options.MaxMessages and more
 	// messages wait; call again with the returned cursor.
 	More bool
 	// Remaining is the number of source messages above the cursor after this call.
 	Remaining int
-	// Throttled is the time the copy slowed itself down because a side's
-	// service time was above Options.LatencyThreshold.
-	Throttled map[failure.Side]time.Duration `json:",omitempty"`
 }
 
 // Options tunes SyncFolder.
@@ -239,7 +224,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	}
 	cur.HighestModSeq = sel.HighestModSeq
 
-	if sel.UIDNext != 0 && uint32(sel.UIDNext) <= cur.LastUID+1 {
+	if sel.UIDNext != 0 && sel.UIDNext <= cur.LastUID+1 {
 		if early != nil {
 			early.Wait()
 		}
@@ -327,7 +312,7 @@ func (c *copier) result(err error) (Cursor, Stats, error) {
 }
 
 // searchAboveCmd asks for the UIDs above last.
-func searchAboveCmd(s *Session, last uint32) *imapclient.SearchCommand {
+func searchAboveCmd(s *Session, last imap.UID) *imapclient.SearchCommand {
 	var set imap.UIDSet
 	set.AddRange(imap.UID(last+1), 0) // last+1:*
 	return s.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil)
@@ -335,7 +320,7 @@ func searchAboveCmd(s *Session, last uint32) *imapclient.SearchCommand {
 
 // searchAbove returns the answer of searchAboveCmd: the UIDs above last in
 // ascending order.
-func searchAbove(ctx context.Context, s *Session, cmd *imapclient.SearchCommand, last uint32) ([]imap.UID, error) {
+func searchAbove(ctx context.Context, s *Session, cmd *imapclient.SearchCommand, last imap.UID) ([]imap.UID, error) {
 	data, err := cmd.Wait()
 	if err != nil {
 		return nil, s.classify("search new messages", ctxErr(ctx, err))
@@ -343,7 +328,7 @@ func searchAbove(ctx context.Context, s *Session, cmd *imapclient.SearchCommand,
 	all, _ := data.All.(imap.UIDSet)
 	uids, _ := all.Nums()
 	// "n:*" matches the highest UID even when it is below n (RFC 3501 6.4.8).
-	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return uint32(u) <= last })
+	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return u <= last })
 	slices.Sort(uids)
 	return uids, nil
 }
@@ -431,8 +416,8 @@ func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[iden
 		cur.TargetUIDValidity, cur.TargetUIDNext, cur.Map = st.UIDValidity, 0, nil
 	}
 	from := max(cur.TargetUIDNext, 1)
-	defer func() { cur.TargetUIDNext = max(cur.TargetUIDNext, uint32(st.UIDNext)) }()
-	if st.NumMessages == 0 || (st.UIDNext != 0 && uint32(st.UIDNext) <= from) {
+	defer func() { cur.TargetUIDNext = max(cur.TargetUIDNext, st.UIDNext) }()
+	if st.NumMessages == 0 || (st.UIDNext != 0 && st.UIDNext <= from) {
 		return nil, filter, nil
 	}
 	var set imap.UIDSet
@@ -450,7 +435,7 @@ func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[iden
 	mapped := cur.Map.targets(from)
 	known := make(map[identity][]imap.UID)
 	for _, b := range bufs {
-		if uint32(b.UID) < from || mapped(uint32(b.UID)) {
+		if b.UID < from || mapped(b.UID) {
 			continue
 		}
 		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, id: parseMessageID(b.FindBodySection(messageIDSection))}
@@ -475,8 +460,8 @@ type copier struct {
 	// target lacks MULTIAPPEND.
 	batch       int
 	batchBytes  int64
-	singleUntil uint32 // the cursor's, when the call began
-	buf         []byte // for streaming bodies; used by send only
+	singleUntil imap.UID // the cursor's, when the call began
+	buf         []byte   // for streaming bodies; used by send only
 
 	mu       sync.Mutex
 	cur      Cursor
@@ -608,7 +593,7 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 			// The literal's size is authoritative; RFC822.SIZE may differ
 			// on servers that compute it lazily.
 			m.size = body.Size()
-			alone := c.batch == 1 || uint32(uid) <= c.singleUntil
+			alone := c.batch == 1 || uid <= c.singleUntil
 			if u.cmd != nil && (alone || u.bytes+m.size > c.batchBytes) {
 				ship()
 			}
@@ -803,7 +788,7 @@ func (c *copier) confirm(units <-chan *unit) error {
 			}
 			continue
 		}
-		var uids []uint32
+		var uids []imap.UID
 		if u.n > 0 && !u.unfinished {
 			data, err := u.cmd.Wait()
 			// Service time per message: from when the server could start on
@@ -831,9 +816,9 @@ func (c *copier) confirm(units <-chan *unit) error {
 				continue
 			}
 			if got, ok := data.UIDs.Nums(); ok && len(got) == u.n {
-				uids = make([]uint32, len(got))
+				uids = make([]imap.UID, len(got))
 				for i, uid := range got {
-					uids[i] = uint32(uid)
+					uids[i] = uid
 				}
 			}
 		}
@@ -846,10 +831,10 @@ func (c *copier) confirm(units <-chan *unit) error {
 			// Refused before its body was sent. The target connection was
 			// cut to keep the stream sane, so the caller reconnects and
 			// goes on: after it if it was alone, else sending it alone.
-			if u.n == 0 && (c.batch == 1 || uint32(u.failed.uid) <= c.singleUntil) {
+			if u.n == 0 && (c.batch == 1 || u.failed.uid <= c.singleUntil) {
 				c.confirmSteps([]step{{m: u.failed, appended: true}}, nil, all, fe)
 			} else {
-				c.sendAloneUntil(uint32(u.failed.uid))
+				c.sendAloneUntil(u.failed.uid)
 			}
 			fail(ErrReconnect)
 			continue
@@ -860,41 +845,41 @@ func (c *copier) confirm(units <-chan *unit) error {
 }
 
 // first and last return the UID range of the messages in u's command.
-func (u *unit) first() uint32 {
+func (u *unit) first() imap.UID {
 	for _, s := range u.steps {
 		if s.appended {
-			return uint32(s.m.uid)
+			return s.m.uid
 		}
 	}
-	return uint32(u.failed.uid)
+	return u.failed.uid
 }
 
-func (u *unit) last() uint32 {
+func (u *unit) last() imap.UID {
 	for _, s := range slices.Backward(u.steps) {
 		if s.appended {
-			return uint32(s.m.uid)
+			return s.m.uid
 		}
 	}
-	return uint32(u.failed.uid)
+	return u.failed.uid
 }
 
-const all = ^uint32(0)
+const all = ^imap.UID(0)
 
 // confirmSteps advances the cursor over the steps up to source UID upTo, in
 // order. Appended messages take their target UIDs from uids (nil: unknown,
 // the target lacks UIDPLUS), or are bad items refused for bad.
-func (c *copier) confirmSteps(steps []step, uids []uint32, upTo uint32, bad *failure.Error) {
+func (c *copier) confirmSteps(steps []step, uids []imap.UID, upTo imap.UID, bad *failure.Error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
 	for _, s := range steps {
-		if uint32(s.m.uid) > upTo {
+		if s.m.uid > upTo {
 			break
 		}
-		var tgtUID uint32
+		var tgtUID imap.UID
 		switch {
 		case s.appended && bad != nil:
-			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: uint32(s.m.uid), Size: s.m.size, Reason: bad.Server})
+			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: s.m.uid, Size: s.m.size, Reason: bad.Server})
 		case s.appended:
 			if uids != nil {
 				tgtUID = uids[n]
@@ -903,16 +888,16 @@ func (c *copier) confirmSteps(steps []step, uids []uint32, upTo uint32, bad *fai
 			c.st.Copied++
 			c.st.Bytes += s.m.size
 		case s.m.rejected != "":
-			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: uint32(s.m.uid), Size: s.m.size, Reason: s.m.rejected})
+			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: s.m.uid, Size: s.m.size, Reason: s.m.rejected})
 		case s.m.matched != 0:
-			tgtUID = uint32(s.m.matched)
+			tgtUID = s.m.matched
 			c.st.Matched++
 		case s.m.filtered:
 			c.st.Filtered++
 		}
-		c.cur.LastUID = uint32(s.m.uid)
+		c.cur.LastUID = s.m.uid
 		if tgtUID != 0 {
-			c.cur.Map.Add(uint32(s.m.uid), tgtUID)
+			c.cur.Map.Add(s.m.uid, tgtUID)
 			c.cur.TargetUIDNext = max(c.cur.TargetUIDNext, tgtUID+1)
 		}
 	}
@@ -924,7 +909,7 @@ func (c *copier) confirmSteps(steps []step, uids []uint32, upTo uint32, bad *fai
 
 // sendAloneUntil makes the next call send the messages up to uid one per
 // command, through the cursor.
-func (c *copier) sendAloneUntil(uid uint32) {
+func (c *copier) sendAloneUntil(uid imap.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cur.SingleUntil = max(c.cur.SingleUntil, uid)

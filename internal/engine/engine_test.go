@@ -202,13 +202,13 @@ func TestSyncFolderUIDValidityChangeCopiesNothingTwice(t *testing.T) {
 
 func TestUIDMap(t *testing.T) {
 	var m UIDMap
-	for _, p := range [][2]uint32{{1, 10}, {2, 11}, {3, 12}, {5, 13}, {6, 14}, {9, 30}} {
+	for _, p := range [][2]imap.UID{{1, 10}, {2, 11}, {3, 12}, {5, 13}, {6, 14}, {9, 30}} {
 		m.Add(p[0], p[1])
 	}
 	if len(m) != 3 {
 		t.Fatalf("runs = %v, want 3", m)
 	}
-	for src, want := range map[uint32]uint32{1: 10, 3: 12, 5: 13, 6: 14, 9: 30, 4: 0, 7: 0, 100: 0} {
+	for src, want := range map[imap.UID]imap.UID{1: 10, 3: 12, 5: 13, 6: 14, 9: 30, 4: 0, 7: 0, 100: 0} {
 		got, ok := m.Lookup(src)
 		if (want == 0) == ok || got != want {
 			t.Errorf("Lookup(%d) = %d, %v; want %d", src, got, ok, want)

@@ -17,7 +17,7 @@ func syncExpunges(ctx context.Context, src, tgt *Session, cur *Cursor, propagate
 		return 0, 0, nil
 	}
 	var upTo imap.UIDSet
-	upTo.AddRange(1, imap.UID(cur.LastUID))
+	upTo.AddRange(1, cur.LastUID)
 	var opts *imap.SearchOptions
 	if src.Caps.Has(imap.CapESearch) || src.Caps.Has(imap.CapIMAP4rev2) {
 		opts = &imap.SearchOptions{ReturnAll: true}
@@ -27,13 +27,13 @@ func syncExpunges(ctx context.Context, src, tgt *Session, cur *Cursor, propagate
 		return 0, 0, src.classify("search messages of "+cur.Source, ctxErr(ctx, err))
 	}
 	present, _ := data.All.(imap.UIDSet)
-	gone := map[uint32]bool{}
+	gone := map[imap.UID]bool{}
 	var targets imap.UIDSet
 	for _, r := range cur.Map {
-		for i := uint32(0); i < r.N; i++ {
-			if !present.Contains(imap.UID(r.Src + i)) {
-				gone[r.Src+i] = true
-				targets.AddNum(imap.UID(r.Tgt + i))
+		for src, tgt := range r.All() {
+			if !present.Contains(src) {
+				gone[src] = true
+				targets.AddNum(tgt)
 			}
 		}
 	}

@@ -33,7 +33,7 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 		return 0, nil
 	}
 	var set imap.UIDSet
-	set.AddRange(1, imap.UID(cur.LastUID))
+	set.AddRange(1, cur.LastUID)
 	opts := &imap.FetchOptions{UID: true, Flags: true}
 	if condstore && cur.HighestModSeq > 0 {
 		opts.ChangedSince = cur.HighestModSeq
@@ -45,12 +45,12 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 	want := make(map[imap.UID][]imap.Flag, len(bufs))
 	var tgtSet imap.UIDSet
 	for _, b := range bufs {
-		t, ok := cur.Map.Lookup(uint32(b.UID))
+		t, ok := cur.Map.Lookup(b.UID)
 		if !ok {
 			continue
 		}
-		want[imap.UID(t)] = b.Flags
-		tgtSet.AddNum(imap.UID(t))
+		want[t] = b.Flags
+		tgtSet.AddNum(t)
 	}
 	if len(want) == 0 {
 		return 0, nil

@@ -2,15 +2,10 @@ package engine
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-
-	"github.com/mailmove/mailmove/internal/failure"
 )
 
 // Pair is a source and a target session of one mailbox, lent to SyncFolder
@@ -56,7 +51,7 @@ func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Sta
 		cur := start.Clone()
 		cur.Map = nil
 		if j > 0 {
-			cur.LastUID = uint32(blocks[j-1][len(blocks[j-1])-1].uid)
+			cur.LastUID = blocks[j-1][len(blocks[j-1])-1].uid
 		}
 		popts := opts
 		popts.Helpers = nil
@@ -180,7 +175,7 @@ func (p *parallel) merged() (Cursor, Stats, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur, st := p.start.Clone(), p.base
-	st.BadItems, st.Throttled = slices.Clone(st.BadItems), maps.Clone(st.Throttled)
+	st.Counters = st.Counters.Clone()
 	complete := true
 	for _, pt := range p.parts {
 		cur.SingleUntil = max(cur.SingleUntil, pt.cur.SingleUntil)
@@ -189,7 +184,7 @@ func (p *parallel) merged() (Cursor, Stats, error) {
 		}
 		cur.LastUID = max(cur.LastUID, pt.cur.LastUID)
 		cur.Map = append(cur.Map, pt.cur.Map...)
-		st.add(pt.st)
+		st.Add(pt.st.Counters)
 		complete = pt.done && pt.err == nil
 	}
 	if complete {
@@ -201,19 +196,4 @@ func (p *parallel) merged() (Cursor, Stats, error) {
 		cur.HighestModSeq = 0
 	}
 	return cur, st, p.firstErr
-}
-
-// add sums the copy's totals of another block into st.
-func (st *Stats) add(o Stats) {
-	st.Copied += o.Copied
-	st.Bytes += o.Bytes
-	st.Matched += o.Matched
-	st.Filtered += o.Filtered
-	st.BadItems = append(st.BadItems, o.BadItems...)
-	for side, d := range o.Throttled {
-		if st.Throttled == nil {
-			st.Throttled = map[failure.Side]time.Duration{}
-		}
-		st.Throttled[side] += d
-	}
 }

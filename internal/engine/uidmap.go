@@ -1,13 +1,32 @@
 package engine
 
-import "sort"
+import (
+	"iter"
+	"sort"
+
+	"github.com/emersion/go-imap/v2"
+)
 
 // UIDRun maps N consecutive source UIDs starting at Src to N consecutive
 // target UIDs starting at Tgt.
 type UIDRun struct {
-	Src uint32 `json:"s"`
-	Tgt uint32 `json:"t"`
-	N   uint32 `json:"n"`
+	Src imap.UID `json:"s"`
+	Tgt imap.UID `json:"t"`
+	N   uint32   `json:"n"`
+}
+
+// end is the source UID after the run.
+func (r UIDRun) end() imap.UID { return r.Src + imap.UID(r.N) }
+
+// All yields the run's source UIDs with their target UIDs.
+func (r UIDRun) All() iter.Seq2[imap.UID, imap.UID] {
+	return func(yield func(src, tgt imap.UID) bool) {
+		for i := imap.UID(0); i < imap.UID(r.N); i++ {
+			if !yield(r.Src+i, r.Tgt+i) {
+				return
+			}
+		}
+	}
 }
 
 // UIDMap maps copied source UIDs to target UIDs for flag synchronisation. It
@@ -18,10 +37,10 @@ type UIDMap []UIDRun
 
 // Add records that source UID src is target UID tgt. UIDs must be added in
 // ascending source order.
-func (m *UIDMap) Add(src, tgt uint32) {
+func (m *UIDMap) Add(src, tgt imap.UID) {
 	if n := len(*m); n > 0 {
 		last := &(*m)[n-1]
-		if last.Src+last.N == src && last.Tgt+last.N == tgt {
+		if last.Src+imap.UID(last.N) == src && last.Tgt+imap.UID(last.N) == tgt {
 			last.N++
 			return
 		}
@@ -30,8 +49,8 @@ func (m *UIDMap) Add(src, tgt uint32) {
 }
 
 // Lookup returns the target UID of source UID src.
-func (m UIDMap) Lookup(src uint32) (uint32, bool) {
-	i := sort.Search(len(m), func(i int) bool { return m[i].Src+m[i].N > src })
+func (m UIDMap) Lookup(src imap.UID) (imap.UID, bool) {
+	i := sort.Search(len(m), func(i int) bool { return m[i].end() > src })
 	if i < len(m) && m[i].Src <= src {
 		return m[i].Tgt + (src - m[i].Src), true
 	}
@@ -48,15 +67,15 @@ func (m UIDMap) Len() int {
 }
 
 // Remove drops the given source UIDs, splitting runs as needed.
-func (m UIDMap) Remove(gone map[uint32]bool) UIDMap {
+func (m UIDMap) Remove(gone map[imap.UID]bool) UIDMap {
 	if len(gone) == 0 {
 		return m
 	}
 	var out UIDMap
 	for _, r := range m {
-		for i := uint32(0); i < r.N; i++ {
-			if !gone[r.Src+i] {
-				out.Add(r.Src+i, r.Tgt+i)
+		for src, tgt := range r.All() {
+			if !gone[src] {
+				out.Add(src, tgt)
 			}
 		}
 	}
@@ -64,16 +83,16 @@ func (m UIDMap) Remove(gone map[uint32]bool) UIDMap {
 }
 
 // targets returns a test of whether a target UID at or above from is mapped.
-func (m UIDMap) targets(from uint32) func(uint32) bool {
+func (m UIDMap) targets(from imap.UID) func(imap.UID) bool {
 	var runs []UIDRun
 	for _, r := range m {
-		if r.Tgt+r.N > from {
+		if r.Tgt+imap.UID(r.N) > from {
 			runs = append(runs, r)
 		}
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].Tgt < runs[j].Tgt })
-	return func(tgt uint32) bool {
-		i := sort.Search(len(runs), func(i int) bool { return runs[i].Tgt+runs[i].N > tgt })
+	return func(tgt imap.UID) bool {
+		i := sort.Search(len(runs), func(i int) bool { return runs[i].Tgt+imap.UID(runs[i].N) > tgt })
 		return i < len(runs) && runs[i].Tgt <= tgt
 	}
 }

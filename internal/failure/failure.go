@@ -17,33 +17,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 )
 
-// Type is the kind of a failure. Its string value is used as the Temporal
-// ApplicationError type, so renaming a constant breaks running moves.
-type Type string
-
-const (
-	// TypeLogonFailed: the server refused the credentials.
-	TypeLogonFailed Type = "LogonFailed"
-	// TypeConnectFailed: no IMAP session could be opened (DNS, refused, TLS,
-	// timeout, no greeting).
-	TypeConnectFailed Type = "ConnectFailed"
-	// TypeMailboxLocked: the mailbox is in use by another process.
-	TypeMailboxLocked Type = "MailboxLocked"
-	// TypeServerUnavailable: the server is overloaded, throttling or went
-	// away (BYE, [UNAVAILABLE], [LIMIT], dropped connection).
-	TypeServerUnavailable Type = "ServerUnavailable"
-	// TypeTargetFull: the target refused a message for lack of quota.
-	TypeTargetFull Type = "TargetFull"
-	// TypeNotFound: a folder or account does not exist.
-	TypeNotFound Type = "NotFound"
-	// TypeMessageRejected: the target refused one message; the message is a
-	// bad item, the move goes on.
-	TypeMessageRejected Type = "MessageRejected"
-	// TypeProtocol: the server answered something we do not understand or
-	// refused a command for a reason not listed above.
-	TypeProtocol Type = "Protocol"
-)
-
 // Side says which server a failure came from.
 type Side string
 
@@ -108,13 +81,17 @@ func Classify(side Side, op string, err error) error {
 		classifyIMAP(fe, (*imap.StatusResponse)(ie), op)
 		if fe.Reason == "" {
 			fe.Reason = string(fe.Type)
-			if fe.Type == TypeProtocol {
-				fe.Reason = "ProtocolError"
-			}
 		}
-		return fe
+	} else {
+		classifyNetwork(fe, err)
 	}
-	classifyNetwork(fe, err)
+	if fe.Type == TypeProtocol {
+		fe.Reason = "ProtocolError"
+	}
+	if fe.Hint == "" {
+		c, _ := ClassOf(fe.Type)
+		fe.Hint = c.Hint
+	}
 	return fe
 }
 
@@ -132,14 +109,13 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 	}
 	switch resp.Code {
 	case imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed, imap.ResponseCodeExpired:
-		fe.Type, fe.Hint = TypeLogonFailed, "check the user name and password, that the account exists and is enabled, and admin rights for a proxy logon"
+		fe.Type = TypeLogonFailed
 		return
 	case imap.ResponseCodeInUse:
-		fe.Type, fe.Hint = TypeMailboxLocked, "another process holds the mailbox; the move retries later"
+		fe.Type = TypeMailboxLocked
 		return
 	case imap.ResponseCodeUnavailable, imap.ResponseCodeLimit:
-		fe.Type, fe.Hint = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes"
-		fe.Reason = camel(string(resp.Code))
+		fe.Type, fe.Reason = TypeServerUnavailable, camel(string(resp.Code))
 		return
 	case imap.ResponseCodeOverQuota:
 		if strings.Contains(text, "bandwidth") || strings.Contains(text, "command") {
@@ -148,10 +124,10 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 			fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server's transfer limits are reached; the move waits and resumes", "Throttled"
 			return
 		}
-		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
+		fe.Type = TypeTargetFull
 		return
 	case imap.ResponseCodeNonExistent, imap.ResponseCodeTryCreate:
-		fe.Type, fe.Hint = TypeNotFound, "the folder or account does not exist"
+		fe.Type = TypeNotFound
 		return
 	case imap.ResponseCodeTooBig, imap.ResponseCodeParse, imap.ResponseCodeUnknownCTE:
 		fe.Type = TypeMessageRejected
@@ -159,23 +135,23 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 	}
 	switch {
 	case resp.Type == imap.StatusResponseTypeBye && (strings.Contains(text, "too many") || strings.Contains(text, "maximum number of connections")):
-		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server refuses more connections; lower --folder-concurrency or --concurrency", "TooManyConnections"
+		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server refuses more connections; lower --connections-per-move or --concurrency", "TooManyConnections"
 	case resp.Type == imap.StatusResponseTypeBye:
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server closed the connection; the move waits and resumes", "Bye"
 	case strings.HasPrefix(op, "login") && resp.Type == imap.StatusResponseTypeNo:
 		// Many servers (Courier, older Exchange) answer a bad password with a
 		// bare NO and a text of their own.
-		fe.Type, fe.Hint = TypeLogonFailed, "check the user name and password, that the account exists and is enabled"
+		fe.Type = TypeLogonFailed
 	case strings.Contains(text, "quota"):
-		fe.Type, fe.Hint = TypeTargetFull, "raise the target mailbox quota"
+		fe.Type = TypeTargetFull
 	case strings.Contains(text, "in use") || strings.Contains(text, "locked") || strings.Contains(text, "lock timeout"):
-		fe.Type, fe.Hint = TypeMailboxLocked, "another process holds the mailbox; the move retries later"
+		fe.Type = TypeMailboxLocked
 	case strings.Contains(text, "too many") || strings.Contains(text, "maximum number of connections"):
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server refuses more connections or commands; the move waits and resumes", "TooManyConnections"
 	case strings.Contains(text, "unavailable") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy"):
-		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server is busy or throttling; the move waits and resumes", "Throttled"
+		fe.Type, fe.Reason = TypeServerUnavailable, "Throttled"
 	case strings.Contains(text, "doesn't exist") || strings.Contains(text, "does not exist") || strings.Contains(text, "not found") || strings.Contains(text, "unknown mailbox"):
-		fe.Type, fe.Hint = TypeNotFound, "the folder or account does not exist"
+		fe.Type = TypeNotFound
 	}
 }
 
@@ -192,14 +168,11 @@ func classifyNetwork(fe *Error, err error) {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "connection refused; check host and port, and that a firewall's flood protection is not refusing bursts of connections", "ConnectionRefused"
 	case errors.As(err, &opErr) && opErr.Op == "dial":
-		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "cannot reach the server; check host, port and firewall", "Unreachable"
+		fe.Type, fe.Reason = TypeConnectFailed, "Unreachable"
 	case isTimeout(err):
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server stopped answering; the move waits and resumes", "Timeout"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server dropped the connection; the move waits and resumes", "ConnectionDropped"
-	}
-	if fe.Type == TypeProtocol {
-		fe.Reason = "ProtocolError"
 	}
 }
 

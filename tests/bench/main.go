@@ -538,9 +538,9 @@ func temporalRun(env *temporaltest.Env, w *workerProc, srcAddr, tgtAddr, user st
 		st, err := query(ctx, c, id)
 		if err == nil && !st.SyncedAt.IsZero() && synced == 0 {
 			synced = time.Since(start)
-			n, cpu, srv := float64(st.MessagesCopied), w.cpu()-cpu0, procCPU(env.Server.Pid())-srv0
+			n, cpu, srv := float64(st.Copied), w.cpu()-cpu0, procCPU(env.Server.Pid())-srv0
 			fmt.Printf("Through Temporal (dev server, one worker process): initial sync of %d messages in %v, %.0f messages/s\n",
-				st.MessagesCopied, synced.Round(time.Millisecond), n/synced.Seconds())
+				st.Copied, synced.Round(time.Millisecond), n/synced.Seconds())
 			fmt.Printf("  worker %.2f and dev server %.2f CPU seconds per 1,000 messages; worker peak RSS %.0f MiB\n",
 				cpu.Seconds()/n*1000, srv.Seconds()/n*1000, float64(w.peakRSS())/(1<<20))
 		}

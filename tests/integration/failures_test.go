@@ -99,7 +99,7 @@ func TestThrottledTargetStallsAndResumes(t *testing.T) {
 	tgt.SetLatency(time.Millisecond)
 	pol := writePolicy(t, "rules:\n  ServerUnavailable:\n    initialInterval: 1s\n    backoffCoefficient: 2\n    maximumInterval: 4s\n")
 	startBatchTo(t, "default", "throttled", writeCSV(t, accs, func(a account) string { return a.password }), env.source.Addr(), tgt.Addr(),
-		"--policy", pol, "--folder-concurrency", "1")
+		"--policy", pol, "--connections-per-move", "1")
 	// Throttle in the middle of the copy.
 	waitCount(t, accs[0], 30)
 	tgt.Unavailable(5*time.Second, "UNAVAILABLE", "Server busy, try later")
@@ -111,7 +111,7 @@ func TestThrottledTargetStallsAndResumes(t *testing.T) {
 	if stalled < time.Second {
 		t.Fatalf("stall time = %v, want the throttling window accounted as StalledDueToTarget_Unavailable", m.StallTime)
 	}
-	t.Logf("stalled %v, %d messages", stalled, m.MessagesCopied+m.MessagesMatched)
+	t.Logf("stalled %v, %d messages", stalled, m.Copied+m.Matched)
 	assertIdentical(t, accs[0])
 }
 
@@ -233,8 +233,8 @@ func TestMessageTheTargetRefusesIsABadItem(t *testing.T) {
 
 	r := waitTerminal(t, "default", "picky", 3*time.Minute)
 	m := r.Moves[0]
-	if m.Status != workflows.StatusCompletedWithWarnings || m.BadItems != 1 || !strings.Contains(m.Reason, "1 bad items") {
-		t.Fatalf("%s/%s %q with %d bad items; want CompletedWithWarnings with the 3 MB message as its one bad item", m.Status, m.StatusDetail, m.Reason, m.BadItems)
+	if m.Status != workflows.StatusCompletedWithWarnings || len(m.BadItems) != 1 || !strings.Contains(m.Reason, "1 bad items") {
+		t.Fatalf("%s/%s %q with %d bad items; want CompletedWithWarnings with the 3 MB message as its one bad item", m.Status, m.StatusDetail, m.Reason, len(m.BadItems))
 	}
 	out := mailmove(t, "default", "batch", "report", "picky")
 	if !strings.Contains(out, "BadItems") || !strings.Contains(out, accs[0].user) {
@@ -250,7 +250,7 @@ func TestWorkerConnectionCap(t *testing.T) {
 	src := faultproxy.StartForTest(t, env.source.Addr())
 	peakOpen := watchPeakOpen(src)
 	startBatchTo(t, cappedNamespace, "capped", writeCSV(t, accs, func(a account) string { return a.password }), src.Addr(), env.target.Addr(),
-		"--folder-concurrency", "3", "--concurrency", "3")
+		"--connections-per-move", "3", "--concurrency", "3")
 	r := waitTerminal(t, cappedNamespace, "capped", 3*time.Minute)
 	peak := peakOpen()
 	for _, m := range r.Moves {

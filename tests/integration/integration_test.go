@@ -333,7 +333,7 @@ func TestBatchMovesThreeMailboxesExactly(t *testing.T) {
 		if m.Verify == nil || m.Verify.Missing != 0 {
 			t.Errorf("%s: verification = %+v, want nothing missing", m.Mailbox, m.Verify)
 		}
-		copied += m.MessagesCopied
+		copied += m.Copied
 	}
 	for _, a := range accs {
 		assertIdentical(t, a)
@@ -411,7 +411,7 @@ func TestWorkerKilledMidCopyResumesWithoutDuplicates(t *testing.T) {
 	// however fast this machine is.
 	slow := faultproxy.StartForTest(t, env.target.Addr())
 	slow.SetLatency(time.Millisecond)
-	startBatchTo(t, crashNamespace, "crash", csv, env.source.Addr(), slow.Addr(), "--heartbeat-timeout", "5s", "--folder-concurrency", "2")
+	startBatchTo(t, crashNamespace, "crash", csv, env.source.Addr(), slow.Addr(), "--heartbeat-timeout", "5s", "--connections-per-move", "2")
 
 	// Kill the worker process once part of the mailbox is on the target.
 	deadline := time.Now().Add(2 * time.Minute)

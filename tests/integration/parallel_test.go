@@ -28,7 +28,7 @@ func TestLargeFolderIsCopiedOverSeveralConnections(t *testing.T) {
 	src := faultproxy.StartForTest(t, source.Addr())
 	peakOpen := watchPeakOpen(src)
 	startBatchTo(t, "default", "bigfolder", writeCSV(t, []account{a}, func(a account) string { return a.password }), src.Addr(), env.target.Addr(),
-		"--folder-concurrency", "3", "--chunk-messages", "1500")
+		"--connections-per-move", "3", "--chunk-messages", "1500")
 	r := waitTerminal(t, "default", "bigfolder", 3*time.Minute)
 	peak := peakOpen()
 	if m := r.Moves[0]; m.Status != workflows.StatusCompleted {

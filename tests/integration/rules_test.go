@@ -63,8 +63,8 @@ func TestFolderRulesAndFilters(t *testing.T) {
 			t.Fatalf("unexpected difference: %s", line)
 		}
 	}
-	if len(diff) != large || m.MessagesFiltered != large || large == 0 {
-		t.Fatalf("%d messages missing on the target, %d filtered by the move; want the %d source messages above 100 KB", len(diff), m.MessagesFiltered, large)
+	if len(diff) != large || m.Filtered != large || large == 0 {
+		t.Fatalf("%d messages missing on the target, %d filtered by the move; want the %d source messages above 100 KB", len(diff), m.Filtered, large)
 	}
 	// The target's own special folders (Archive, Junk Email) exist there
 	// from the start; the rules must leave them empty.

@@ -233,7 +233,7 @@ func continueAsNew(r *recorder) error {
 // fastPolicy waits seconds, not minutes, so recording is quick.
 func fastPolicy(t failure.Type, attempts int) *policy.Policy {
 	p := policy.Default()
-	p.Rules[t] = policy.Rule{InitialInterval: policy.Duration(time.Second), BackoffCoefficient: 1, MaximumAttempts: attempts, Consecutive: t == failure.TypeLogonFailed}
+	p.Rules[t] = failure.Rule{InitialInterval: failure.Duration(time.Second), BackoffCoefficient: 1, MaximumAttempts: attempts, Consecutive: t == failure.TypeLogonFailed}
 	return &p
 }
 
@@ -258,7 +258,7 @@ func mailboxLocked(r *recorder) error {
 	defer p.Close()
 	p.LockMailbox(2500 * time.Millisecond)
 	in, err := r.input("record", "move-mailbox-locked@example.com", p.Addr(), r.tgt.Addr(), "pw",
-		workflows.Settings{Policy: fastPolicy(failure.TypeMailboxLocked, 10), FolderConcurrency: 1})
+		workflows.Settings{Policy: fastPolicy(failure.TypeMailboxLocked, 10), ConnectionsPerMove: 1})
 	if err != nil {
 		return err
 	}
@@ -276,7 +276,7 @@ func stall(r *recorder) error {
 	}
 	defer p.Close()
 	in, err := r.input("record", "move-stall@example.com", r.src.Addr(), p.Addr(), "pw",
-		workflows.Settings{Policy: fastPolicy(failure.TypeServerUnavailable, 0), FolderConcurrency: 1})
+		workflows.Settings{Policy: fastPolicy(failure.TypeServerUnavailable, 0), ConnectionsPerMove: 1})
 	if err != nil {
 		return err
 	}

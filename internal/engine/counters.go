@@ -1,0 +1,74 @@
+package engine
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/mailmove/mailmove/internal/failure"
+)
+
+// Counters count what copies did. It is the one set of counters: a
+// SyncFolder call, an activity's result, a move's state and its status all
+// embed it, so a new counter is one field here (and its line in Add).
+type Counters struct {
+	Copied   int   // messages appended
+	Bytes    int64 // bytes appended
+	Matched  int   // messages found already on the target (resumed copy)
+	Filtered int   // messages skipped by the size and date rules
+	// FlagUpdates counts target messages whose flags were changed.
+	FlagUpdates int
+	// DeletedOnSource counts copied messages found gone from the source;
+	// Expunged those of them removed from the target (PropagateDeletes).
+	DeletedOnSource int
+	Expunged        int
+	// BadItems are the messages the target refused, skipped and reported.
+	BadItems []BadItem
+	// RefusedKeywords counts, by keyword, the messages that lost a keyword
+	// because the target folder does not keep it (PERMANENTFLAGS).
+	RefusedKeywords map[string]int `json:",omitempty"`
+	// Throttled is the time the copy slowed itself down, by side, because
+	// the server answered slower than Options.LatencyThreshold.
+	Throttled map[failure.Side]time.Duration `json:",omitempty"`
+}
+
+// Add sums o into c. The order of map keys does not matter to a sum, so a
+// workflow may call it (workflowcheck.config.yaml says so).
+func (c *Counters) Add(o Counters) {
+	c.Copied += o.Copied
+	c.Bytes += o.Bytes
+	c.Matched += o.Matched
+	c.Filtered += o.Filtered
+	c.FlagUpdates += o.FlagUpdates
+	c.DeletedOnSource += o.DeletedOnSource
+	c.Expunged += o.Expunged
+	c.BadItems = append(c.BadItems, o.BadItems...)
+	c.RefusedKeywords = addMap(c.RefusedKeywords, o.RefusedKeywords)
+	c.Throttled = addMap(c.Throttled, o.Throttled)
+}
+
+// Clone returns a copy that shares no memory with c: counters are read
+// while a copy goes on adding to them.
+func (c Counters) Clone() Counters {
+	c.BadItems = slices.Clone(c.BadItems)
+	c.RefusedKeywords = maps.Clone(c.RefusedKeywords)
+	c.Throttled = maps.Clone(c.Throttled)
+	return c
+}
+
+// Plus returns c + o, sharing no memory with either.
+func (c Counters) Plus(o Counters) Counters {
+	sum := c.Clone()
+	sum.Add(o)
+	return sum
+}
+
+func addMap[K comparable, V int | time.Duration](dst, src map[K]V) map[K]V {
+	for k, v := range src {
+		if dst == nil {
+			dst = make(map[K]V, len(src))
+		}
+		dst[k] += v
+	}
+	return dst
+}

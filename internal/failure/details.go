@@ -1,0 +1,52 @@
+package failure
+
+import (
+	"fmt"
+
+	"github.com/mailmove/mailmove/internal/humanize"
+)
+
+// Details describe a classified failure where it travels: with an
+// activity's ApplicationError, in a move's state and in reports, so that
+// side, operation and the server's own words stay apart.
+type Details struct {
+	Type   Type
+	Reason string
+	Side   Side
+	Op     string
+	Server string
+	Hint   string
+	// QuotaUsed and QuotaLimit, in bytes, accompany a TargetFull failure
+	// when the target reports its quota.
+	QuotaUsed  int64 `json:",omitempty"`
+	QuotaLimit int64 `json:",omitempty"`
+}
+
+// DetailsOf describes the classified failure in err; Type is empty when
+// err holds none.
+func DetailsOf(err error) Details {
+	fe, ok := As(err)
+	if !ok {
+		return Details{}
+	}
+	return Details{Type: fe.Type, Reason: fe.Reason, Side: fe.Side, Op: fe.Op, Server: fe.Server, Hint: fe.Hint}
+}
+
+// String is the admin-readable account of a failure: type, side, what we
+// were doing, the server's own words and what to check.
+func (d Details) String() string {
+	s := string(d.Type)
+	if d.Side != "" {
+		s += fmt.Sprintf(": %s %s", d.Side, d.Op)
+	}
+	if d.Server != "" {
+		s += fmt.Sprintf(": server said %q", d.Server)
+	}
+	if d.QuotaLimit > 0 {
+		s += fmt.Sprintf(" (target quota: %s of %s used)", humanize.Bytes(d.QuotaUsed), humanize.Bytes(d.QuotaLimit))
+	}
+	if d.Hint != "" {
+		s += " — " + d.Hint
+	}
+	return s
+}
