@@ -5,8 +5,10 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
+	"go.temporal.io/sdk/client"
 )
 
 // Activities carries what every activity needs. Register one value with
@@ -25,11 +28,20 @@ type Activities struct {
 	Key    *secret.Key
 	Logger *zap.Logger
 	// NoProgressTimeout: a copy that moves no byte this long is cut
-	// (DefaultNoProgressTimeout when zero).
+	// (engine.DefaultNoProgressTimeout when zero).
 	NoProgressTimeout time.Duration
 	// Connections caps this process's connections per server; nil: no cap.
 	Connections *engine.Limiter
+	// Client, when set, carries the live progress of long sync calls to
+	// their workflow (SignalSyncProgress), every ProgressInterval
+	// (DefaultProgressInterval when zero).
+	Client           client.Client
+	ProgressInterval time.Duration
 }
+
+// DefaultProgressInterval is how often a long sync call tells its move what
+// it has done: each report costs the move's history a signal.
+const DefaultProgressInterval = 30 * time.Second
 
 // Account is one side of a move: where and as whom to log on.
 type Account struct {
@@ -133,15 +145,26 @@ type SyncInput struct {
 	// Connections is the most connection pairs the call may use: beyond
 	// the first, they copy chunks of one large folder in parallel.
 	Connections int `json:",omitempty"`
+	// Call numbers the call within its workflow run, for the live progress
+	// it signals (SignalSyncProgress); 0: it sends none.
+	Call int `json:",omitempty"`
 }
 
-// SyncResult is the progress of one InitialSync or IncrementalSync call.
-type SyncResult struct {
-	Cursors []engine.Cursor
-	// Done[i] is true when folder i is up to date.
-	Done []bool
+// SignalSyncProgress is the signal a sync call that runs longer than
+// Activities.ProgressInterval sends its workflow run, at most that often,
+// with what it has done so far: the move's status query then shows a
+// large chunk moving, without anyone reading heartbeats.
+const SignalSyncProgress = "sync-progress"
+
+// SyncProgressSignal is the payload of SignalSyncProgress.
+type SyncProgressSignal struct {
+	Call int
 	engine.Counters
 }
+
+// SyncResult is the progress of one InitialSync or IncrementalSync call:
+// a cursor per folder, the folders that are up to date, the counters.
+type SyncResult = engine.LaneProgress
 
 // SyncProgress is the heartbeat of InitialSync and IncrementalSync: enough to
 // resume exactly where a dead worker stopped, and the live progress that
@@ -165,192 +188,101 @@ func (a *Activities) IncrementalSync(ctx context.Context, in SyncInput) (SyncRes
 	return a.syncFolders(ctx, in)
 }
 
+// syncFolders runs the copy lane of one call: the engine owns connections,
+// folder loop and watchdog; the activity resumes from the last heartbeat,
+// heartbeats the lane's progress and turns its failure into the
+// ApplicationError the workflow's policy reads.
 func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult, error) {
-	res := SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors))}
+	from := engine.NewLaneProgress(in.Cursors)
 	if activity.HasHeartbeatDetails(ctx) {
 		var p SyncProgress
 		if err := activity.GetHeartbeatDetails(ctx, &p); err == nil && len(p.Result.Cursors) == len(in.Cursors) {
-			res = p.Result
-			a.logger(ctx).Info("resuming from heartbeat", zap.String("mailbox", in.Mailbox), zap.Int("copied", res.Copied))
+			from = p.Result
+			a.logger(ctx).Info("resuming from heartbeat", zap.String("mailbox", in.Mailbox), zap.Int("copied", from.Copied))
 		}
 	}
-
 	var mu sync.Mutex
-	beat := func() {
+	last := from
+	lane := a.lane(in)
+	lane.Progress = func(p SyncResult) {
 		mu.Lock()
-		p := SyncProgress{Result: res}
-		p.Result.Cursors = append([]engine.Cursor(nil), res.Cursors...)
-		p.Result.Done = append([]bool(nil), res.Done...)
+		last = p
 		mu.Unlock()
-		activity.RecordHeartbeat(ctx, p)
 	}
-	// Heartbeat even while one large message or a slow server keeps the copy
-	// from checkpointing, so a live attempt is never mistaken for a dead one;
-	// but a copy that moves no byte for NoProgressTimeout is stuck, not
-	// slow, and is cut so the policy can deal with it.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var src, tgt *engine.Session
-	stop := make(chan struct{})
-	defer close(stop)
+	stop := a.report(ctx, in, func() SyncResult {
+		mu.Lock()
+		defer mu.Unlock()
+		return last
+	})
+	defer stop()
+	res, err := lane.Run(ctx, from)
+	if err == nil {
+		return res, nil
+	}
+	activity.RecordHeartbeat(ctx, SyncProgress{Result: res})
+	fd := failure.DetailsOf(err)
+	if fd.Type == failure.TypeTargetFull {
+		fd.QuotaUsed, fd.QuotaLimit = a.targetQuota(ctx, in.Target)
+	}
+	return res, applicationError(err, fd, &res)
+}
+
+// report heartbeats the progress of a sync call every few seconds, even
+// while one large message or a slow server keeps the copy from
+// checkpointing, so that a live attempt is never taken for a dead one (the
+// lane's watchdog cuts a stuck one). A call that runs long also signals
+// its progress to its workflow. The returned func stops it.
+func (a *Activities) report(ctx context.Context, in SyncInput, progress func() SyncResult) (stop func()) {
+	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(5 * time.Second)
+		interval := cmp.Or(a.ProgressInterval, DefaultProgressInterval)
+		t := time.NewTicker(min(5*time.Second, interval))
 		defer t.Stop()
-		var last int64
-		lastMoved := time.Now()
+		lastSent, sent := time.Now(), engine.Counters{}
 		for {
 			select {
 			case <-t.C:
-				beat()
-				mu.Lock()
-				n := src.Bytes() + tgt.Bytes()
-				mu.Unlock()
-				if n != last {
-					last, lastMoved = n, time.Now()
-				} else if time.Since(lastMoved) > a.noProgressTimeout() {
-					cancel(errNoProgress)
-					return
-				}
-			case <-stop:
+			case <-done:
 				return
 			}
+			p := progress()
+			activity.RecordHeartbeat(ctx, SyncProgress{Result: p})
+			if a.Client == nil || in.Call == 0 || time.Since(lastSent) < interval || reflect.DeepEqual(p.Counters, sent) {
+				continue
+			}
+			wf := activity.GetInfo(ctx).WorkflowExecution
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			// Best effort: the next report or the call's result makes up for a lost one.
+			if err := a.Client.SignalWorkflow(sctx, wf.ID, wf.RunID, SignalSyncProgress, SyncProgressSignal{Call: in.Call, Counters: p.Counters}); err != nil {
+				a.logger(ctx).Debug("progress signal", zap.Error(err))
+			}
+			cancel()
+			lastSent, sent = time.Now(), p.Counters
 		}
 	}()
+	return func() { close(done) }
+}
 
-	s, t, err := a.open(ctx, in.Source, in.Target)
-	mu.Lock()
-	src, tgt = s, t
-	mu.Unlock()
-	if err != nil {
-		return res, applicationError(err, noProgress(ctx, err), &res)
-	}
-	// The sessions may be replaced below; close the last ones.
-	defer func() {
-		if src != nil {
-			src.Close()
-		}
-		if tgt != nil {
-			tgt.Close()
-		}
-	}()
-
-	// Pairs lent to the engine for large folders, opened when first needed
-	// and kept for the next folders; after a failure they may be
-	// mid-command, so they are closed.
-	var spare []engine.Pair
-	closeSpare := func() {
-		for _, p := range spare {
-			p.Src.Close()
-			p.Tgt.Close()
-		}
-		spare = nil
-	}
-	defer func() { closeSpare() }()
-	helpers := func(ctx context.Context, n int) []engine.Pair {
-		// All at once: each logon costs round trips to distant servers.
-		opened := make(chan engine.Pair, max(min(n, in.Connections-1)-len(spare), 0))
-		var wg sync.WaitGroup
-		for range cap(opened) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if p, ok := a.openSpare(ctx, in.Source, in.Target); ok {
-					opened <- p
-				}
-			}()
-		}
-		wg.Wait()
-		close(opened)
-		for p := range opened {
-			spare = append(spare, p)
-		}
-		return spare[:min(n, len(spare))]
-	}
-
-	budget := in.MaxMessages
-	for i := 0; i < len(res.Cursors); {
-		if res.Done[i] {
-			i++
-			continue
-		}
-		if in.MaxMessages > 0 && budget <= 0 {
-			break
-		}
-		base := res
-		opts := engine.Options{
-			MaxMessages:      budget,
+// lane is the copy lane of a sync call, within this worker's connection
+// caps.
+func (a *Activities) lane(in SyncInput) *engine.Lane {
+	return &engine.Lane{
+		Dial: func(ctx context.Context) (engine.Pair, error) {
+			src, tgt, err := a.open(ctx, in.Source, in.Target)
+			return engine.Pair{Src: src, Tgt: tgt}, err
+		},
+		TryDial: func(ctx context.Context) (engine.Pair, bool) {
+			return a.openSpare(ctx, in.Source, in.Target)
+		},
+		Connections: max(in.Connections, 1),
+		MaxMessages: in.MaxMessages,
+		Options: engine.Options{
 			LatencyThreshold: in.LatencyThreshold,
 			PropagateDeletes: in.PropagateDeletes,
 			Rules:            in.Rules,
-			Checkpoint: func(c engine.Cursor, st engine.Stats) {
-				mu.Lock()
-				res.Cursors[i] = c
-				res.Counters = base.Counters.Plus(st.Counters)
-				mu.Unlock()
-			},
-		}
-		if in.Connections > 1 {
-			opts.Helpers = helpers
-		}
-		cur, st, err := engine.SyncFolder(ctx, src, tgt, res.Cursors[i], opts)
-		mu.Lock()
-		res.Cursors[i] = cur
-		res.Counters = base.Counters.Plus(st.Counters)
-		res.Done[i] = err == nil && !st.More
-		mu.Unlock()
-		budget -= st.Copied + st.Matched
-		if err != nil {
-			closeSpare()
-		}
-		switch {
-		case errors.Is(err, engine.ErrReconnect):
-			// The same folder again, after the refused message, over new
-			// sessions.
-			src.Close()
-			tgt.Close()
-			s, t, err := a.open(ctx, in.Source, in.Target)
-			mu.Lock()
-			src, tgt = s, t
-			mu.Unlock()
-			if err != nil {
-				return res, applicationError(err, noProgress(ctx, err), &res)
-			}
-		case err != nil:
-			beat()
-			fd := noProgress(ctx, err)
-			if fd.Type == failure.TypeTargetFull {
-				fd.QuotaUsed, fd.QuotaLimit = a.targetQuota(ctx, in.Target)
-			}
-			return res, applicationError(err, fd, &res)
-		default:
-			i++
-		}
+		},
+		NoProgressTimeout: a.NoProgressTimeout,
 	}
-	return res, nil
-}
-
-// errNoProgress cancels a copy that moved no byte for NoProgressTimeout.
-var errNoProgress = errors.New("no byte moved on either connection")
-
-// DefaultNoProgressTimeout is how long a copy may move no byte at all before
-// it is cut. It is well above the sessions' idle timeout: it catches a copy
-// stuck inside the client, not a slow server.
-const DefaultNoProgressTimeout = 10 * time.Minute
-
-func (a *Activities) noProgressTimeout() time.Duration {
-	if a.NoProgressTimeout > 0 {
-		return a.NoProgressTimeout
-	}
-	return DefaultNoProgressTimeout
-}
-
-// noProgress describes err, or the stall when the watchdog cut the copy.
-func noProgress(ctx context.Context, err error) failure.Details {
-	if errors.Is(context.Cause(ctx), errNoProgress) {
-		return failure.Details{Type: failure.TypeServerUnavailable, Reason: "NoProgress", Side: failure.SideSource,
-			Op: "copy", Hint: "nothing moved for " + DefaultNoProgressTimeout.String() + "; the copy was restarted"}
-	}
-	return failure.DetailsOf(err)
 }
 
 // targetQuota reads the target's storage quota over a fresh session: the

@@ -80,7 +80,7 @@ func Run(ctx context.Context, opts Options) error {
 	w.RegisterWorkflow(workflows.MailboxMove)
 	w.RegisterWorkflow(workflows.Batch)
 	w.RegisterWorkflow(workflows.DryRun)
-	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger, Connections: engine.NewLimiter(opts.MaxConnectionsPerServer)})
+	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger, Connections: engine.NewLimiter(opts.MaxConnectionsPerServer), Client: c})
 
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

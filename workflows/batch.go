@@ -31,7 +31,9 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (BatchStatus, error) { return st, nil }); err != nil {
 		return st, err
 	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrBatch.ValueSet(in.Name))
+	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttrBatch.ValueSet(in.Name)); err != nil {
+		workflow.GetLogger(ctx).Warn("search attributes not updated", "error", err)
+	}
 
 	active := 0 // moves started and neither released nor closed
 	released := workflow.GetSignalChannel(ctx, SignalMoveReleased)

@@ -1,10 +1,9 @@
 package workflows
 
 import (
-	"context"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mailmove/mailmove/activities"
-	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/humanize"
 )
@@ -37,6 +35,8 @@ type move struct {
 	settings Settings
 	state    MoveState
 	resume   bool // a resume signal arrived during a wait
+	calls    int  // sync calls started in this run
+	live     []liveCall
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -64,6 +64,7 @@ func (m *move) setup(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
+	m.receiveProgress(ctx)
 	resume := workflow.GetSignalChannel(ctx, SignalResume)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
@@ -117,7 +118,10 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	if m.settings.Complete == CompleteManual {
 		for !m.state.CompleteRequested {
 			m.setStatus(ctx, StatusSynced, DetailSynced)
-			ok, _ := workflow.AwaitWithTimeout(ctx, m.settings.IncrementalInterval, func() bool { return m.state.CompleteRequested })
+			ok, err := workflow.AwaitWithTimeout(ctx, m.settings.IncrementalInterval, func() bool { return m.state.CompleteRequested })
+			if err != nil {
+				return MoveReport{}, err // cancelled
+			}
 			if ok {
 				break
 			}
@@ -156,247 +160,6 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	return m.report(ctx), nil
 }
 
-// plan runs Connect: both sides' folders, mapped by the batch's rules.
-func (m *move) plan(ctx workflow.Context) (activities.ConnectResult, error) {
-	var res activities.ConnectResult
-	in := func() interface{} {
-		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Rules: m.settings.Rules}
-	}
-	if err := m.call(ctx, shortOptions(ctx), a.Connect, in, &res, nil); err != nil {
-		return res, err
-	}
-	m.state.FoldersExcluded = res.Excluded
-	return res, nil
-}
-
-func (m *move) connect(ctx workflow.Context) error {
-	res, err := m.plan(ctx)
-	if err != nil {
-		return err
-	}
-	for _, p := range res.Folders {
-		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
-		m.state.MessagesTotal += int(p.Messages)
-		m.state.BytesTotal += p.Bytes
-	}
-	return nil
-}
-
-func (m *move) createFolders(ctx workflow.Context) error {
-	in := func() interface{} {
-		plans := make([]engine.FolderPlan, len(m.state.Folders))
-		for i, f := range m.state.Folders {
-			plans[i] = f.Plan
-		}
-		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Folders: plans}
-	}
-	if err := m.call(ctx, shortOptions(ctx), a.CreateFolders, in, nil, nil); err != nil {
-		return err
-	}
-	m.state.FoldersCreated = true
-	return nil
-}
-
-// replan lists the source's folders again before an incremental pass: a new
-// folder is created and copied, a renamed one is followed (the target folder
-// is renamed, its progress kept), a deleted one stays on the target and is
-// no longer synced.
-func (m *move) replan(ctx workflow.Context) error {
-	res, err := m.plan(ctx)
-	if err != nil {
-		return err
-	}
-	bySource := make(map[string]int, len(m.state.Folders))
-	for i, f := range m.state.Folders {
-		if !f.Gone {
-			bySource[f.Plan.Source] = i
-		}
-	}
-	seen := make(map[int]bool)
-	var fresh []engine.FolderPlan
-	for _, p := range res.Folders {
-		if i, ok := bySource[p.Source]; ok {
-			seen[i] = true
-			continue
-		}
-		fresh = append(fresh, p)
-	}
-	// A source folder that vanished while one with its UIDVALIDITY appeared
-	// was renamed; with two candidates it is ambiguous and treated as a
-	// deletion and a new folder.
-	vanished := make(map[uint32][]int)
-	for i, f := range m.state.Folders {
-		if !f.Gone && !seen[i] {
-			v := f.Cursor.UIDValidity
-			if v == 0 {
-				v = f.Plan.UIDValidity
-			}
-			vanished[v] = append(vanished[v], i)
-		}
-	}
-	var renames []activities.FolderRename
-	var created []engine.FolderPlan
-	for _, p := range fresh {
-		if idx := vanished[p.UIDValidity]; p.UIDValidity != 0 && len(idx) == 1 {
-			delete(vanished, p.UIDValidity)
-			f := &m.state.Folders[idx[0]]
-			if f.Plan.Target != p.Target {
-				renames = append(renames, activities.FolderRename{From: f.Plan.Target, To: p.Target})
-			}
-			f.Plan.Source, f.Plan.Target, f.Plan.Subscribed = p.Source, p.Target, p.Subscribed
-			f.Cursor.Source, f.Cursor.Target = p.Source, p.Target
-			m.state.FoldersRenamed++
-			continue
-		}
-		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
-		m.state.MessagesTotal += int(p.Messages)
-		m.state.BytesTotal += p.Bytes
-		m.state.FoldersAdded++
-		created = append(created, p)
-	}
-	for _, idx := range vanished {
-		for _, i := range idx {
-			m.state.Folders[i].Gone = true
-			m.state.FoldersDeleted++
-		}
-	}
-	if len(renames) == 0 && len(created) == 0 {
-		return nil
-	}
-	cin := func() interface{} {
-		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Renames: renames, Folders: created}
-	}
-	return m.call(ctx, shortOptions(ctx), a.CreateFolders, cin, nil, nil)
-}
-
-// syncActivity is InitialSync or IncrementalSync.
-type syncActivity func(context.Context, activities.SyncInput) (activities.SyncResult, error)
-
-// syncAll runs one pass over every folder: FolderConcurrency lanes, each
-// running one sync activity at a time over its own connections, folders
-// balanced across lanes by message count.
-func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
-	var firstErr error
-	wg := workflow.NewWaitGroup(ctx)
-	lanes := m.lanes()
-	pool := &connPool{spare: m.settings.ConnectionsPerMove - len(lanes), running: len(lanes)}
-	for _, lane := range lanes {
-		wg.Add(1)
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			defer wg.Done()
-			defer pool.release()
-			if err := m.syncLane(ctx, act, lane, pool); err != nil && firstErr == nil {
-				firstErr = err
-			}
-		})
-	}
-	wg.Wait(ctx)
-	return firstErr
-}
-
-func (m *move) lanes() [][]int {
-	n := min(m.settings.ConnectionsPerMove, len(m.state.Folders))
-	if n == 0 {
-		return nil
-	}
-	var idx []int
-	for i, f := range m.state.Folders {
-		if !f.Gone {
-			idx = append(idx, i)
-		}
-	}
-	n = min(n, len(idx))
-	// Largest folders first, each to the least loaded lane.
-	sort.SliceStable(idx, func(x, y int) bool {
-		return m.state.Folders[idx[x]].Plan.Messages > m.state.Folders[idx[y]].Plan.Messages
-	})
-	lanes := make([][]int, n)
-	load := make([]int, n)
-	for _, i := range idx {
-		l := 0
-		for j := range load {
-			if load[j] < load[l] {
-				l = j
-			}
-		}
-		lanes[l] = append(lanes[l], i)
-		load[l] += int(m.state.Folders[i].Plan.Messages) + 1
-	}
-	return lanes
-}
-
-// connPool shares a move's FolderConcurrency connections (per side) among
-// its lanes: a lane that finished gives its connection to the others, whose
-// next sync call copies chunks of a large folder over several pairs.
-type connPool struct {
-	spare, running int
-}
-
-func (p *connPool) release() { p.running--; p.spare++ }
-
-// share is how many connection pairs a running lane's next call may use.
-func (p *connPool) share() int { return 1 + p.spare/max(p.running, 1) }
-
-func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool *connPool) error {
-	pending := lane
-	apply := func(res activities.SyncResult) {
-		var next []int
-		for k, i := range pending {
-			if k >= len(res.Cursors) {
-				next = append(next, i)
-				continue
-			}
-			m.state.Folders[i].Cursor = res.Cursors[k]
-			if res.Done[k] {
-				m.state.Folders[i].Copied = true
-			} else {
-				next = append(next, i)
-			}
-		}
-		m.state.Add(res.Counters)
-		m.updateDetails(ctx)
-		pending = next
-	}
-	in := func() interface{} {
-		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages,
-			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes, Rules: m.settings.Rules,
-			Connections: pool.share()}
-		for _, i := range pending {
-			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
-		}
-		return in
-	}
-	actx := syncOptions(ctx, m.settings)
-	for len(pending) > 0 {
-		var res activities.SyncResult
-		if err := m.call(ctx, actx, act, in, &res, apply); err != nil {
-			return err
-		}
-		apply(res)
-		if limit := m.settings.Policy.BadItemLimit; len(m.state.BadItems) > limit {
-			return &moveError{typ: failure.TypeBadItemLimitExceeded,
-				reason: fmt.Sprintf("%s: the target refused %d messages, more than the bad-item limit of %d (see `mailmove batch report`)", failure.TypeBadItemLimitExceeded, len(m.state.BadItems), limit)}
-		}
-	}
-	return nil
-}
-
-func (m *move) verify(ctx workflow.Context) error {
-	in := func() interface{} {
-		plans := make([]engine.FolderPlan, len(m.state.Folders))
-		for i, f := range m.state.Folders {
-			plans[i] = f.Plan
-		}
-		return activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Folders: plans}
-	}
-	var res activities.VerifyResult
-	if err := m.call(ctx, shortOptions(ctx), a.Verify, in, &res, nil); err != nil {
-		return err
-	}
-	m.state.Verify = &res
-	return nil
-}
-
 // warnings explains a CompletedWithWarnings, or is empty.
 func (m *move) warnings() string {
 	var w string
@@ -404,13 +167,9 @@ func (m *move) warnings() string {
 		w = fmt.Sprintf("%d bad items: messages the target refused, skipped (see `mailmove batch report`)", n)
 	}
 	if len(m.state.RefusedKeywords) > 0 {
-		keys := make([]string, 0, len(m.state.RefusedKeywords))
-		for k := range m.state.RefusedKeywords {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		var parts []string
-		for _, k := range keys {
+		//workflowcheck:ignore the keys are sorted
+		for _, k := range slices.Sorted(maps.Keys(m.state.RefusedKeywords)) {
 			parts = append(parts, fmt.Sprintf("%s on %d messages", k, m.state.RefusedKeywords[k]))
 		}
 		if w != "" {
@@ -460,12 +219,15 @@ func (m *move) call(ctx, actx workflow.Context, act interface{}, in func() inter
 		if d.Type == failure.TypeMailboxLocked {
 			m.state.LockRelinquishes++
 		}
-		m.wait(ctx, d, n, rule)
+		if err := m.wait(ctx, d, n, rule); err != nil {
+			return err
+		}
 	}
 }
 
 // succeeded starts the consecutive budgets (logon, connect) afresh.
 func (m *move) succeeded() {
+	//workflowcheck:ignore each key is reset on its own: the order is irrelevant
 	for t := range m.state.Attempts {
 		if m.settings.Policy.Rule(t).Consecutive {
 			m.state.Attempts[t] = 0
@@ -475,7 +237,7 @@ func (m *move) succeeded() {
 
 // wait shows the wait as StatusDetail with the next attempt's time, gives
 // the batch its concurrency slot back, sleeps, and accounts the time.
-func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure.Rule) {
+func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure.Rule) error {
 	prevStatus, prevDetail := m.state.Status, m.state.StatusDetail
 	status, detail := waitDetail(d, prevStatus)
 	delay := rule.Delay(n)
@@ -490,13 +252,16 @@ func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure
 	m.setStatus(ctx, status, detail)
 
 	m.resume = false
-	_, _ = workflow.AwaitWithTimeout(ctx, delay, func() bool { return m.resume })
+	if _, err := workflow.AwaitWithTimeout(ctx, delay, func() bool { return m.resume }); err != nil {
+		return err // cancelled
+	}
 	m.resume = false
 
 	m.state.StallTime[detail] += workflow.Now(ctx).Sub(start)
 	m.state.NextAttemptAt = time.Time{}
 	m.state.Reason = ""
 	m.setStatus(ctx, prevStatus, prevDetail)
+	return nil
 }
 
 // moveError ends a move with a reason an admin can act on.
@@ -531,12 +296,16 @@ func (m *move) release(ctx workflow.Context) {
 		return
 	}
 	// Best effort: a batch that is gone has nothing to start.
-	_ = workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalMoveReleased, m.in.Mailbox).Get(ctx, nil)
+	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalMoveReleased, m.in.Mailbox).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Info("the batch did not take the release", "batch", parent.ID, "error", err)
+	}
 }
 
 func (m *move) continueAsNew(ctx workflow.Context) error {
 	// Let an in-flight complete update finish before the history is cut.
-	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
 	next := m.in
 	st := m.state
 	st.PassesThisRun = 0
@@ -564,12 +333,15 @@ func (m *move) setStatus(ctx workflow.Context, s Status, detail string) {
 		return
 	}
 	m.state.Status, m.state.StatusDetail = s, detail
-	_ = workflow.UpsertTypedSearchAttributes(ctx,
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		SearchAttrBatch.ValueSet(m.in.Batch),
 		SearchAttrMailbox.ValueSet(m.in.Mailbox),
 		SearchAttrStatus.ValueSet(string(s)),
 		SearchAttrStatusDetail.ValueSet(detail),
-	)
+	); err != nil {
+		// Only the Web UI's filters lag; the status query is right.
+		workflow.GetLogger(ctx).Warn("search attributes not updated", "error", err)
+	}
 	m.updateDetails(ctx)
 }
 
@@ -594,6 +366,9 @@ func (m *move) status() MoveStatus {
 		IncrementalPasses: m.state.IncrementalPasses, LogonFailures: m.state.LogonFailures, LockRelinquishes: m.state.LockRelinquishes,
 		NextAttemptAt: m.state.NextAttemptAt, LastFailure: m.state.LastFailure,
 		Started: m.state.Started, SyncedAt: m.state.SyncedAt, Verify: m.state.Verify,
+	}
+	for _, l := range m.live {
+		st.Add(l.Counters)
 	}
 	st.StallTime = maps.Clone(m.state.StallTime)
 	for _, side := range []failure.Side{failure.SideSource, failure.SideTarget} {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -484,5 +485,44 @@ func TestDryRunPlansEveryMoveAndReportsFailures(t *testing.T) {
 	if len(got) != 2 || len(got[0].Plan.Folders) != 2 || got[0].Error != "" ||
 		got[1].Failure == nil || got[1].Failure.Type != failure.TypeLogonFailed || got[1].Error == "" {
 		t.Fatalf("DryRun() = %+v; want the good mailbox planned and the bad one's logon failure", got)
+	}
+}
+
+// What a running sync call signals shows in the status at once, and is
+// replaced by the call's result when it returns: never counted twice. A
+// late report of a call that has ended is dropped.
+func TestLiveProgressOfARunningCall(t *testing.T) {
+	env := newEnv(t)
+	var during []int
+	calls := 0
+	sync := func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		calls++
+		if in.Call == 0 {
+			t.Error("sync call without a call number")
+		}
+		if calls == 1 {
+			env.SignalWorkflow(activities.SignalSyncProgress, activities.SyncProgressSignal{Call: in.Call, Counters: engine.Counters{Copied: 7, Bytes: 700}})
+			env.SignalWorkflow(activities.SignalSyncProgress, activities.SyncProgressSignal{Call: in.Call + 100, Counters: engine.Counters{Copied: 1000}})
+		}
+		if calls == 2 {
+			// The first call's report arrives after its result.
+			env.SignalWorkflow(activities.SignalSyncProgress, activities.SyncProgressSignal{Call: in.Call - 1, Counters: engine.Counters{Copied: 1000}})
+		}
+		time.Sleep(50 * time.Millisecond)
+		during = append(during, queryStatus(t, env).Copied)
+		return syncAllDone(ctx, in)
+	}
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(sync)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(sync)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 1}))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	// Two passes (initial and final) of two folders, one copy each.
+	if st := queryStatus(t, env); st.Copied != 4 || st.Bytes != 400 || !slices.Equal(during, []int{7, 2}) {
+		t.Fatalf("copied %d (%d bytes) in the end, %v during the calls; want 4 (400) and [7 2]", st.Copied, st.Bytes, during)
 	}
 }

@@ -816,10 +816,7 @@ func (c *copier) confirm(units <-chan *unit) error {
 				continue
 			}
 			if got, ok := data.UIDs.Nums(); ok && len(got) == u.n {
-				uids = make([]imap.UID, len(got))
-				for i, uid := range got {
-					uids[i] = uid
-				}
+				uids = got
 			}
 		}
 		if u.writeErr == nil {

@@ -33,7 +33,7 @@ type Counters struct {
 }
 
 // Add sums o into c. The order of map keys does not matter to a sum, so a
-// workflow may call it (workflowcheck.config.yaml says so).
+// workflow may call it (.ci/workflowcheck.yaml says so).
 func (c *Counters) Add(o Counters) {
 	c.Copied += o.Copied
 	c.Bytes += o.Bytes

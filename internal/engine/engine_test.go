@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -15,38 +14,14 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
 	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/tests/memserver"
 )
 
-const testUser, testPass = "alice@example.com", "secret"
+const testUser, testPass = memserver.User, memserver.Password
 
 // memServer starts an in-memory IMAP server with one user and the given
 // folders, and returns its address.
-func memServer(t *testing.T, folders ...string) string {
-	t.Helper()
-	mem := imapmemserver.New()
-	u := imapmemserver.NewUser(testUser, testPass)
-	u.Create("INBOX", nil)
-	for _, f := range folders {
-		if err := u.Create(f, nil); err != nil {
-			t.Fatalf("Create(%q) = %v", f, err)
-		}
-	}
-	mem.AddUser(u)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		InsecureAuth: true,
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
+func memServer(t *testing.T, folders ...string) string { return memserver.Start(t, folders...) }
 
 func dial(t *testing.T, side failure.Side, addr string) *Session {
 	t.Helper()
@@ -58,10 +33,7 @@ func dial(t *testing.T, side failure.Side, addr string) *Session {
 	return s
 }
 
-func testMessage(i int) []byte {
-	body := strings.Repeat(fmt.Sprintf("line %d of a message body\r\n", i), 1+(i%7)*60) // some above 4 KB
-	return []byte(fmt.Sprintf("From: a@example.com\r\nTo: b@example.com\r\nSubject: test %d\r\nMessage-ID: <%d@example.com>\r\n\r\n%s", i, i, body))
-}
+var testMessage = memserver.Message
 
 func seed(t *testing.T, s *Session, folder string, from, n int) {
 	t.Helper()
@@ -388,24 +360,9 @@ func (s *limitedSession) Login(username, password string) error {
 func (s *limitedSession) AppendLimit() uint32 { return s.limit }
 
 func TestSyncFolderHonoursAppendLimit(t *testing.T) {
-	u := imapmemserver.NewUser(testUser, testPass)
-	u.Create("INBOX", nil)
-	u.Create("Work", nil)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &limitedSession{user: u, limit: 5000}, nil, nil
-		},
-		InsecureAuth: true,
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}, imap.CapAppendLimit: {}},
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-
-	src, tgt := dial(t, failure.SideSource, memServer(t, "Work")), dial(t, failure.SideTarget, ln.Addr().String())
+	u := memserver.NewUser(t, "Work")
+	addr := memserver.Serve(t, func() imapserver.Session { return &limitedSession{user: u, limit: 5000} })
+	src, tgt := dial(t, failure.SideSource, memServer(t, "Work")), dial(t, failure.SideTarget, addr)
 	if tgt.AppendLimit() != 5000 {
 		t.Fatalf("AppendLimit() = %d, want 5000 (caps %v)", tgt.AppendLimit(), tgt.Caps)
 	}

@@ -1,0 +1,91 @@
+// Package memserver serves go-imap's in-memory IMAP server on a loopback
+// port for fast tests of the engine and the activities (real Dovecot is
+// tests/testbed).
+package memserver
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+)
+
+// User and Password log on to the servers this package starts.
+const User, Password = "alice@example.com", "secret"
+
+// NewUser returns an in-memory account of User with INBOX and folders.
+func NewUser(t testing.TB, folders ...string) *imapmemserver.User {
+	t.Helper()
+	u := imapmemserver.NewUser(User, Password)
+	for _, f := range append([]string{"INBOX"}, folders...) {
+		if err := u.Create(f, nil); err != nil {
+			t.Fatalf("Create(%q) = %v", f, err)
+		}
+	}
+	return u
+}
+
+// Start serves a new account with folders and returns its address.
+func Start(t testing.TB, folders ...string) string {
+	return Serve(t, Sessions(NewUser(t, folders...)))
+}
+
+// Sessions makes the sessions of a server holding the account u.
+func Sessions(u *imapmemserver.User) func() imapserver.Session {
+	mem := imapmemserver.New()
+	mem.AddUser(u)
+	return func() imapserver.Session { return mem.NewSession() }
+}
+
+// Serve serves the sessions newSession makes, IMAP4rev1 and IMAP4rev2
+// without extensions, until the test ends, and returns the address.
+func Serve(t testing.TB, newSession func() imapserver.Session) string {
+	t.Helper()
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return newSession(), nil, nil
+		},
+		// A client cutting its connection is no news in these tests.
+		Logger:       log.New(io.Discard, "", 0),
+		InsecureAuth: true,
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// Message is the i-th test message: distinct Message-ID and size, some
+// above 4 KB.
+func Message(i int) []byte {
+	body := strings.Repeat(fmt.Sprintf("line %d of a message body\r\n", i), 1+(i%7)*60)
+	return []byte(fmt.Sprintf("From: a@example.com\r\nTo: b@example.com\r\nSubject: test %d\r\nMessage-ID: <%d@example.com>\r\n\r\n%s", i, i, body))
+}
+
+// Fill appends messages from to from+n-1 to a folder of u.
+func Fill(t testing.TB, u *imapmemserver.User, folder string, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		raw := Message(i)
+		opts := &imap.AppendOptions{Time: time.Date(2020, 1, 1, 0, 0, i, 0, time.UTC)}
+		if _, err := u.Append(folder, literal{bytes.NewReader(raw)}, opts); err != nil {
+			t.Fatalf("Append(%s, %d) = %v", folder, i, err)
+		}
+	}
+}
+
+type literal struct{ *bytes.Reader }
+
+func (l literal) Size() int64 { return l.Reader.Size() }

@@ -1,0 +1,138 @@
+package workflows
+
+import (
+	"github.com/mailmove/mailmove/activities"
+	"github.com/mailmove/mailmove/internal/engine"
+	"go.temporal.io/sdk/workflow"
+)
+
+// plan runs Connect: both sides' folders, mapped by the batch's rules.
+func (m *move) plan(ctx workflow.Context) (activities.ConnectResult, error) {
+	var res activities.ConnectResult
+	in := func() interface{} {
+		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Rules: m.settings.Rules}
+	}
+	if err := m.call(ctx, shortOptions(ctx), a.Connect, in, &res, nil); err != nil {
+		return res, err
+	}
+	m.state.FoldersExcluded = res.Excluded
+	return res, nil
+}
+
+func (m *move) connect(ctx workflow.Context) error {
+	res, err := m.plan(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range res.Folders {
+		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
+		m.state.MessagesTotal += int(p.Messages)
+		m.state.BytesTotal += p.Bytes
+	}
+	return nil
+}
+
+func (m *move) createFolders(ctx workflow.Context) error {
+	in := func() interface{} {
+		plans := make([]engine.FolderPlan, len(m.state.Folders))
+		for i, f := range m.state.Folders {
+			plans[i] = f.Plan
+		}
+		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Folders: plans}
+	}
+	if err := m.call(ctx, shortOptions(ctx), a.CreateFolders, in, nil, nil); err != nil {
+		return err
+	}
+	m.state.FoldersCreated = true
+	return nil
+}
+
+// replan lists the source's folders again before an incremental pass: a new
+// folder is created and copied, a renamed one is followed (the target folder
+// is renamed, its progress kept), a deleted one stays on the target and is
+// no longer synced.
+func (m *move) replan(ctx workflow.Context) error {
+	res, err := m.plan(ctx)
+	if err != nil {
+		return err
+	}
+	bySource := make(map[string]int, len(m.state.Folders))
+	for i, f := range m.state.Folders {
+		if !f.Gone {
+			bySource[f.Plan.Source] = i
+		}
+	}
+	seen := make(map[int]bool)
+	var fresh []engine.FolderPlan
+	for _, p := range res.Folders {
+		if i, ok := bySource[p.Source]; ok {
+			seen[i] = true
+			continue
+		}
+		fresh = append(fresh, p)
+	}
+	// A source folder that vanished while one with its UIDVALIDITY appeared
+	// was renamed; with two candidates it is ambiguous and treated as a
+	// deletion and a new folder.
+	vanished := make(map[uint32][]int)
+	for i, f := range m.state.Folders {
+		if !f.Gone && !seen[i] {
+			v := f.Cursor.UIDValidity
+			if v == 0 {
+				v = f.Plan.UIDValidity
+			}
+			vanished[v] = append(vanished[v], i)
+		}
+	}
+	var renames []activities.FolderRename
+	var created []engine.FolderPlan
+	for _, p := range fresh {
+		if idx := vanished[p.UIDValidity]; p.UIDValidity != 0 && len(idx) == 1 {
+			delete(vanished, p.UIDValidity)
+			f := &m.state.Folders[idx[0]]
+			if f.Plan.Target != p.Target {
+				renames = append(renames, activities.FolderRename{From: f.Plan.Target, To: p.Target})
+			}
+			f.Plan.Source, f.Plan.Target, f.Plan.Subscribed = p.Source, p.Target, p.Subscribed
+			f.Cursor.Source, f.Cursor.Target = p.Source, p.Target
+			m.state.FoldersRenamed++
+			continue
+		}
+		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
+		m.state.MessagesTotal += int(p.Messages)
+		m.state.BytesTotal += p.Bytes
+		m.state.FoldersAdded++
+		created = append(created, p)
+	}
+	//workflowcheck:ignore every vanished folder is marked: the order is irrelevant
+	for _, idx := range vanished {
+		for _, i := range idx {
+			m.state.Folders[i].Gone = true
+			m.state.FoldersDeleted++
+		}
+	}
+	if len(renames) == 0 && len(created) == 0 {
+		return nil
+	}
+	cin := func() interface{} {
+		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Renames: renames, Folders: created}
+	}
+	return m.call(ctx, shortOptions(ctx), a.CreateFolders, cin, nil, nil)
+}
+
+// verify compares the folders of both sides once the last pass is done.
+func (m *move) verify(ctx workflow.Context) error {
+	in := func() interface{} {
+		plans := make([]engine.FolderPlan, len(m.state.Folders))
+		for i, f := range m.state.Folders {
+			plans[i] = f.Plan
+		}
+		return activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Folders: plans}
+	}
+	var res activities.VerifyResult
+	if err := m.call(ctx, shortOptions(ctx), a.Verify, in, &res, nil); err != nil {
+		return err
+	}
+	m.state.Verify = &res
+	return nil
+}

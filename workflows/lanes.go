@@ -1,0 +1,168 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/mailmove/mailmove/activities"
+	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/failure"
+	"go.temporal.io/sdk/workflow"
+)
+
+// syncActivity is InitialSync or IncrementalSync.
+type syncActivity func(context.Context, activities.SyncInput) (activities.SyncResult, error)
+
+// syncAll runs one pass over every folder: ConnectionsPerMove lanes, each
+// running one sync activity at a time over its own connections, folders
+// balanced across lanes by message count.
+func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
+	var firstErr error
+	wg := workflow.NewWaitGroup(ctx)
+	lanes := m.lanes()
+	pool := &connPool{spare: m.settings.ConnectionsPerMove - len(lanes), running: len(lanes)}
+	for _, lane := range lanes {
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			defer pool.release()
+			if err := m.syncLane(ctx, act, lane, pool); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		})
+	}
+	wg.Wait(ctx)
+	return firstErr
+}
+
+func (m *move) lanes() [][]int {
+	n := min(m.settings.ConnectionsPerMove, len(m.state.Folders))
+	if n == 0 {
+		return nil
+	}
+	var idx []int
+	for i, f := range m.state.Folders {
+		if !f.Gone {
+			idx = append(idx, i)
+		}
+	}
+	n = min(n, len(idx))
+	// Largest folders first, each to the least loaded lane.
+	sort.SliceStable(idx, func(x, y int) bool {
+		return m.state.Folders[idx[x]].Plan.Messages > m.state.Folders[idx[y]].Plan.Messages
+	})
+	lanes := make([][]int, n)
+	load := make([]int, n)
+	for _, i := range idx {
+		l := 0
+		for j := range load {
+			if load[j] < load[l] {
+				l = j
+			}
+		}
+		lanes[l] = append(lanes[l], i)
+		load[l] += int(m.state.Folders[i].Plan.Messages) + 1
+	}
+	return lanes
+}
+
+// connPool shares a move's ConnectionsPerMove connections (per side) among
+// its lanes: a lane that finished gives its connection to the others, whose
+// next sync call copies chunks of a large folder over several pairs.
+type connPool struct {
+	spare, running int
+}
+
+func (p *connPool) release() { p.running--; p.spare++ }
+
+// share is how many connection pairs a running lane's next call may use.
+func (p *connPool) share() int { return 1 + p.spare/max(p.running, 1) }
+
+func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool *connPool) error {
+	pending := lane
+	call := 0 // the sync call under way, whose live progress the status shows
+	defer func() { m.endCall(call) }()
+	apply := func(res activities.SyncResult) {
+		m.endCall(call)
+		var next []int
+		for k, i := range pending {
+			if k >= len(res.Cursors) {
+				next = append(next, i)
+				continue
+			}
+			m.state.Folders[i].Cursor = res.Cursors[k]
+			if res.Done[k] {
+				m.state.Folders[i].Copied = true
+			} else {
+				next = append(next, i)
+			}
+		}
+		m.state.Add(res.Counters)
+		m.updateDetails(ctx)
+		pending = next
+	}
+	in := func() interface{} {
+		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages,
+			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes, Rules: m.settings.Rules,
+			Connections: pool.share()}
+		m.endCall(call)
+		call = m.startCall()
+		in.Call = call
+		for _, i := range pending {
+			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
+		}
+		return in
+	}
+	actx := syncOptions(ctx, m.settings)
+	for len(pending) > 0 {
+		var res activities.SyncResult
+		if err := m.call(ctx, actx, act, in, &res, apply); err != nil {
+			return err
+		}
+		apply(res)
+		if limit := m.settings.Policy.BadItemLimit; len(m.state.BadItems) > limit {
+			return &moveError{typ: failure.TypeBadItemLimitExceeded,
+				reason: fmt.Sprintf("%s: the target refused %d messages, more than the bad-item limit of %d (see `mailmove batch report`)", failure.TypeBadItemLimitExceeded, len(m.state.BadItems), limit)}
+		}
+	}
+	return nil
+}
+
+// liveCall is what a running sync call reported so far (SignalSyncProgress):
+// a chunk holds thousands of messages, and an admin watching a large
+// mailbox wants to see them move before the call returns.
+type liveCall struct {
+	call int
+	engine.Counters
+}
+
+// startCall numbers a new sync call and starts its live progress.
+func (m *move) startCall() int {
+	m.calls++
+	m.live = append(m.live, liveCall{call: m.calls})
+	return m.calls
+}
+
+// endCall drops a call's live progress: its result, or the progress its
+// failure carried, now counts instead.
+func (m *move) endCall(call int) {
+	m.live = slices.DeleteFunc(m.live, func(l liveCall) bool { return l.call == call })
+}
+
+// receiveProgress keeps the live progress of running sync calls; reports
+// of calls that have ended are late and dropped.
+func (m *move) receiveProgress(ctx workflow.Context) {
+	ch := workflow.GetSignalChannel(ctx, activities.SignalSyncProgress)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var p activities.SyncProgressSignal
+			ch.Receive(ctx, &p)
+			if i := slices.IndexFunc(m.live, func(l liveCall) bool { return l.call == p.Call }); i >= 0 {
+				m.live[i].Counters = p.Counters
+			}
+		}
+	})
+}
