@@ -72,12 +72,12 @@ type ConnectResult struct {
 // Connect logs on to both sides, reads capabilities and folders and plans the
 // folder mapping.
 func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResult, error) {
-	src, tgt, err := a.open(ctx, in.Source, in.Target)
+	p, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
 		return ConnectResult{}, toApplicationError(err)
 	}
-	defer src.Close()
-	defer tgt.Close()
+	defer p.Close()
+	src, tgt := p.Src, p.Tgt
 
 	plans, excluded, err := engine.Plan(ctx, src, tgt, in.Rules)
 	if err != nil {
@@ -268,8 +268,7 @@ func (a *Activities) report(ctx context.Context, in SyncInput, progress func() S
 func (a *Activities) lane(in SyncInput) *engine.Lane {
 	return &engine.Lane{
 		Dial: func(ctx context.Context) (engine.Pair, error) {
-			src, tgt, err := a.open(ctx, in.Source, in.Target)
-			return engine.Pair{Src: src, Tgt: tgt}, err
+			return a.open(ctx, in.Source, in.Target)
 		},
 		TryDial: func(ctx context.Context) (engine.Pair, bool) {
 			return a.openSpare(ctx, in.Source, in.Target)
@@ -320,12 +319,12 @@ type VerifyResult struct {
 
 // Verify counts messages per folder on both sides.
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
-	src, tgt, err := a.open(ctx, in.Source, in.Target)
+	p, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
 		return VerifyResult{}, toApplicationError(err)
 	}
-	defer src.Close()
-	defer tgt.Close()
+	defer p.Close()
+	src, tgt := p.Src, p.Tgt
 	srcCounts, err := src.Counts(ctx, sources(in.Folders))
 	if err != nil {
 		return VerifyResult{}, toApplicationError(err)
@@ -398,15 +397,15 @@ func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account,
 }
 
 // open logs on to both sides at once: two logons cost one round trip, not two.
-func (a *Activities) open(ctx context.Context, source, target Account) (*engine.Session, *engine.Session, error) {
+func (a *Activities) open(ctx context.Context, source, target Account) (engine.Pair, error) {
 	relS, err := a.slot(ctx, failure.SideSource, source)
 	if err != nil {
-		return nil, nil, err
+		return engine.Pair{}, err
 	}
 	relT, err := a.slot(ctx, failure.SideTarget, target)
 	if err != nil {
 		relS()
-		return nil, nil, err
+		return engine.Pair{}, err
 	}
 	return a.openIn(ctx, source, target, relS, relT)
 }
@@ -424,12 +423,12 @@ func (a *Activities) openSpare(ctx context.Context, source, target Account) (eng
 		relS()
 		return engine.Pair{}, false
 	}
-	s, t, err := a.openIn(ctx, source, target, relS, relT)
-	return engine.Pair{Src: s, Tgt: t}, err == nil
+	p, err := a.openIn(ctx, source, target, relS, relT)
+	return p, err == nil
 }
 
 // openIn logs on to both sides in slots already taken.
-func (a *Activities) openIn(ctx context.Context, source, target Account, relS, relT func()) (*engine.Session, *engine.Session, error) {
+func (a *Activities) openIn(ctx context.Context, source, target Account, relS, relT func()) (engine.Pair, error) {
 	type dialed struct {
 		s   *engine.Session
 		err error
@@ -448,9 +447,9 @@ func (a *Activities) openIn(ctx context.Context, source, target Account, relS, r
 		if t.s != nil {
 			t.s.Close()
 		}
-		return nil, nil, errors.Join(serr, t.err)
+		return engine.Pair{}, errors.Join(serr, t.err)
 	}
-	return src, t.s, nil
+	return engine.Pair{Src: src, Tgt: t.s}, nil
 }
 
 func (a *Activities) logger(ctx context.Context) *zap.Logger {
