@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,27 +19,37 @@ import (
 )
 
 // Cursor is the resumable progress of one folder. It is small (a few numbers
-// and a run-length UID map) so it fits in heartbeats and workflow state.
+// and run-length UID maps) so it fits in heartbeats and workflow state.
+//
+// Every cursor SyncFolder returns or checkpoints is safe to resume from,
+// whatever happens next (docs/exactly-once.md): its promises are
+//   - LastUID: every source message up to it is on the target (copied or
+//     found there), filtered, refused (a bad item), or gone from the source;
+//   - Map and Claims: each pair names a target message that holds a copy of
+//     the source message — Map for source UIDs up to LastUID, Claims for the
+//     ones above it, found on the target before the copy reached them;
+//   - TargetUIDNext: every target message below it has been examined — it is
+//     in Map or Claims, or it is not a copy of a source message still to
+//     copy. Only reconcile raises it, and only to the UIDNEXT it examined up
+//     to; a copy never does, so whatever an attempt stores and fails to
+//     record lies at or above it and is examined by the next one;
+//   - all target UIDs are in TargetUIDValidity, all source UIDs in
+//     UIDValidity: a change of either voids the pairs, and nothing is stored
+//     or expunged by a UID planned in another.
 type Cursor struct {
 	Source string
 	Target string
 	// UIDValidity is the source folder's; a change means its UIDs were
 	// reassigned and LastUID means nothing any more.
 	UIDValidity uint32
-	// LastUID: every source message with a UID up to here is on the target
-	// (or recorded as a bad item).
-	LastUID imap.UID
+	LastUID     imap.UID
 	// HighestModSeq is the source's CONDSTORE mod-sequence when the last flag
 	// synchronisation began; 0 without CONDSTORE.
-	HighestModSeq uint64
-	// TargetUIDValidity and TargetUIDNext describe the target folder as last
-	// accounted for: target messages below TargetUIDNext are known to be ours
-	// or someone else's, those from it on must be checked before copying, so
-	// that a copy interrupted after the server stored a message but before we
-	// recorded it never stores it twice.
+	HighestModSeq     uint64
 	TargetUIDValidity uint32
 	TargetUIDNext     imap.UID
 	Map               UIDMap
+	Claims            UIDMap `json:",omitempty"`
 	// SingleUntil: messages up to this source UID are sent one per APPEND,
 	// because a MULTIAPPEND holding them was refused for one of them.
 	SingleUntil imap.UID `json:",omitempty"`
@@ -49,7 +58,24 @@ type Cursor struct {
 // Clone returns a copy that shares no memory with c.
 func (c Cursor) Clone() Cursor {
 	c.Map = slices.Clone(c.Map)
+	c.Claims = slices.Clone(c.Claims)
 	return c
+}
+
+// resetSource forgets the source UIDs: the source folder renumbered its
+// messages. Every target message is examined again and matched by identity.
+func (c *Cursor) resetSource(validity uint32) {
+	c.UIDValidity, c.LastUID, c.HighestModSeq, c.SingleUntil = validity, 0, 0, 0
+	c.Map, c.Claims, c.TargetUIDNext = nil, nil, 0
+}
+
+// resetTarget forgets the target UIDs: the target folder is new, recreated,
+// or renumbered (Exchange does after internal moves). The messages already
+// copied are found again by identity, none is copied twice.
+func (c *Cursor) resetTarget(validity uint32) {
+	c.TargetUIDValidity, c.TargetUIDNext, c.Map, c.Claims = validity, 0, nil, nil
+	// The flags of messages found again are compared in full next pass.
+	c.HighestModSeq = 0
 }
 
 // BadItem is a message the target refused. It is skipped and reported.
@@ -98,11 +124,30 @@ type Options struct {
 	// Rules filter messages by size and date; filtered messages are
 	// skipped, not copied, and counted in Stats.Filtered.
 	Rules Rules
+	// Reconcile examines the target folder even when there is nothing to
+	// copy (the final pass): an attempt still writing after its lease was
+	// gone may have left extra copies.
+	Reconcile bool
+	// Fence, when set, is asked before every write to the target (each
+	// message of an APPEND, the end of each APPEND command, each STORE and
+	// EXPUNGE); an error stops the copy before it writes, and an APPEND
+	// command it interrupts is abandoned with its connection, never
+	// completed. The activity's lease: an attempt Temporal may have given to
+	// another worker must not write.
+	Fence func() error
 	// Helpers, when set, lends up to n more connection pairs to the same
 	// mailboxes, so that a large chunk of one folder is copied over several
 	// pairs at once. It may return fewer, or none. The caller owns the
 	// pairs; after an error they may be mid-command and must be closed.
 	Helpers func(ctx context.Context, n int) []Pair
+}
+
+// fence is Fence, or a fence that never closes.
+func (o *Options) fence() func() error {
+	if o.Fence == nil {
+		return func() error { return nil }
+	}
+	return o.Fence
 }
 
 func (o *Options) defaults() {
@@ -124,10 +169,9 @@ type meta struct {
 	size  int64
 	flags []imap.Flag
 	date  time.Time
-	id    string // Message-ID header, only fetched when reconciling
 
 	// What the copy does with it, decided by decide before any is sent.
-	matched  imap.UID // already on the target as this UID
+	matched  imap.UID // already on the target as this UID (claimed)
 	filtered bool     // left out by the rules
 	rejected string   // not sent: the target said it would refuse it
 }
@@ -135,50 +179,31 @@ type meta struct {
 // fetch says whether the message is to be copied.
 func (m meta) fetch() bool { return m.matched == 0 && !m.filtered && m.rejected == "" }
 
-// decide settles, for every message, whether it is filtered, too large for
-// the target, already there (matched by identity to one of known's
-// unaccounted messages) or to be copied. It runs once over a whole chunk, so
-// that two source messages with the same identity never claim one target
-// copy, however the chunk is then split.
-func decide(metas []meta, known map[identity][]imap.UID, rules Rules, appendLimit int64) {
+// decide settles, for every message, whether it is already on the target
+// (claimed by reconcile), filtered, too large for the target, or to be
+// copied. It runs once over a whole chunk, however the chunk is then split.
+func decide(metas []meta, claims UIDMap, rules Rules, appendLimit int64) {
 	for i := range metas {
 		m := &metas[i]
-		if rules.skips(m.size, m.date) {
+		switch t, ok := claims.Lookup(m.uid); {
+		case ok:
+			m.matched = t
+		case rules.skips(m.size, m.date):
 			m.filtered = true
-			continue
-		}
-		if appendLimit > 0 && m.size > appendLimit {
+		case appendLimit > 0 && m.size > appendLimit:
 			// The target said it takes nothing this large: a bad item,
 			// without sending it.
 			m.rejected = fmt.Sprintf("larger than the target's APPENDLIMIT of %d bytes", appendLimit)
-			continue
-		}
-		if uids := known[m.identity()]; len(uids) > 0 {
-			m.matched = uids[0]
-			known[m.identity()] = uids[1:]
 		}
 	}
 }
 
-// identity is how a message is recognised on the other side without
-// reading it whole: size and INTERNALDATE are preserved by APPEND, and the
-// Message-ID tells apart the rare messages that share both.
-type identity struct {
-	size int64
-	date int64
-	id   string
-}
-
-func (m meta) identity() identity {
-	return identity{size: m.size, date: m.date.Unix(), id: m.id}
-}
-
 // SyncFolder brings one target folder up to date with its source folder:
-// flag changes on already copied messages first, then every source message
-// above cur.LastUID, at most opts.MaxMessages of them. It returns the new
-// cursor. After an error, the sessions may be in the middle of a command and
-// must be closed; the returned cursor is still valid and resuming from it
-// neither loses nor duplicates a message.
+// flag changes and deletions of already copied messages first, then every
+// source message above cur.LastUID, at most opts.MaxMessages of them. It
+// returns the new cursor. After an error, the sessions may be in the middle
+// of a command and must be closed; the returned cursor is still valid and
+// resuming from it neither loses nor duplicates a message.
 func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options) (Cursor, Stats, error) {
 	opts.defaults()
 	cur = cur.Clone()
@@ -189,7 +214,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	if cur.UIDValidity == 0 {
 		// A folder never synced, so almost surely something to copy: ask
 		// for the list in the same round trip as the EXAMINE.
-		early = searchAboveCmd(src, 0)
+		early = src.Client.UIDSearch(&imap.SearchCriteria{}, src.esearch())
 	}
 	sel, err := examine.Wait()
 	if err != nil {
@@ -199,42 +224,45 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		return cur, st, src.classify("select "+cur.Source, ctxErr(ctx, err))
 	}
 	if cur.UIDValidity != sel.UIDValidity {
-		if cur.UIDValidity != 0 {
-			// The source renumbered its messages. Everything on the target is
-			// now unaccounted for and will be matched by identity instead of
-			// being copied again.
-			cur.LastUID, cur.HighestModSeq, cur.TargetUIDNext, cur.Map = 0, 0, 0, nil
-		}
-		cur.UIDValidity = sel.UIDValidity
+		cur.resetSource(sel.UIDValidity)
 	}
-
-	if cur.LastUID > 0 && (sel.HighestModSeq == 0 || sel.HighestModSeq != cur.HighestModSeq) {
-		n, err := syncFlags(ctx, src, tgt, &cur, condstore)
-		if err != nil {
-			return cur, st, err
-		}
-		st.FlagUpdates = n
-	}
-	if cur.LastUID > 0 && (sel.HighestModSeq == 0 || sel.HighestModSeq != cur.HighestModSeq) {
-		deleted, expunged, err := syncExpunges(ctx, src, tgt, &cur, opts.PropagateDeletes)
-		if err != nil {
-			return cur, st, err
-		}
-		st.DeletedOnSource, st.Expunged = deleted, expunged
-	}
-	cur.HighestModSeq = sel.HighestModSeq
-
-	if sel.UIDNext != 0 && sel.UIDNext <= cur.LastUID+1 {
+	changed := cur.LastUID > 0 && (sel.HighestModSeq == 0 || sel.HighestModSeq != cur.HighestModSeq)
+	newMail := sel.UIDNext == 0 || sel.UIDNext > cur.LastUID+1
+	if !changed && !newMail && !opts.Reconcile {
 		if early != nil {
 			early.Wait()
 		}
 		return cur, st, nil
 	}
-	if early == nil {
-		early = searchAboveCmd(src, cur.LastUID)
-	}
-	pending, err := searchAbove(ctx, src, early, cur.LastUID)
+	// The target's SELECT goes out with the source's message list.
+	tselCmd := tgt.Client.Select(cur.Target, nil)
+	all, err := listUIDs(ctx, src, cur.Source, early)
+	tsel, tErr := selectTarget(ctx, tgt, &cur, tselCmd)
 	if err != nil {
+		return cur, st, err
+	}
+	if tErr != nil {
+		return cur, st, tErr
+	}
+	fence := opts.fence()
+	filter := newFlagFilter(tsel.PermanentFlags)
+	if changed {
+		if st.FlagUpdates, err = syncFlags(ctx, src, tgt, &cur, condstore, filter, fence); err != nil {
+			return cur, st, err
+		}
+		var present imap.UIDSet
+		present.AddNum(slices.DeleteFunc(slices.Clone(all), func(u imap.UID) bool { return u > cur.LastUID })...)
+		if st.DeletedOnSource, st.Expunged, err = syncExpunges(ctx, tgt, &cur, present, opts.PropagateDeletes, fence); err != nil {
+			return cur, st, err
+		}
+	}
+	cur.HighestModSeq = sel.HighestModSeq
+
+	pending := slices.DeleteFunc(all, func(u imap.UID) bool { return u <= cur.LastUID })
+	if len(pending) == 0 && !opts.Reconcile {
+		return cur, st, nil
+	}
+	if err := reconcile(ctx, src, tgt, &cur, tsel, fence, &st); err != nil {
 		return cur, st, err
 	}
 	if len(pending) == 0 {
@@ -245,32 +273,14 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		st.Remaining = len(pending) - opts.MaxMessages
 		pending = pending[:opts.MaxMessages]
 	}
-
-	// The two sides answer at once, one round trip instead of two.
-	var known map[identity][]imap.UID
-	var filter *flagFilter
-	tgtDone := make(chan error, 1)
-	go func() {
-		var err error
-		known, filter, err = targetUnaccounted(ctx, tgt, &cur)
-		tgtDone <- err
-	}()
 	metas, err := fetchMeta(ctx, src, pending)
-	if tgtErr := <-tgtDone; tgtErr != nil {
-		return cur, st, tgtErr
-	}
 	if err != nil {
 		return cur, st, err
-	}
-	if len(known) > 0 {
-		if err := fetchMessageIDs(ctx, src, metas, known); err != nil {
-			return cur, st, err
-		}
 	}
 	for i := range metas {
 		metas[i].flags = filter.keep(metas[i].flags, &st)
 	}
-	decide(metas, known, opts.Rules, tgt.AppendLimit())
+	decide(metas, cur.Claims, opts.Rules, tgt.AppendLimit())
 	if opts.Helpers != nil {
 		if cur, st, ok, err := syncParallel(ctx, src, tgt, cur, st, opts, metas); ok {
 			return cur, st, err
@@ -279,6 +289,43 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	c := newCopier(src, tgt, cur, st, opts)
 	err = c.run(ctx, metas)
 	return c.result(err)
+}
+
+// listUIDs returns every UID of the selected source folder, ascending,
+// from cmd when it was sent already. The answer must account for every
+// message the folder has: a short or empty one (a server under stress, a
+// reply cut by a proxy) would read as deletions, or let the cursor pass
+// messages never copied.
+func listUIDs(ctx context.Context, s *Session, folder string, cmd *imapclient.SearchCommand) ([]imap.UID, error) {
+	if cmd == nil {
+		cmd = s.Client.UIDSearch(&imap.SearchCriteria{}, s.esearch())
+	}
+	data, err := cmd.Wait()
+	if err != nil {
+		return nil, s.classify("search messages of "+folder, ctxErr(ctx, err))
+	}
+	all, _ := data.All.(imap.UIDSet)
+	uids, _ := all.Nums()
+	slices.Sort(uids)
+	uids = slices.Compact(uids)
+	if mb := s.Client.Mailbox(); mb != nil && uint32(len(uids)) != mb.NumMessages {
+		return nil, s.classify("search messages of "+folder,
+			fmt.Errorf("the server listed %d UIDs for a folder of %d messages; trying again later", len(uids), mb.NumMessages))
+	}
+	return uids, nil
+}
+
+// selectTarget waits for the target folder's SELECT and voids the
+// cursor's target UIDs if they are no longer the folder's.
+func selectTarget(ctx context.Context, tgt *Session, cur *Cursor, cmd *imapclient.SelectCommand) (*imap.SelectData, error) {
+	sel, err := cmd.Wait()
+	if err != nil {
+		return nil, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
+	}
+	if sel.UIDValidity != cur.TargetUIDValidity {
+		cur.resetTarget(sel.UIDValidity)
+	}
+	return sel, nil
 }
 
 func newCopier(src, tgt *Session, cur Cursor, st Stats, opts Options) *copier {
@@ -311,34 +358,6 @@ func (c *copier) result(err error) (Cursor, Stats, error) {
 	return c.cur.Clone(), c.st, err
 }
 
-// searchAboveCmd asks for the UIDs above last.
-func searchAboveCmd(s *Session, last imap.UID) *imapclient.SearchCommand {
-	var set imap.UIDSet
-	set.AddRange(imap.UID(last+1), 0) // last+1:*
-	return s.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil)
-}
-
-// searchAbove returns the answer of searchAboveCmd: the UIDs above last in
-// ascending order.
-func searchAbove(ctx context.Context, s *Session, cmd *imapclient.SearchCommand, last imap.UID) ([]imap.UID, error) {
-	data, err := cmd.Wait()
-	if err != nil {
-		return nil, s.classify("search new messages", ctxErr(ctx, err))
-	}
-	all, _ := data.All.(imap.UIDSet)
-	uids, _ := all.Nums()
-	// "n:*" matches the highest UID even when it is below n (RFC 3501 6.4.8).
-	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return u <= last })
-	slices.Sort(uids)
-	return uids, nil
-}
-
-var messageIDSection = &imap.FetchItemBodySection{
-	Specifier:    imap.PartSpecifierHeader,
-	HeaderFields: []string{"Message-ID"},
-	Peek:         true,
-}
-
 // fetchMeta reads flags, date and size of the given messages.
 func fetchMeta(ctx context.Context, s *Session, uids []imap.UID) ([]meta, error) {
 	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}).Collect()
@@ -357,94 +376,6 @@ func fetchMeta(ctx context.Context, s *Session, uids []imap.UID) ([]meta, error)
 	}
 	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
 	return metas, nil
-}
-
-// fetchMessageIDs reads the Message-ID of the messages that share size and
-// date with a target message in known: the only ones that may be on the
-// target already.
-func fetchMessageIDs(ctx context.Context, s *Session, metas []meta, known map[identity][]imap.UID) error {
-	type sizeDate struct{ size, date int64 }
-	candidates := map[sizeDate]bool{}
-	for k := range known {
-		candidates[sizeDate{k.size, k.date}] = true
-	}
-	var uids []imap.UID
-	for _, m := range metas {
-		if candidates[sizeDate{m.size, m.date.Unix()}] {
-			uids = append(uids, m.uid)
-		}
-	}
-	if len(uids) == 0 {
-		return nil
-	}
-	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{messageIDSection}}).Collect()
-	if err != nil {
-		return s.classify("fetch message ids", ctxErr(ctx, err))
-	}
-	for _, b := range bufs {
-		if i, ok := slices.BinarySearchFunc(metas, b.UID, func(m meta, u imap.UID) int { return cmp.Compare(m.uid, u) }); ok {
-			metas[i].id = parseMessageID(b.FindBodySection(messageIDSection))
-		}
-	}
-	return nil
-}
-
-func parseMessageID(header []byte) string {
-	h := strings.ReplaceAll(string(header), "\r\n", "")
-	if i := strings.IndexByte(h, ':'); i >= 0 {
-		h = h[i+1:]
-	}
-	return strings.Join(strings.Fields(h), " ")
-}
-
-// targetUnaccounted selects the target folder and returns, by identity, the
-// target messages that arrived since the cursor last accounted for it: on a
-// resumed copy they are the messages the interrupted attempt stored. It then
-// marks the whole folder as accounted for. It also returns the keywords the
-// folder accepts (nil: any).
-func targetUnaccounted(ctx context.Context, tgt *Session, cur *Cursor) (map[identity][]imap.UID, *flagFilter, error) {
-	// One SELECT tells UIDVALIDITY, UIDNEXT, the message count and the
-	// flags the folder keeps.
-	st, err := tgt.Client.Select(cur.Target, nil).Wait()
-	if err != nil {
-		return nil, nil, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
-	}
-	filter := newFlagFilter(st.PermanentFlags)
-	if st.UIDValidity != cur.TargetUIDValidity {
-		// A new or recreated target folder: its UIDs are new, so the map is
-		// void and everything in it must be checked.
-		cur.TargetUIDValidity, cur.TargetUIDNext, cur.Map = st.UIDValidity, 0, nil
-	}
-	from := max(cur.TargetUIDNext, 1)
-	defer func() { cur.TargetUIDNext = max(cur.TargetUIDNext, st.UIDNext) }()
-	if st.NumMessages == 0 || (st.UIDNext != 0 && st.UIDNext <= from) {
-		return nil, filter, nil
-	}
-	var set imap.UIDSet
-	set.AddRange(imap.UID(from), 0)
-	bufs, err := tgt.Client.Fetch(set, &imap.FetchOptions{
-		UID: true, InternalDate: true, RFC822Size: true,
-		BodySection: []*imap.FetchItemBodySection{messageIDSection},
-	}).Collect()
-	if err != nil {
-		return nil, nil, tgt.classify("fetch message list of "+cur.Target, ctxErr(ctx, err))
-	}
-	// Messages the map already accounts for are ours: after a parallel copy
-	// failed, they may lie above TargetUIDNext, and must not be claimed
-	// again by another source message of the same identity.
-	mapped := cur.Map.targets(from)
-	known := make(map[identity][]imap.UID)
-	for _, b := range bufs {
-		if b.UID < from || mapped(b.UID) {
-			continue
-		}
-		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, id: parseMessageID(b.FindBodySection(messageIDSection))}
-		known[m.identity()] = append(known[m.identity()], b.UID)
-	}
-	for k := range known {
-		slices.Sort(known[k])
-	}
-	return known, filter, nil
 }
 
 // copier streams messages from a source FETCH into pipelined target APPENDs.
@@ -524,8 +455,26 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 		}
 	}
 	u := &unit{}
-	// ship ends the unit's command and hands the unit to confirm.
+	fence := c.opts.fence()
+	fenced := false
+	// abandon hands confirm a unit whose command must never be completed:
+	// confirm collects the answers to the commands before it, then cuts the
+	// connection, and the server discards it.
+	abandon := func(err error) {
+		u.writeErr, u.unfinished = err, true
+		units <- u
+		u = &unit{}
+		fenced = true
+	}
+	// ship ends the unit's command, which commits it on the server, and
+	// hands the unit to confirm; past the fence, it abandons it instead.
 	ship := func() {
+		if u.cmd != nil && !u.unfinished {
+			if err := fence(); err != nil {
+				abandon(err)
+				return
+			}
+		}
 		if u.unfinished {
 			// Only when leaving without confirm: no answer matters now,
 			// and the incomplete literal must never be completed.
@@ -597,6 +546,19 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 			if u.cmd != nil && (alone || u.bytes+m.size > c.batchBytes) {
 				ship()
 			}
+			if err := fence(); err != nil && !fenced {
+				if u.cmd != nil {
+					abandon(err)
+				} else {
+					fenced = true
+					done()
+					return err
+				}
+			}
+			if fenced {
+				done()
+				return nil // confirm reports why
+			}
 			c.write(ctx, u, m, body)
 			done()
 			if u.writeErr != nil {
@@ -611,6 +573,9 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 			_, pause := c.throttle.pause()
 			if alone || u.n >= c.batch || u.bytes >= c.batchBytes || pause > 0 {
 				ship()
+				if fenced {
+					return nil // confirm reports why
+				}
 			}
 			if pause > 0 {
 				select {
@@ -895,9 +860,12 @@ func (c *copier) confirmSteps(steps []step, uids []imap.UID, upTo imap.UID, bad 
 		c.cur.LastUID = s.m.uid
 		if tgtUID != 0 {
 			c.cur.Map.Add(s.m.uid, tgtUID)
-			c.cur.TargetUIDNext = max(c.cur.TargetUIDNext, tgtUID+1)
 		}
 	}
+	// Claims the cursor passed are copies now. TargetUIDNext stays: what
+	// this copy stored is accounted for in the map, and anything else at
+	// or above it is for the next reconcile to examine.
+	c.cur.Claims = c.cur.Claims.After(c.cur.LastUID)
 	if c.opts.Checkpoint != nil && time.Since(c.lastSave) >= c.opts.CheckpointEvery {
 		c.lastSave = time.Now()
 		c.opts.Checkpoint(c.cur.Clone(), c.st)

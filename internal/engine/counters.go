@@ -22,6 +22,10 @@ type Counters struct {
 	// Expunged those of them removed from the target (PropagateDeletes).
 	DeletedOnSource int
 	Expunged        int
+	// DuplicatesRemoved counts extra copies of copied messages found on the
+	// target and removed: stored by an attempt that wrote after Temporal
+	// gave its task to another (docs/exactly-once.md).
+	DuplicatesRemoved int `json:",omitempty"`
 	// BadItems are the messages the target refused, skipped and reported.
 	BadItems []BadItem
 	// RefusedKeywords counts, by keyword, the messages that lost a keyword
@@ -42,6 +46,7 @@ func (c *Counters) Add(o Counters) {
 	c.FlagUpdates += o.FlagUpdates
 	c.DeletedOnSource += o.DeletedOnSource
 	c.Expunged += o.Expunged
+	c.DuplicatesRemoved += o.DuplicatesRemoved
 	c.BadItems = append(c.BadItems, o.BadItems...)
 	c.RefusedKeywords = addMap(c.RefusedKeywords, o.RefusedKeywords)
 	c.Throttled = addMap(c.Throttled, o.Throttled)

@@ -26,9 +26,11 @@ func flagKey(flags []imap.Flag) string {
 }
 
 // syncFlags makes the flags of already copied messages equal to the
-// source's. With CONDSTORE only messages changed since the cursor's
-// mod-sequence are read; without it every copied message is compared.
-func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bool) (int, error) {
+// source's, on the target folder selected in tgt with the UIDVALIDITY the
+// cursor's map was made in (selectTarget checked it). With CONDSTORE only
+// messages changed since the cursor's mod-sequence are read; without it
+// every copied message is compared.
+func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bool, filter *flagFilter, fence func() error) (int, error) {
 	if len(cur.Map) == 0 {
 		return 0, nil
 	}
@@ -44,28 +46,19 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 	}
 	want := make(map[imap.UID][]imap.Flag, len(bufs))
 	var tgtSet imap.UIDSet
+	var ignored Stats
 	for _, b := range bufs {
 		t, ok := cur.Map.Lookup(b.UID)
 		if !ok {
 			continue
 		}
-		want[t] = b.Flags
+		// Compare only what the target can keep, or a refused keyword would
+		// be stored again at every pass; the copy reported it already.
+		want[t] = filter.keep(b.Flags, &ignored)
 		tgtSet.AddNum(t)
 	}
 	if len(want) == 0 {
 		return 0, nil
-	}
-
-	sel, err := tgt.Client.Select(cur.Target, nil).Wait()
-	if err != nil {
-		return 0, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
-	}
-	// Compare only what the target can keep, or a refused keyword would be
-	// stored again at every pass; the copy reported it already.
-	filter := newFlagFilter(sel.PermanentFlags)
-	var ignored Stats
-	for uid, flags := range want {
-		want[uid] = filter.keep(flags, &ignored)
 	}
 	have, err := tgt.Client.Fetch(tgtSet, &imap.FetchOptions{UID: true, Flags: true}).Collect()
 	if err != nil {
@@ -95,6 +88,9 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 		changed++
 	}
 	for _, k := range order {
+		if err := fence(); err != nil {
+			return 0, err
+		}
 		g := groups[k]
 		store := tgt.Client.Store(g.uids, &imap.StoreFlags{Op: imap.StoreFlagsSet, Silent: true, Flags: g.flags}, nil)
 		if err := store.Close(); err != nil {

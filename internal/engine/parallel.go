@@ -23,10 +23,9 @@ const minPartMessages = 500
 //
 // The blocks finish in any order, but the cursor only ever covers a prefix:
 // the blocks done so far in UID order, then what the first unfinished one
-// confirmed. And while any block is unfinished, TargetUIDNext stays where the
-// chunk began, since the target numbers the blocks' messages as they arrive,
-// interleaved: after a failure, the next attempt finds every message the
-// chunk stored beyond the prefix by identity instead of copying it again.
+// confirmed. What the blocks stored beyond that prefix is not in the map
+// and lies above TargetUIDNext (which no copy raises): after a failure, the
+// next attempt's reconcile finds it by identity instead of copying it again.
 func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Stats, opts Options, metas []meta) (Cursor, Stats, bool, error) {
 	var toCopy int
 	for _, m := range metas {
@@ -49,7 +48,8 @@ func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Sta
 	// all the others.
 	for j := range blocks {
 		cur := start.Clone()
-		cur.Map = nil
+		// Each block keeps its own pairs; merged joins them in order.
+		cur.Map, cur.Claims = nil, nil
 		if j > 0 {
 			cur.LastUID = blocks[j-1][len(blocks[j-1])-1].uid
 		}
@@ -187,11 +187,7 @@ func (p *parallel) merged() (Cursor, Stats, error) {
 		st.Add(pt.st.Counters)
 		complete = pt.done && pt.err == nil
 	}
-	if complete {
-		for _, pt := range p.parts {
-			cur.TargetUIDNext = max(cur.TargetUIDNext, pt.cur.TargetUIDNext)
-		}
-	}
+	cur.Claims = cur.Claims.After(cur.LastUID)
 	if st.Matched > 0 {
 		cur.HighestModSeq = 0
 	}

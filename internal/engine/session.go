@@ -151,6 +151,11 @@ func (s *Session) AppendLimit() int64 {
 	return 0
 }
 
+// uidPlus reports UID EXPUNGE and APPENDUID (RFC 4315, part of IMAP4rev2).
+func (s *Session) uidPlus() bool {
+	return s.Caps.Has(imap.CapUIDPlus) || s.Caps.Has(imap.CapIMAP4rev2)
+}
+
 // Close logs out politely when it can and always releases the connection,
 // within a few seconds whatever state the session is in.
 func (s *Session) Close() error {

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"iter"
+	"slices"
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
@@ -95,4 +97,54 @@ func (m UIDMap) targets(from imap.UID) func(imap.UID) bool {
 		i := sort.Search(len(runs), func(i int) bool { return runs[i].Tgt+imap.UID(runs[i].N) > tgt })
 		return i < len(runs) && runs[i].Tgt <= tgt
 	}
+}
+
+// Merge returns m with the pairs of o added (o wins where both map a
+// source UID), in source order: claims are found in any order.
+func (m UIDMap) Merge(o UIDMap) UIDMap {
+	if len(o) == 0 {
+		return m
+	}
+	type pair struct{ src, tgt imap.UID }
+	var pairs []pair
+	for _, mm := range []UIDMap{o, m} {
+		for _, r := range mm {
+			for src, tgt := range r.All() {
+				pairs = append(pairs, pair{src, tgt})
+			}
+		}
+	}
+	// Stable: of two pairs for one source UID, o's (listed first) stays first.
+	slices.SortStableFunc(pairs, func(a, b pair) int { return cmp.Compare(a.src, b.src) })
+	var out UIDMap
+	for i, p := range pairs {
+		if i > 0 && pairs[i-1].src == p.src {
+			continue
+		}
+		out.Add(p.src, p.tgt)
+	}
+	return out
+}
+
+// TargetSet is the set of mapped target UIDs.
+func (m UIDMap) TargetSet() imap.UIDSet {
+	var s imap.UIDSet
+	for _, r := range m {
+		s.AddRange(r.Tgt, r.Tgt+imap.UID(r.N)-1)
+	}
+	return s
+}
+
+// After returns the part of m for source UIDs above last.
+func (m UIDMap) After(last imap.UID) UIDMap {
+	i := sort.Search(len(m), func(i int) bool { return m[i].end() > last+1 })
+	if i == len(m) {
+		return nil
+	}
+	out := slices.Clone(m[i:])
+	if r := &out[0]; r.Src <= last {
+		skip := last + 1 - r.Src
+		r.Src, r.Tgt, r.N = r.Src+skip, r.Tgt+skip, r.N-uint32(skip)
+	}
+	return out
 }

@@ -40,9 +40,41 @@ func Start(t testing.TB, folders ...string) string {
 
 // Sessions makes the sessions of a server holding the account u.
 func Sessions(u *imapmemserver.User) func() imapserver.Session {
-	mem := imapmemserver.New()
-	mem.AddUser(u)
-	return func() imapserver.Session { return mem.NewSession() }
+	return func() imapserver.Session { return &Session{user: u} }
+}
+
+// Session is a session of the account of a User, stricter than go-imap's
+// own in one way real servers are: an APPEND whose literal ends early (the
+// connection dropped) stores nothing, where imapmemserver would store the
+// part it got.
+type Session struct {
+	*imapmemserver.UserSession
+	user *imapmemserver.User
+	// Rewrite, when set, changes each appended message before it is
+	// stored, as servers that rewrite messages do.
+	Rewrite func([]byte) []byte
+}
+
+func (s *Session) Login(username, password string) error {
+	if err := s.user.Login(username, password); err != nil {
+		return err
+	}
+	s.UserSession = imapmemserver.NewUserSession(s.user)
+	return nil
+}
+
+func (s *Session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	buf, err := io.ReadAll(r)
+	if err == nil && int64(len(buf)) != r.Size() {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.Rewrite != nil {
+		buf = s.Rewrite(buf)
+	}
+	return s.UserSession.Append(mailbox, literal{bytes.NewReader(buf)}, options)
 }
 
 // Serve serves the sessions newSession makes, IMAP4rev1 and IMAP4rev2
