@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
@@ -27,7 +26,8 @@ func writeFile(t *testing.T, name, content string) string {
 func parseStart(t *testing.T, args ...string) *batchStartOptions {
 	t.Helper()
 	var got *batchStartOptions
-	cmd := newCmdBatchStart(&globalOptions{}, func(o *batchStartOptions) error { got = o; return nil })
+	f, _ := testFactory(t, nil)
+	cmd := newCmdBatchStart(f, func(o *batchStartOptions) error { got = o; return nil })
 	cmd.SetArgs(args)
 	cmd.SetOut(io.Discard)
 	cmd.SetErr(io.Discard)
@@ -100,23 +100,5 @@ func TestParseSize(t *testing.T) {
 	}
 	if _, err := parseSize("-3MB"); err == nil {
 		t.Error("parseSize(-3MB) succeeded")
-	}
-}
-
-func TestProblemsReport(t *testing.T) {
-	rep := batchReport{Moves: []workflows.MoveStatus{
-		{Mailbox: "ok@x", Status: workflows.StatusCompleted},
-		{Mailbox: "bad@x", Status: workflows.StatusFailed, StatusDetail: "Failed_LogonFailed", Reason: "LogonFailed: source login bad@x"},
-		{Mailbox: "warn@x", Status: workflows.StatusCompletedWithWarnings, Counters: engine.Counters{BadItems: make([]engine.BadItem, 2)}, Reason: "2 bad items"},
-	}}
-	ps := problems(rep)
-	if len(ps) != 2 || ps[0].Category != "LogonFailed" || !strings.Contains(ps[0].Remedy, "password") || ps[1].Category != "BadItems" {
-		t.Fatalf("problems() = %+v", ps)
-	}
-	if settled(rep) != true {
-		t.Error("settled() = false for ended moves")
-	}
-	if settled(batchReport{Moves: []workflows.MoveStatus{{Status: workflows.StatusInProgress}}}) {
-		t.Error("settled() = true for a move in progress")
 	}
 }
