@@ -21,17 +21,14 @@ func TestBatchCompleteArgs(t *testing.T) {
 
 func TestBatchCompleteUpdatesOnlyMovesThatHaveNotEnded(t *testing.T) {
 	c := newFakeClient()
-	var entries []workflows.BatchEntry
+	var moves []workflows.MoveStatus
 	for mailbox, st := range map[string]workflows.Status{
 		"done@x": workflows.StatusCompleted, "failed@x": workflows.StatusFailed, "finishing@x": workflows.StatusCompleting,
 		"synced@x": workflows.StatusSynced, "copying@x": workflows.StatusInProgress, "waiting@x": workflows.StatusSuspended,
 	} {
-		id := workflows.MoveWorkflowID("w1", mailbox)
-		entries = append(entries, workflows.BatchEntry{Mailbox: mailbox, WorkflowID: id, Started: true})
-		c.queries[id+" "+workflows.QueryStatus] = workflows.MoveStatus{Mailbox: mailbox, Status: st}
+		moves = append(moves, workflows.MoveStatus{Mailbox: mailbox, Status: st})
 	}
-	entries = append(entries, workflows.BatchEntry{Mailbox: "queued@x", WorkflowID: workflows.MoveWorkflowID("w1", "queued@x")})
-	c.queries[workflows.BatchWorkflowID("w1")+" "+workflows.QueryStatus] = workflows.BatchStatus{Name: "w1", Entries: entries}
+	c.addBatch("w1", moves, "queued@x")
 	f, out := testFactory(t, c)
 	if err := batchCompleteRun(context.Background(), &batchCompleteOptions{Client: f.Client, Out: f.Out, Name: "w1"}); err != nil {
 		t.Fatal(err)

@@ -44,20 +44,12 @@ func TestBatchReportArgs(t *testing.T) {
 // badpwBatch is a batch of a completed move, a move whose logon failed
 // and one completed with bad items.
 func badpwBatch(c *fakeClient) {
-	entries := []workflows.BatchEntry{}
-	moves := []workflows.MoveStatus{
+	c.addBatch("w1", []workflows.MoveStatus{
 		{Mailbox: "ok@x", Status: workflows.StatusCompleted},
 		{Mailbox: "bad@x", Status: workflows.StatusFailed, StatusDetail: "Failed_LogonFailed", Reason: "LogonFailed: source login bad@x",
 			LastFailure: &failure.Details{Type: failure.TypeLogonFailed, Side: failure.SideSource}},
 		{Mailbox: "warn@x", Status: workflows.StatusCompletedWithWarnings, Counters: workflows.Counters{BadItems: make([]workflows.BadItem, 2)}, Reason: "2 bad items"},
-	}
-	for _, m := range moves {
-		id := workflows.MoveWorkflowID("w1", m.Mailbox)
-		entries = append(entries, workflows.BatchEntry{Mailbox: m.Mailbox, WorkflowID: id, Started: true})
-		m.Batch = "w1"
-		c.queries[id+" "+workflows.QueryStatus] = m
-	}
-	c.queries[workflows.BatchWorkflowID("w1")+" "+workflows.QueryStatus] = workflows.BatchStatus{Name: "w1", Entries: entries}
+	})
 }
 
 func TestBatchReportPrintsRemediesFromTheFailureTable(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mailmove/mailmove/internal/csvbatch"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -140,14 +138,9 @@ func correctedCredentials(loadKey func(create bool) (*secret.Key, error), file s
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(file)
+	rows, err := readCSV(file)
 	if err != nil {
-		return nil, usageErrorf("--csv: %w", err)
-	}
-	defer f.Close()
-	rows, err := csvbatch.Parse(f)
-	if err != nil {
-		return nil, usageErrorf("%s: %w", file, err)
+		return nil, usageError(err)
 	}
 	out := make(map[string]*sealedRow, len(rows))
 	for _, r := range rows {

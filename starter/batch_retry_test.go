@@ -28,12 +28,8 @@ func TestBatchRetryArgs(t *testing.T) {
 // failedMove makes bad@x of batch w1 a failed move with progress, started
 // with alice's old password; ok@x completed.
 func failedMove(c *fakeClient) workflows.MoveState {
-	bad, ok := workflows.MoveWorkflowID("w1", "bad@x"), workflows.MoveWorkflowID("w1", "ok@x")
-	c.queries[workflows.BatchWorkflowID("w1")+" "+workflows.QueryStatus] = workflows.BatchStatus{Name: "w1", Entries: []workflows.BatchEntry{
-		{Mailbox: "ok@x", WorkflowID: ok, Started: true}, {Mailbox: "bad@x", WorkflowID: bad, Started: true, Error: "LogonFailed"},
-	}}
-	c.queries[ok+" "+workflows.QueryStatus] = workflows.MoveStatus{Mailbox: "ok@x", Status: workflows.StatusCompleted}
-	c.queries[bad+" "+workflows.QueryStatus] = workflows.MoveStatus{Mailbox: "bad@x", Status: workflows.StatusFailed}
+	c.addBatch("w1", []workflows.MoveStatus{{Mailbox: "ok@x", Status: workflows.StatusCompleted}, {Mailbox: "bad@x", Status: workflows.StatusFailed}})
+	bad := workflows.MoveWorkflowID("w1", "bad@x")
 	st := workflows.MoveState{Status: workflows.StatusFailed, StatusDetail: "Failed_LogonFailed", Reason: "LogonFailed: source login",
 		FoldersCreated: true, MessagesTotal: 50, Attempts: map[failure.Type]int{failure.TypeLogonFailed: 3}, NextAttemptAt: time.Now()}
 	st.Copied = 20

@@ -241,7 +241,7 @@ func parsePolicy(opts *batchStartOptions) error {
 	return nil
 }
 
-// readCSV reads the rows of --csv.
+// readCSV reads the rows of a --csv file.
 func readCSV(file string) ([]csvbatch.Row, error) {
 	f, err := os.Open(file)
 	if err != nil {

@@ -36,13 +36,7 @@ func threeMoves(c *fakeClient) {
 	copying.PercentComplete, copying.MessagesTotal, copying.Copied, copying.Bytes = 40, 100, 40, 4096
 	var done workflows.MoveStatus
 	done.Mailbox, done.Status, done.StatusDetail, done.MessagesTotal, done.Copied, done.Bytes = "a@x", workflows.StatusCompleted, workflows.DetailCompleted, 110, 110, 1<<20
-	entries := []workflows.BatchEntry{{Mailbox: "c@x", WorkflowID: workflows.MoveWorkflowID("w1", "c@x")}}
-	for _, m := range []workflows.MoveStatus{done, copying} {
-		id := workflows.MoveWorkflowID("w1", m.Mailbox)
-		entries = append(entries, workflows.BatchEntry{Mailbox: m.Mailbox, WorkflowID: id, Started: true})
-		c.queries[id+" "+workflows.QueryStatus] = m
-	}
-	c.queries[workflows.BatchWorkflowID("w1")+" "+workflows.QueryStatus] = workflows.BatchStatus{Name: "w1", Entries: entries}
+	c.addBatch("w1", []workflows.MoveStatus{done, copying}, "c@x")
 }
 
 func TestBatchStatusPrintsMovesAndTotalsFromTheStatusQuery(t *testing.T) {
@@ -53,7 +47,7 @@ func TestBatchStatusPrintsMovesAndTotalsFromTheStatusQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"c@x Queued Queued 0% 0/0 0 B", "a@x Completed Completed 0% 110/110 1.0 MiB", "b@x InProgress CopyingMessages 40% 40/100 4.0 KiB",
+		"a@x Completed Completed 0% 110/110 1.0 MiB", "b@x InProgress CopyingMessages 40% 40/100 4.0 KiB", "c@x Queued Queued 0% 0/0 0 B",
 		"Total: 3 mailboxes (1 Queued, 1 InProgress, 1 Completed), 150 messages, 1.0 MiB copied",
 	} {
 		if !strings.Contains(squeeze(out.String()), want) {
@@ -79,7 +73,7 @@ func TestBatchStatusJSONAndMovesNotStartedYet(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Totals.Mailboxes != 3 || rep.Totals.ByStatus[workflows.StatusQueued] != 2 || rep.Moves[2].Mailbox != "b@x" || rep.Moves[2].Reason != "" {
+	if rep.Totals.Mailboxes != 3 || rep.Totals.ByStatus[workflows.StatusQueued] != 2 || rep.Moves[1].Mailbox != "b@x" || rep.Moves[1].Reason != "" {
 		t.Fatalf("batch status --json = %+v", rep)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/mailmove/mailmove/worker"
+	"github.com/mailmove/mailmove/workflows"
 )
 
 // fakeClient is a Temporal client that answers from canned values and
@@ -205,4 +206,21 @@ func testFactory(t *testing.T, c *fakeClient) (*factory, *strings.Builder) {
 		ErrOut: io.Discard,
 	}
 	return f, out
+}
+
+// addBatch makes batch name's status query list moves, each answering its
+// own status query, and then the mailboxes queued, which the batch has not
+// started.
+func (c *fakeClient) addBatch(name string, moves []workflows.MoveStatus, queued ...string) {
+	var entries []workflows.BatchEntry
+	for _, m := range moves {
+		id := workflows.MoveWorkflowID(name, m.Mailbox)
+		entries = append(entries, workflows.BatchEntry{Mailbox: m.Mailbox, WorkflowID: id, Started: true})
+		m.Batch = name
+		c.queries[id+" "+workflows.QueryStatus] = m
+	}
+	for _, mailbox := range queued {
+		entries = append(entries, workflows.BatchEntry{Mailbox: mailbox, WorkflowID: workflows.MoveWorkflowID(name, mailbox)})
+	}
+	c.queries[workflows.BatchWorkflowID(name)+" "+workflows.QueryStatus] = workflows.BatchStatus{Name: name, Entries: entries}
 }
