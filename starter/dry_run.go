@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/mailmove/mailmove/internal/humanize"
 	"github.com/mailmove/mailmove/workflows"
@@ -40,6 +43,10 @@ func dryRun(ctx context.Context, c client.Client, in workflows.BatchInput, opts 
 			defer cancel()
 			c.TerminateWorkflow(stop, run.GetID(), run.GetRunID(), "the CLI that waited for the dry run stopped")
 		}
+		var terminated *temporal.TerminatedError
+		if errors.As(err, &terminated) {
+			return fmt.Errorf("dry run %s was ended, by a newer dry run of batch %q or an operator: %w", run.GetID(), in.Name, err)
+		}
 		return fmt.Errorf("dry run %s: %w", run.GetID(), err)
 	}
 	return printPlans(opts.Out, planned, opts.Settings.Rules)
@@ -56,7 +63,7 @@ func printPlans(out io.Writer, planned []workflows.PlannedMove, rules workflows.
 			if msg == "" {
 				msg = string(pm.Failure.Type)
 			}
-			fmt.Fprintf(out, "  cannot plan: %s\n\n", msg)
+			fmt.Fprintf(out, "  cannot plan: %s\n\n", strings.ReplaceAll(msg, "\n", "\n    "))
 			failed++
 			continue
 		}

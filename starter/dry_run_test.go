@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/workflows"
@@ -92,5 +93,25 @@ func TestDryRunInterruptedEndsTheWorkflow(t *testing.T) {
 	}
 	if got := c.callsOf("TerminateWorkflow"); len(got) != 1 || got[0] != workflows.DryRunWorkflowID("w1") {
 		t.Fatalf("TerminateWorkflow calls = %q, want the dry run ended", got)
+	}
+}
+
+func TestDryRunReplacedByANewerOne(t *testing.T) {
+	c := newFakeClient()
+	c.results[workflows.DryRunWorkflowID("w1")] = &temporal.TerminatedError{}
+	f, _ := testFactory(t, c)
+	csv := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\n")
+	opts := parseStart(t, "--name", "w1", "--csv", csv, "--source", "a:993", "--target", "b:993", "--dry-run")
+	opts.Client, opts.Key, opts.Out, opts.ErrOut = f.Client, f.Key, f.Out, f.ErrOut
+	if err := batchStartRun(context.Background(), opts); err == nil || !strings.Contains(err.Error(), `by a newer dry run of batch "w1"`) {
+		t.Fatalf("dry run = %v, want it said that a newer one replaced it", err)
+	}
+}
+
+func TestCannotPlanErrorsOfSeveralLinesStayIndented(t *testing.T) {
+	var out strings.Builder
+	printPlans(&out, []workflows.PlannedMove{{Mailbox: "a@x", Error: "source: refused\ntarget: refused"}}, workflows.Rules{})
+	if want := "a@x\n  cannot plan: source: refused\n    target: refused\n\n"; out.String() != want {
+		t.Fatalf("printPlans() wrote %q, want %q", out.String(), want)
 	}
 }
