@@ -12,11 +12,14 @@ import (
 )
 
 type batchCompleteOptions struct {
+	Client func() (client.Client, error)
+	Out    io.Writer
+
 	Name string
 }
 
-func newCmdBatchComplete(g *globalOptions) *cobra.Command {
-	opts := &batchCompleteOptions{}
+func newCmdBatchComplete(f *factory, runF func(*batchCompleteOptions) error) *cobra.Command {
+	opts := &batchCompleteOptions{Client: f.Client, Out: f.Out}
 	return &cobra.Command{
 		Use:   "complete NAME",
 		Short: "Complete the moves of a batch: a last incremental pass, verification, report",
@@ -25,13 +28,19 @@ func newCmdBatchComplete(g *globalOptions) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			return batchCompleteRun(cmd.Context(), g, opts, cmd.OutOrStdout())
+			if runF != nil {
+				return runF(opts)
+			}
+			return batchCompleteRun(cmd.Context(), opts)
 		},
 	}
 }
 
-func batchCompleteRun(ctx context.Context, g *globalOptions, opts *batchCompleteOptions, out io.Writer) error {
-	c, rep, err := dialBatch(ctx, g, opts.Name)
+// batchCompleteRun sends the complete update to every move that has not
+// ended and is not completing already.
+func batchCompleteRun(ctx context.Context, opts *batchCompleteOptions) error {
+	out := opts.Out
+	c, rep, err := dialBatch(ctx, opts.Client, opts.Name)
 	if err != nil {
 		return err
 	}

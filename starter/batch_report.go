@@ -10,18 +10,22 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/workflows"
 )
 
 type batchReportOptions struct {
+	Client func() (client.Client, error)
+	Out    io.Writer
+
 	Name   string
 	Format string
 }
 
-func newCmdBatchReport(g *globalOptions) *cobra.Command {
-	opts := &batchReportOptions{}
+func newCmdBatchReport(f *factory, runF func(*batchReportOptions) error) *cobra.Command {
+	opts := &batchReportOptions{Client: f.Client, Out: f.Out}
 	cmd := &cobra.Command{
 		Use:   "report NAME",
 		Short: "The batch's error report: one line per mailbox that failed or has warnings, with a remedy",
@@ -31,9 +35,12 @@ func newCmdBatchReport(g *globalOptions) *cobra.Command {
 			switch opts.Format {
 			case "text", "csv", "json":
 			default:
-				return fmt.Errorf("--format %q: use text, csv or json", opts.Format)
+				return usageErrorf("--format %q: use text, csv or json", opts.Format)
 			}
-			return batchReportRun(cmd.Context(), g, opts, cmd.OutOrStdout())
+			if runF != nil {
+				return runF(opts)
+			}
+			return batchReportRun(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Format, "format", "text", "text, csv or json")
@@ -75,8 +82,11 @@ func problems(rep batchReport) []problem {
 	return out
 }
 
-func batchReportRun(ctx context.Context, g *globalOptions, opts *batchReportOptions, out io.Writer) error {
-	c, rep, err := dialBatch(ctx, g, opts.Name)
+// batchReportRun prints a line per move that failed or has warnings and,
+// as text, the remedy of each failure class from the failure table.
+func batchReportRun(ctx context.Context, opts *batchReportOptions) error {
+	out := opts.Out
+	c, rep, err := dialBatch(ctx, opts.Client, opts.Name)
 	if err != nil {
 		return err
 	}

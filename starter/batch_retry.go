@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -15,19 +14,22 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mailmove/mailmove/internal/csvbatch"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
 
 type batchRetryOptions struct {
+	Client func() (client.Client, error)
+	Key    func(create bool) (*secret.Key, error)
+	Out    io.Writer
+
 	Name   string
 	Failed bool
 	CSV    string
 }
 
-func newCmdBatchRetry(g *globalOptions) *cobra.Command {
-	opts := &batchRetryOptions{}
+func newCmdBatchRetry(f *factory, runF func(*batchRetryOptions) error) *cobra.Command {
+	opts := &batchRetryOptions{Client: f.Client, Key: f.Key, Out: f.Out}
 	cmd := &cobra.Command{
 		Use:   "retry NAME --failed",
 		Short: "Start the failed moves of a batch again, keeping what they already copied",
@@ -38,9 +40,12 @@ func newCmdBatchRetry(g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
 			if !opts.Failed {
-				return errors.New("say which moves to retry: --failed")
+				return usageErrorf("say which moves to retry: --failed")
 			}
-			return batchRetryRun(cmd.Context(), g, opts, cmd.OutOrStdout())
+			if runF != nil {
+				return runF(opts)
+			}
+			return batchRetryRun(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Failed, "failed", false, "retry the moves that failed")
@@ -48,12 +53,15 @@ func newCmdBatchRetry(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func batchRetryRun(ctx context.Context, g *globalOptions, opts *batchRetryOptions, out io.Writer) error {
-	creds, err := correctedCredentials(g, opts.CSV)
+// batchRetryRun starts every failed move of the batch again, with the
+// corrected credentials of --csv if given.
+func batchRetryRun(ctx context.Context, opts *batchRetryOptions) error {
+	out := opts.Out
+	creds, err := correctedCredentials(opts.Key, opts.CSV)
 	if err != nil {
 		return err
 	}
-	c, rep, err := dialBatch(ctx, g, opts.Name)
+	c, rep, err := dialBatch(ctx, opts.Client, opts.Name)
 	if err != nil {
 		return err
 	}
@@ -122,22 +130,17 @@ type sealedRow struct {
 
 // correctedCredentials reads a CSV of corrected credentials, by lower-case
 // EmailAddress; none without a file.
-func correctedCredentials(g *globalOptions, file string) (map[string]*sealedRow, error) {
+func correctedCredentials(loadKey func(create bool) (*secret.Key, error), file string) (map[string]*sealedRow, error) {
 	if file == "" {
 		return nil, nil
 	}
-	key, err := secret.Load(g.SecretKeyFile, true)
+	key, err := loadKey(true)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(file)
+	rows, err := readCSV(file)
 	if err != nil {
-		return nil, fmt.Errorf("--csv: %w", err)
-	}
-	defer f.Close()
-	rows, err := csvbatch.Parse(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, usageError(err)
 	}
 	out := make(map[string]*sealedRow, len(rows))
 	for _, r := range rows {

@@ -16,9 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/csvbatch"
-	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/policy"
 	"github.com/mailmove/mailmove/internal/secret"
@@ -26,6 +24,11 @@ import (
 )
 
 type batchStartOptions struct {
+	Client func() (client.Client, error)
+	Key    func(create bool) (*secret.Key, error)
+	Out    io.Writer
+	ErrOut io.Writer
+
 	Name               string
 	CSV                string
 	Source             string
@@ -45,23 +48,35 @@ type batchStartOptions struct {
 	LogonAttempts      int
 	LogonRetryInterval time.Duration
 	Settings           workflows.Settings
+	// FolderConcurrencyUsed: Settings.ConnectionsPerMove came from the
+	// deprecated --folder-concurrency, which its errors then name.
+	FolderConcurrencyUsed bool
 }
 
 // newCmdBatchStart builds `batch start`; runF, when set, replaces the run
 // (tests use it to see the parsed options).
-func newCmdBatchStart(g *globalOptions, runF func(*batchStartOptions) error) *cobra.Command {
-	opts := &batchStartOptions{}
+func newCmdBatchStart(f *factory, runF func(*batchStartOptions) error) *cobra.Command {
+	opts := &batchStartOptions{Client: f.Client, Key: f.Key, Out: f.Out, ErrOut: f.ErrOut}
 	cmd := &cobra.Command{
 		Use:   "start --name NAME --csv FILE --source HOST:PORT --target HOST:PORT",
 		Short: "Start a batch of moves from a CSV file (EmailAddress,UserName,Password[,TargetUserName,TargetPassword])",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.FolderConcurrencyUsed = cmd.Flags().Changed("folder-concurrency")
 			if runF != nil {
 				return runF(opts)
 			}
-			return batchStartRun(cmd.Context(), g, opts, cmd.OutOrStdout())
+			return batchStartRun(cmd.Context(), opts)
 		},
 	}
+	addBatchStartFlags(cmd, opts)
+	for _, n := range []string{"name", "csv", "source", "target"} {
+		cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
+
+func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f := cmd.Flags()
 	f.StringVar(&opts.Name, "name", "", "batch name (unique; names the moves' workflow IDs)")
 	f.StringVar(&opts.CSV, "csv", "", "CSV file of mailboxes")
@@ -79,73 +94,31 @@ func newCmdBatchStart(g *globalOptions, runF func(*batchStartOptions) error) *co
 	f.StringVar(&opts.Settings.Rules.TargetPrefix, "target-prefix", "", `put every folder below this target folder, e.g. "Migrated"`)
 	f.StringVar(&opts.MaxMessageSize, "max-message-size", "", "skip larger messages, e.g. 25MB")
 	f.StringVar(&opts.NewerThan, "newer-than", "", "copy only messages received on or after this date (YYYY-MM-DD)")
-	f.BoolVar(&opts.DryRun, "dry-run", false, "log on to both sides and print each mailbox's folder plan and counts; copy nothing, start nothing")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "have the workers log on to both sides and print each mailbox's folder plan and counts; copy nothing, start no move")
 	f.StringVar(&opts.PolicyFile, "policy", "", "YAML or JSON failure policy over the defaults (docs/failure-policy.md)")
-	f.IntVar(&opts.LogonAttempts, "logon-attempts", 0, "logon attempts before a move fails (overrides the policy; default 5)")
-	f.DurationVar(&opts.LogonRetryInterval, "logon-retry-interval", 0, "first wait between logon attempts, doubling up to 5m (overrides the policy; default 30s)")
+	f.IntVar(&opts.LogonAttempts, "logon-attempts", 0, "logon attempts before a move fails (overrides the policy; 0: the policy's, 5 by default)")
+	f.DurationVar(&opts.LogonRetryInterval, "logon-retry-interval", 0, "first wait between logon attempts, doubling up to 5m (overrides the policy; 0: the policy's, 30s by default)")
 	f.IntVar(&opts.Settings.ConnectionsPerMove, "connections-per-move", workflows.DefaultConnectionsPerMove, "connections one move holds to each server: folders copied at once, and pairs lent to a large folder")
 	f.IntVar(&opts.Settings.ConnectionsPerMove, "folder-concurrency", workflows.DefaultConnectionsPerMove, "")
 	f.MarkDeprecated("folder-concurrency", "use --connections-per-move")
 	f.BoolVar(&opts.Settings.PropagateDeletes, "propagate-deletes", false, "expunge from the target what users expunge from the source during the move")
 	f.IntVar(&opts.Settings.ChunkMessages, "chunk-messages", workflows.DefaultChunkMessages, "messages one activity copies before it reports progress to the workflow")
 	f.DurationVar(&opts.Settings.HeartbeatTimeout, "heartbeat-timeout", workflows.DefaultHeartbeatTimeout, "how soon a copy on a dead worker is resumed elsewhere")
-	for _, n := range []string{"name", "csv", "source", "target"} {
-		cmd.MarkFlagRequired(n)
-	}
-	return cmd
 }
 
-// batchInput validates the options and reads the CSV; it does no network I/O.
+// batchInput validates the options and reads the CSV; it does no network
+// I/O. Its errors name the flag to fix.
 func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput, error) {
-	srcSec, err := engine.ParseSecurity(opts.SourceSecurity)
+	src, tgt, err := endpoints(opts)
 	if err != nil {
-		return workflows.BatchInput{}, fmt.Errorf("--source-security: %w", err)
-	}
-	tgtSec, err := engine.ParseSecurity(opts.TargetSecurity)
-	if err != nil {
-		return workflows.BatchInput{}, fmt.Errorf("--target-security: %w", err)
-	}
-	switch workflows.CompleteMode(opts.Complete) {
-	case workflows.CompleteAuto, workflows.CompleteManual:
-		opts.Settings.Complete = workflows.CompleteMode(opts.Complete)
-	default:
-		return workflows.BatchInput{}, fmt.Errorf("--complete %q: use auto or manual", opts.Complete)
-	}
-	if opts.Concurrency < 1 {
-		return workflows.BatchInput{}, fmt.Errorf("--concurrency %d: must be at least 1", opts.Concurrency)
-	}
-	if err := parseRules(opts); err != nil {
 		return workflows.BatchInput{}, err
 	}
-	pol := policy.Default()
-	if opts.PolicyFile != "" {
-		if pol, err = policy.Load(opts.PolicyFile); err != nil {
-			return workflows.BatchInput{}, err
-		}
+	if err := settings(opts); err != nil {
+		return workflows.BatchInput{}, err
 	}
-	logon := pol.Rule(failure.TypeLogonFailed)
-	if opts.LogonAttempts < 0 {
-		return workflows.BatchInput{}, fmt.Errorf("--logon-attempts %d: must be at least 1", opts.LogonAttempts)
-	}
-	if opts.LogonAttempts > 0 {
-		logon.MaximumAttempts = opts.LogonAttempts
-	}
-	if opts.LogonRetryInterval > 0 {
-		logon.InitialInterval = failure.Duration(opts.LogonRetryInterval)
-		if logon.MaximumInterval < logon.InitialInterval {
-			logon.MaximumInterval = logon.InitialInterval
-		}
-	}
-	pol.Rules[failure.TypeLogonFailed] = logon
-	opts.Settings.Policy = &pol
-	f, err := os.Open(opts.CSV)
+	rows, err := readCSV(opts.CSV)
 	if err != nil {
-		return workflows.BatchInput{}, fmt.Errorf("--csv: %w", err)
-	}
-	defer f.Close()
-	rows, err := csvbatch.Parse(f)
-	if err != nil {
-		return workflows.BatchInput{}, fmt.Errorf("%s: %w", opts.CSV, err)
+		return workflows.BatchInput{}, err
 	}
 	in := workflows.BatchInput{Name: opts.Name, Concurrency: opts.Concurrency}
 	for _, r := range rows {
@@ -159,11 +132,127 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 		}
 		in.Moves = append(in.Moves, workflows.MailboxMoveInput{
 			Batch: opts.Name, Mailbox: r.EmailAddress, Settings: opts.Settings,
-			Source: activities.Account{Endpoint: engine.Endpoint{Addr: opts.Source, Security: srcSec, InsecureSkipVerify: opts.InsecureSkipVerify}, User: r.UserName, Password: sp},
-			Target: activities.Account{Endpoint: engine.Endpoint{Addr: opts.Target, Security: tgtSec, InsecureSkipVerify: opts.InsecureSkipVerify}, User: r.TargetUserName, Password: tp},
+			Source: workflows.Account{Endpoint: src, User: r.UserName, Password: sp},
+			Target: workflows.Account{Endpoint: tgt, User: r.TargetUserName, Password: tp},
 		})
 	}
 	return in, nil
+}
+
+// endpoints are the source and target servers of every move.
+func endpoints(opts *batchStartOptions) (src, tgt workflows.Endpoint, err error) {
+	srcSec, err := workflows.ParseSecurity(opts.SourceSecurity)
+	if err != nil {
+		return src, tgt, fmt.Errorf("--source-security: %w", err)
+	}
+	tgtSec, err := workflows.ParseSecurity(opts.TargetSecurity)
+	if err != nil {
+		return src, tgt, fmt.Errorf("--target-security: %w", err)
+	}
+	src = workflows.Endpoint{Addr: opts.Source, Security: srcSec, InsecureSkipVerify: opts.InsecureSkipVerify}
+	tgt = workflows.Endpoint{Addr: opts.Target, Security: tgtSec, InsecureSkipVerify: opts.InsecureSkipVerify}
+	return src, tgt, nil
+}
+
+// settings checks the flags that tune the moves and puts them, the rules
+// and the failure policy into opts.Settings.
+func settings(opts *batchStartOptions) error {
+	switch workflows.CompleteMode(opts.Complete) {
+	case workflows.CompleteAuto, workflows.CompleteManual:
+		opts.Settings.Complete = workflows.CompleteMode(opts.Complete)
+	default:
+		return fmt.Errorf("--complete %q: use auto or manual", opts.Complete)
+	}
+	if err := checkNumbers(opts); err != nil {
+		return err
+	}
+	if err := parseRules(opts); err != nil {
+		return err
+	}
+	return parsePolicy(opts)
+}
+
+// checkNumbers rejects the counts and durations no move can run with. Zero
+// means the default only where the flag's help says so.
+func checkNumbers(opts *batchStartOptions) error {
+	s := &opts.Settings
+	conns := "--connections-per-move"
+	if opts.FolderConcurrencyUsed {
+		conns = "--folder-concurrency"
+	}
+	for _, c := range []struct {
+		flag   string
+		n, min int
+		zeroIs string
+	}{
+		{"--concurrency", opts.Concurrency, 1, ""},
+		{conns, s.ConnectionsPerMove, 1, ""},
+		{"--chunk-messages", s.ChunkMessages, 1, ""},
+		{"--logon-attempts", opts.LogonAttempts, 0, "the policy's"},
+	} {
+		if c.n < c.min || c.n == 0 && c.zeroIs == "" {
+			return fmt.Errorf("%s %d: must be at least 1%s", c.flag, c.n, orZero(c.zeroIs))
+		}
+	}
+	for _, d := range []struct {
+		flag   string
+		d      time.Duration
+		zeroIs string
+	}{
+		{"--incremental-interval", s.IncrementalInterval, ""},
+		{"--heartbeat-timeout", s.HeartbeatTimeout, ""},
+		{"--logon-retry-interval", opts.LogonRetryInterval, "the policy's"},
+	} {
+		if d.d < 0 || d.d == 0 && d.zeroIs == "" {
+			return fmt.Errorf("%s %s: must be a duration above zero, e.g. 1m%s", d.flag, d.d, orZero(d.zeroIs))
+		}
+	}
+	return nil
+}
+
+func orZero(meaning string) string {
+	if meaning == "" {
+		return ""
+	}
+	return ", or 0 for " + meaning
+}
+
+// parsePolicy loads --policy over the defaults and applies the logon flags.
+func parsePolicy(opts *batchStartOptions) error {
+	pol := policy.Default()
+	if opts.PolicyFile != "" {
+		var err error
+		if pol, err = policy.Load(opts.PolicyFile); err != nil {
+			return err
+		}
+	}
+	logon := pol.Rule(failure.TypeLogonFailed)
+	if opts.LogonAttempts > 0 {
+		logon.MaximumAttempts = opts.LogonAttempts
+	}
+	if opts.LogonRetryInterval > 0 {
+		logon.InitialInterval = failure.Duration(opts.LogonRetryInterval)
+		if logon.MaximumInterval < logon.InitialInterval {
+			logon.MaximumInterval = logon.InitialInterval
+		}
+	}
+	pol.Rules[failure.TypeLogonFailed] = logon
+	opts.Settings.Policy = &pol
+	return nil
+}
+
+// readCSV reads the rows of a --csv file.
+func readCSV(file string) ([]csvbatch.Row, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("--csv: %w", err)
+	}
+	defer f.Close()
+	rows, err := csvbatch.Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return rows, nil
 }
 
 // parseRules turns the folder and message rule flags into Settings.Rules.
@@ -221,23 +310,25 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-func batchStartRun(ctx context.Context, g *globalOptions, opts *batchStartOptions, out io.Writer) error {
-	key, err := secret.Load(g.SecretKeyFile, true)
+// batchStartRun starts the Batch workflow, or with --dry-run the DryRun
+// workflow, whose plans it prints.
+func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
+	key, err := opts.Key(true)
 	if err != nil {
 		return err
 	}
 	in, err := batchInput(opts, key)
 	if err != nil {
-		return err
+		return usageError(err)
 	}
-	if opts.DryRun {
-		return dryRun(ctx, in, key, out)
-	}
-	c, err := g.dial()
+	c, err := opts.Client()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if opts.DryRun {
+		return dryRun(ctx, c, in, opts)
+	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    workflows.BatchWorkflowID(opts.Name),
 		TaskQueue:             workflows.TaskQueue,
@@ -253,7 +344,7 @@ func batchStartRun(ctx context.Context, g *globalOptions, opts *batchStartOption
 	if err != nil {
 		return fmt.Errorf("start batch: %w", err)
 	}
-	fmt.Fprintf(out, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(in.Moves), in.Concurrency, run.GetID(), run.GetRunID())
-	fmt.Fprintf(out, "Watch it with: mailmove batch status %s --watch\n", opts.Name)
+	fmt.Fprintf(opts.Out, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(in.Moves), in.Concurrency, run.GetID(), run.GetRunID())
+	fmt.Fprintf(opts.Out, "Watch it with: mailmove batch status %s --watch\n", opts.Name)
 	return nil
 }

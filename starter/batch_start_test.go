@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -8,7 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailmove/mailmove/internal/engine"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
@@ -27,7 +30,8 @@ func writeFile(t *testing.T, name, content string) string {
 func parseStart(t *testing.T, args ...string) *batchStartOptions {
 	t.Helper()
 	var got *batchStartOptions
-	cmd := newCmdBatchStart(&globalOptions{}, func(o *batchStartOptions) error { got = o; return nil })
+	f, _ := testFactory(t, nil)
+	cmd := newCmdBatchStart(f, func(o *batchStartOptions) error { got = o; return nil })
 	cmd.SetArgs(args)
 	cmd.SetOut(io.Discard)
 	cmd.SetErr(io.Discard)
@@ -103,20 +107,66 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-func TestProblemsReport(t *testing.T) {
-	rep := batchReport{Moves: []workflows.MoveStatus{
-		{Mailbox: "ok@x", Status: workflows.StatusCompleted},
-		{Mailbox: "bad@x", Status: workflows.StatusFailed, StatusDetail: "Failed_LogonFailed", Reason: "LogonFailed: source login bad@x"},
-		{Mailbox: "warn@x", Status: workflows.StatusCompletedWithWarnings, Counters: engine.Counters{BadItems: make([]engine.BadItem, 2)}, Reason: "2 bad items"},
-	}}
-	ps := problems(rep)
-	if len(ps) != 2 || ps[0].Category != "LogonFailed" || !strings.Contains(ps[0].Remedy, "password") || ps[1].Category != "BadItems" {
-		t.Fatalf("problems() = %+v", ps)
+func TestBatchStartRejectsMeaninglessNumbers(t *testing.T) {
+	key, _ := secret.Load(filepath.Join(t.TempDir(), "key"), true)
+	good := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\n")
+	base := []string{"--name", "w1", "--source", "a:993", "--target", "b:993", "--csv", good}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--concurrency", "-2"}, "--concurrency -2: must be at least 1"},
+		{[]string{"--connections-per-move", "0"}, "--connections-per-move 0: must be at least 1"},
+		{[]string{"--folder-concurrency", "-1"}, "--folder-concurrency -1: must be at least 1"},
+		{[]string{"--chunk-messages", "0"}, "--chunk-messages 0: must be at least 1"},
+		{[]string{"--logon-attempts", "-1"}, "--logon-attempts -1: must be at least 1, or 0 for the policy's"},
+		{[]string{"--heartbeat-timeout", "0s"}, "--heartbeat-timeout 0s: must be a duration above zero"},
+		{[]string{"--incremental-interval", "-1m"}, "--incremental-interval -1m0s: must be a duration above zero"},
+		{[]string{"--logon-retry-interval", "-1s"}, "--logon-retry-interval -1s: must be a duration above zero, e.g. 1m, or 0 for the policy's"},
+	} {
+		opts := parseStart(t, append(append([]string{}, base...), tc.args...)...)
+		if _, err := batchInput(opts, key); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("batchInput(%v) = %v, want %q", tc.args, err, tc.want)
+		}
 	}
-	if settled(rep) != true {
-		t.Error("settled() = false for ended moves")
+	// Zero is the policy's where the help says so.
+	opts := parseStart(t, append(base, "--logon-attempts", "0", "--logon-retry-interval", "0")...)
+	in, err := batchInput(opts, key)
+	if err != nil || in.Moves[0].Settings.Policy.Rule(failure.TypeLogonFailed).MaximumAttempts != 5 {
+		t.Fatalf("batchInput(--logon-attempts 0) = %v, want the policy's 5 attempts", err)
 	}
-	if settled(batchReport{Moves: []workflows.MoveStatus{{Status: workflows.StatusInProgress}}}) {
-		t.Error("settled() = true for a move in progress")
+}
+
+func TestBatchStartRunStartsTheBatch(t *testing.T) {
+	c := newFakeClient()
+	f, out := testFactory(t, c)
+	csv := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\nbob@example.com,bob,pw\n")
+	opts := parseStart(t, "--name", "w1", "--csv", csv, "--source", "a:993", "--target", "b:993", "--concurrency", "4")
+	opts.Client, opts.Key, opts.Out = f.Client, f.Key, f.Out
+	if err := batchStartRun(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.started) != 1 {
+		t.Fatalf("started %d workflows, want the batch", len(c.started))
+	}
+	o, in := c.started[0].Options, c.started[0].Arg.(workflows.BatchInput)
+	if o.ID != workflows.BatchWorkflowID("w1") || o.TaskQueue != workflows.TaskQueue || o.WorkflowIDReusePolicy != enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE ||
+		!o.WorkflowExecutionErrorWhenAlreadyStarted || len(in.Moves) != 2 || in.Concurrency != 4 {
+		t.Fatalf("ExecuteWorkflow(%+v, %+v)", o, in)
+	}
+	if !strings.Contains(out.String(), "Started batch w1: 2 mailboxes, 4 at a time") || !c.closed {
+		t.Fatalf("output %q, client closed %v", out, c.closed)
+	}
+}
+
+func TestBatchStartRunRefusesAnExistingBatch(t *testing.T) {
+	c := newFakeClient()
+	c.errs["ExecuteWorkflow "+workflows.BatchWorkflowID("w1")] = serviceerror.NewWorkflowExecutionAlreadyStarted("started", "", "run-0")
+	f, _ := testFactory(t, c)
+	csv := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\n")
+	opts := parseStart(t, "--name", "w1", "--csv", csv, "--source", "a:993", "--target", "b:993")
+	opts.Client, opts.Key, opts.Out = f.Client, f.Key, f.Out
+	if err := batchStartRun(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("batchStartRun() = %v, want the batch refused", err)
 	}
 }

@@ -14,29 +14,36 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
-	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/humanize"
 	"github.com/mailmove/mailmove/workflows"
 )
 
 type batchStatusOptions struct {
+	Client func() (client.Client, error)
+	Out    io.Writer
+
 	Name     string
 	JSON     bool
 	Watch    bool
 	Interval time.Duration
 }
 
-func newCmdBatchStatus(g *globalOptions) *cobra.Command {
-	opts := &batchStatusOptions{}
+func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.Command {
+	opts := &batchStatusOptions{Client: f.Client, Out: f.Out}
 	cmd := &cobra.Command{
 		Use:   "status NAME",
 		Short: "Show every move of a batch: status, percent, messages, bytes, last error",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			return batchStatusRun(cmd.Context(), g, opts, cmd.OutOrStdout())
+			if opts.Interval <= 0 {
+				return usageErrorf("--interval %s: must be above zero, e.g. 2s", opts.Interval)
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return batchStatusRun(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
@@ -59,8 +66,10 @@ type totals struct {
 	BytesCopied    int64
 }
 
-func batchStatusRun(ctx context.Context, g *globalOptions, opts *batchStatusOptions, out io.Writer) error {
-	c, err := g.dial()
+// batchStatusRun prints the batch's report, again every --interval with
+// --watch. Live progress is in each move's status query.
+func batchStatusRun(ctx context.Context, opts *batchStatusOptions) error {
+	c, err := opts.Client()
 	if err != nil {
 		return err
 	}
@@ -71,13 +80,13 @@ func batchStatusRun(ctx context.Context, g *globalOptions, opts *batchStatusOpti
 			return err
 		}
 		if opts.JSON {
-			enc := json.NewEncoder(out)
+			enc := json.NewEncoder(opts.Out)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(rep); err != nil {
 				return err
 			}
 		} else {
-			printBatchReport(out, rep)
+			printBatchReport(opts.Out, rep)
 		}
 		if !opts.Watch || settled(rep) {
 			return nil
@@ -102,8 +111,8 @@ func settled(rep batchReport) bool {
 
 // dialBatch connects to Temporal and reads the batch's report, for the
 // commands that act on every move of a batch. The caller closes the client.
-func dialBatch(ctx context.Context, g *globalOptions, name string) (client.Client, batchReport, error) {
-	c, err := g.dial()
+func dialBatch(ctx context.Context, newClient func() (client.Client, error), name string) (client.Client, batchReport, error) {
+	c, err := newClient()
 	if err != nil {
 		return nil, batchReport{}, err
 	}
@@ -169,36 +178,7 @@ func moveStatus(ctx context.Context, c client.Client, batch string, e workflows.
 			st.Reason = "status unavailable: " + err.Error()
 		}
 	}
-	if st.Status == workflows.StatusInProgress && st.StatusDetail == workflows.DetailCopyingMessages {
-		addLiveProgress(ctx, c, e.WorkflowID, &st)
-	}
 	return st
-}
-
-// addLiveProgress adds what the running copy activities have heartbeated
-// but not yet reported to the workflow: a chunk holds thousands of messages,
-// and an admin watching a large mailbox wants to see them move.
-func addLiveProgress(ctx context.Context, c client.Client, workflowID string, st *workflows.MoveStatus) {
-	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
-	if err != nil {
-		return
-	}
-	dc := converter.GetDefaultDataConverter()
-	for _, pa := range desc.GetPendingActivities() {
-		if pa.GetHeartbeatDetails() == nil {
-			continue
-		}
-		var p activities.SyncProgress
-		if dc.FromPayloads(pa.GetHeartbeatDetails(), &p) != nil {
-			continue
-		}
-		st.Copied += p.Result.Copied
-		st.Matched += p.Result.Matched
-		st.Bytes += p.Result.Bytes
-	}
-	if st.MessagesTotal > 0 {
-		st.PercentComplete = min(99, 100*(st.Copied+st.Matched)/st.MessagesTotal)
-	}
 }
 
 func printBatchReport(out io.Writer, rep batchReport) {

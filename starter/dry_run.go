@@ -2,62 +2,86 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
+	"time"
 
-	"github.com/mailmove/mailmove/activities"
-	"github.com/mailmove/mailmove/internal/engine"
-	"github.com/mailmove/mailmove/internal/failure"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/mailmove/mailmove/internal/humanize"
-	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
 
-// dryRun logs on to both sides of every move, as Connect would, and prints
-// the folder plan the rules give, with counts; it copies and starts nothing.
-func dryRun(ctx context.Context, in workflows.BatchInput, key *secret.Key, out io.Writer) error {
-	failed := 0
-	for _, mv := range in.Moves {
-		fmt.Fprintf(out, "%s\n", mv.Mailbox)
-		if err := planOne(ctx, mv, key, out); err != nil {
-			fmt.Fprintf(out, "  cannot plan: %v\n\n", err)
-			failed++
+// dryRun runs the DryRun workflow, in which the workers — the ones that
+// must reach the servers — log on to both sides of every move and plan its
+// folders, and prints the plans. Nothing is copied and no move started.
+func dryRun(ctx context.Context, c client.Client, in workflows.BatchInput, opts *batchStartOptions) error {
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        workflows.DryRunWorkflowID(in.Name),
+		TaskQueue: workflows.TaskQueue,
+		// A batch is dry-run again and again until its CSV and rules are
+		// right, under the one ID the Web UI shows for it. A dry run still
+		// running under that ID is the stale one of an interrupted CLI,
+		// whose plan nobody waits for: the new run replaces it.
+		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING,
+	}, workflows.DryRun, in)
+	if err != nil {
+		return fmt.Errorf("start the dry run: %w", err)
+	}
+	fmt.Fprintf(opts.ErrOut, "Planning on the workers (workflow %s)...\n", run.GetID())
+	var planned []workflows.PlannedMove
+	if err := run.Get(ctx, &planned); err != nil {
+		if ctx.Err() != nil {
+			// Interrupted: end the logons nobody will see the result of.
+			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			c.TerminateWorkflow(stop, run.GetID(), run.GetRunID(), "the CLI that waited for the dry run stopped")
 		}
+		var terminated *temporal.TerminatedError
+		if errors.As(err, &terminated) {
+			return fmt.Errorf("dry run %s was ended, by a newer dry run of batch %q or an operator: %w", run.GetID(), in.Name, err)
+		}
+		return fmt.Errorf("dry run %s: %w", run.GetID(), err)
+	}
+	return printPlans(opts.Out, planned, opts.Settings.Rules)
+}
+
+// printPlans prints each mailbox's folder plan, or why it has none; it
+// fails when a mailbox has none.
+func printPlans(out io.Writer, planned []workflows.PlannedMove, rules workflows.Rules) error {
+	failed := 0
+	for _, pm := range planned {
+		fmt.Fprintf(out, "%s\n", pm.Mailbox)
+		if pm.Error != "" || pm.Failure != nil {
+			msg := pm.Error
+			if msg == "" {
+				msg = string(pm.Failure.Type)
+			}
+			fmt.Fprintf(out, "  cannot plan: %s\n\n", strings.ReplaceAll(msg, "\n", "\n    "))
+			failed++
+			continue
+		}
+		printPlan(out, pm, rules)
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d mailboxes cannot be planned; fix them before starting the batch", failed, len(in.Moves))
+		return fmt.Errorf("%d of %d mailboxes cannot be planned; fix them before starting the batch", failed, len(planned))
 	}
 	return nil
 }
 
-func planOne(ctx context.Context, mv workflows.MailboxMoveInput, key *secret.Key, out io.Writer) error {
-	dial := func(side failure.Side, acc activities.Account) (*engine.Session, error) {
-		pw, err := key.Open(acc.Password)
-		if err != nil {
-			return nil, err
-		}
-		return engine.Dial(ctx, side, acc.Endpoint, engine.Credentials{User: acc.User, Password: pw})
-	}
-	src, err := dial(failure.SideSource, mv.Source)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	tgt, err := dial(failure.SideTarget, mv.Target)
-	if err != nil {
-		return err
-	}
-	defer tgt.Close()
-	plans, excluded, err := engine.Plan(ctx, src, tgt, mv.Settings.Rules)
-	if err != nil {
-		return err
-	}
+// printPlan prints one mailbox's folders, target by target, with counts.
+func printPlan(out io.Writer, pm workflows.PlannedMove, rules workflows.Rules) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SOURCE\tTARGET\tMESSAGES\tSIZE")
 	var msgs uint32
 	var bytes int64
-	for _, p := range plans {
+	for _, p := range pm.Plan.Folders {
 		target := p.Target
 		switch {
 		case p.Exists:
@@ -72,18 +96,17 @@ func planOne(ctx context.Context, mv workflows.MailboxMoveInput, key *secret.Key
 		msgs += p.Messages
 		bytes += p.Bytes
 	}
+	excluded := pm.Plan.Excluded
 	for _, e := range excluded {
 		fmt.Fprintf(tw, "  %s\t(excluded)\t\t\n", e)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "  %d folders, %d messages, %s", len(plans), msgs, humanize.Bytes(bytes))
+	fmt.Fprintf(out, "  %d folders, %d messages, %s", len(pm.Plan.Folders), msgs, humanize.Bytes(bytes))
 	if len(excluded) > 0 {
 		fmt.Fprintf(out, "; %d folders excluded", len(excluded))
 	}
-	r := mv.Settings.Rules
-	if r.MaxMessageSize > 0 || !r.NewerThan.IsZero() {
+	if rules.MaxMessageSize > 0 || !rules.NewerThan.IsZero() {
 		fmt.Fprintf(out, " (before the size and date filters)")
 	}
 	fmt.Fprintf(out, "\n\n")
-	return nil
 }

@@ -2,56 +2,65 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
-
-	"github.com/mailmove/mailmove/internal/secret"
 )
 
-// globalOptions are the flags every command that reaches Temporal shares.
-type globalOptions struct {
-	Address       string
-	Namespace     string
-	SecretKeyFile string
-}
+const rootLong = `mailmove moves mailboxes between IMAP servers, durably, through Temporal.
+Its commands talk to Temporal only (--address, --namespace); workers
+(` + "`mailmove worker`" + ` or mailmove-worker) log on to the servers and copy.
 
-func (g *globalOptions) dial() (client.Client, error) {
-	c, err := client.Dial(client.Options{HostPort: g.Address, Namespace: g.Namespace, Logger: quietLogger{}})
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w; is the server running? (`make dev-server` starts a local one)", g.Address, g.Namespace, err)
-	}
-	return c, nil
-}
+Exit status:
+  0  success
+  1  an operation failed (e.g. a batch not started, mailboxes that cannot be planned)
+  2  the command line is wrong: an unknown command or flag, a missing or invalid
+     flag or argument
+  3  Temporal could not be reached`
 
-func newRootCmd() *cobra.Command {
-	g := &globalOptions{}
-	cmd := &cobra.Command{
-		Use:           "mailmove",
-		Short:         "Move mailboxes between IMAP servers, durably, through Temporal",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+// newCmdRoot builds mailmove's command tree. Adding a verb is one file with
+// its newCmdX and one AddCommand line here or in its group.
+func newCmdRoot(f *factory) *cobra.Command {
+	cmd := newCmdGroup("mailmove", "Move mailboxes between IMAP servers, durably, through Temporal",
+		newCmdBatch(f), newCmdMove(f), newCmdWorker(f, nil), newCmdDevServer(f, nil))
+	cmd.Long = rootLong
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetOut(f.Out)
+	cmd.SetErr(f.ErrOut)
+	f.Conn.AddFlags(cmd)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	// Cobra checks required flags after this hook and returns a plain error.
+	cmd.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		return usageError(c.ValidateRequiredFlags())
 	}
-	f := cmd.PersistentFlags()
-	f.StringVar(&g.Address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
-	f.StringVar(&g.Namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
-	f.StringVar(&g.SecretKeyFile, "secret-key-file", secret.DefaultKeyFile(), "key that seals the batch passwords; workers need the same one (or env "+secret.EnvKey+")")
-	cmd.AddCommand(newCmdBatch(g), newCmdMove(g), newCmdWorker(g), newCmdDevServer())
+	markArgsErrors(cmd)
 	return cmd
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
+// newCmdGroup is a command that holds verbs: alone it prints its help, with
+// a verb it does not have it is a usage error.
+func newCmdGroup(use, short string, verbs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q; see %s --help", args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	return def
+	cmd.AddCommand(verbs...)
+	return cmd
 }
 
-// quietLogger keeps the SDK's connection chatter out of the CLI's output.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...interface{}) {}
-func (quietLogger) Info(string, ...interface{})  {}
-func (quietLogger) Warn(string, ...interface{})  {}
-func (quietLogger) Error(string, ...interface{}) {}
+// markArgsErrors makes the argument checks of cmd and its subcommands
+// usage errors: cobra returns them as plain errors.
+func markArgsErrors(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error { return usageError(check(c, args)) }
+	}
+	for _, sub := range cmd.Commands() {
+		markArgsErrors(sub)
+	}
+}

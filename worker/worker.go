@@ -4,11 +4,9 @@ package worker
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -19,8 +17,9 @@ import (
 	"github.com/mailmove/mailmove/workflows"
 )
 
-// Options configure a worker.
+// Options configure a worker; NewCommand fills them from its flags.
 type Options struct {
+	// Address, Namespace and SecretKeyFile are the Connection's.
 	Address       string
 	Namespace     string
 	SecretKeyFile string
@@ -36,14 +35,6 @@ type Options struct {
 	Logger              *zap.Logger
 }
 
-// AddFlags defines the flags that size a worker, for the `mailmove worker`
-// command and the mailmove-worker binary alike.
-func (o *Options) AddFlags(fs *flag.FlagSet) {
-	fs.IntVar(&o.MaxConcurrentActivities, "max-concurrent-activities", 0, "copies run at once, each holding one source and one target connection (0: the SDK default, 1,000)")
-	fs.IntVar(&o.MaxConnectionsPerServer, "max-connections-per-server", 0, "connections this worker holds to one IMAP server at most; copies wait for a free one (0: no cap)")
-	fs.Float64Var(&o.ActivitiesPerSecond, "activities-per-second", 0, "copies started per second on the task queue, across all workers, e.g. to spare servers a storm of logins when a large batch starts (0: no cap)")
-}
-
 // Run connects to Temporal and serves the task queue until ctx ends, then
 // stops gracefully: running activities get StopTimeout to checkpoint.
 func Run(ctx context.Context, opts Options) error {
@@ -55,9 +46,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.Dial(client.Options{HostPort: opts.Address, Namespace: opts.Namespace, Logger: NewLogger(logger)})
+	c, err := Connection{Address: opts.Address, Namespace: opts.Namespace}.Dial(NewLogger(logger))
 	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", opts.Address, err)
+		return err
 	}
 	defer c.Close()
 	// A dev server just started may still be registering them.

@@ -19,7 +19,8 @@ func TestFolderRulesAndFilters(t *testing.T) {
 
 	// --dry-run shows the plan and copies nothing.
 	args := append([]string{"batch", "start", "--name", "ruled", "--csv", csv, "--source", env.source.Addr(), "--target", env.target.Addr(),
-		"--source-security", "none", "--target-security", "none", "--dry-run", "--secret-key-file", env.keyFile}, rules...)
+		"--source-security", "none", "--target-security", "none", "--dry-run", "--secret-key-file", env.keyFile,
+		"--address", env.temporal.Addr}, rules...) // the workers plan the dry run: it needs Temporal
 	out, err := exec.Command(env.mailmove, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("--dry-run: %v\n%s", err, out)

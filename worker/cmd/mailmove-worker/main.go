@@ -1,47 +1,44 @@
 // Command mailmove-worker runs a mailmove worker; it is the same as
-// `mailmove worker`.
+// `mailmove worker`, with the same flags.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"go.uber.org/zap"
+	"github.com/spf13/cobra"
 
-	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/worker"
 )
 
 func main() {
-	opts := worker.Options{}
-	flag.StringVar(&opts.Address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
-	flag.StringVar(&opts.Namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
-	flag.StringVar(&opts.SecretKeyFile, "secret-key-file", secret.DefaultKeyFile(), "key that opens the batch passwords; the same file the CLI used")
-	opts.AddFlags(flag.CommandLine)
-	flag.Parse()
-
-	logger, err := zap.NewProduction()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	defer logger.Sync()
-	opts.Logger = logger
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := worker.Run(ctx, opts); err != nil {
-		logger.Error("worker failed", zap.Error(err))
+	cmd := newRootCmd(nil)
+	// Exit 2 for a command line that is wrong, as mailmove does.
+	usage := false
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { usage = true; return err })
+	err := cmd.ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailmove-worker:", err)
+		if usage {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
+// newRootCmd is the worker command as the root of its own tree, owning the
+// connection flags that `mailmove` defines on its root. runF, when set,
+// replaces the run.
+func newRootCmd(runF func(*worker.Options) error) *cobra.Command {
+	conn := &worker.Connection{}
+	cmd := worker.NewCommand(conn, runF)
+	cmd.Use = "mailmove-worker"
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	conn.AddFlags(cmd)
+	return cmd
 }
