@@ -246,6 +246,11 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	}
 	fence := opts.fence()
 	filter := newFlagFilter(tsel.PermanentFlags)
+	// First account for the target as it is: after it renumbered, the map
+	// is rebuilt here before flags and deletions use it.
+	if err := reconcile(ctx, src, tgt, &cur, tsel, fence, &st); err != nil {
+		return cur, st, err
+	}
 	if changed {
 		if st.FlagUpdates, err = syncFlags(ctx, src, tgt, &cur, condstore, filter, fence); err != nil {
 			return cur, st, err
@@ -259,12 +264,6 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	cur.HighestModSeq = sel.HighestModSeq
 
 	pending := slices.DeleteFunc(all, func(u imap.UID) bool { return u <= cur.LastUID })
-	if len(pending) == 0 && !opts.Reconcile {
-		return cur, st, nil
-	}
-	if err := reconcile(ctx, src, tgt, &cur, tsel, fence, &st); err != nil {
-		return cur, st, err
-	}
 	if len(pending) == 0 {
 		return cur, st, nil
 	}

@@ -16,20 +16,24 @@ import (
 // UIDNEXT. Such messages were stored by an attempt that died before it
 // recorded them, by an attempt still writing after its lease was gone, by
 // an earlier run of the same users, by a server without UIDPLUS (no UID
-// came back), or they are other mail. Each is, by identity (see identity):
+// came back), or they are other mail. They are told apart by identity
+// (see identity): for each identity, the source messages that have it and
+// the target's copies of it (the unrecorded ones, and those the cursor
+// holds) are paired, and
 //
-//  1. a copy of a source message the cursor passed without a target UID:
-//     it goes into the map;
-//  2. a copy of a source message the cursor has not reached: it is claimed
-//     (Cursor.Claims), and that message will be matched, not copied;
-//  3. an extra copy of a message the map already holds, whose mapped copy
-//     is still there: it is removed (UID EXPUNGE) and counted, or, where the
-//     target lacks UIDPLUS, left for the verification to report; if the
-//     mapped copy is gone, this one takes its place in the map;
-//  4. anything else: other mail, left alone.
+//   - the k source messages of an identity keep its k lowest-numbered
+//     copies: a copy the cursor holds stays its message's if it is among
+//     them, the others go to messages the cursor passed without a copy
+//     (into the map), then to messages it has not reached (claims: they
+//     will be matched, not copied);
+//   - copies beyond the k lowest are extra, stored twice by attempts that
+//     overlapped: they are removed (UID EXPUNGE, exactly those), or left
+//     for the verification to report where the target lacks UIDPLUS;
+//   - messages of no source identity are other mail, left alone.
 //
-// One target message pairs with at most one source message and the other
-// way round, so messages sharing an identity are never claimed twice. The
+// Keeping the lowest-numbered copies is what makes two attempts that
+// overlap agree on which copy stays: a server only ever numbers new
+// messages higher, so the lowest copy of a message stays the lowest. The
 // cursor is only changed in memory: an attempt that dies here has
 // published nothing.
 func reconcile(ctx context.Context, src, tgt *Session, cur *Cursor, tsel *imap.SelectData, fence func() error, st *Stats) error {
@@ -58,15 +62,39 @@ func reconcile(ctx context.Context, src, tgt *Session, cur *Cursor, tsel *imap.S
 	return nil
 }
 
-// account sorts the unmapped target messages into the four cases of
-// reconcile.
+// identified is a message and its identity.
+type identified struct {
+	uid imap.UID
+	id  identity
+}
+
+// copyGroup is one identity: its source messages and its target copies.
+type copyGroup struct {
+	sources []groupSource
+	copies  []imap.UID // unrecorded, then the recorded ones still present
+}
+
+type groupSource struct {
+	uid imap.UID
+	tgt imap.UID // its copy in the map or the claims; 0: none
+}
+
+// account pairs the unrecorded target messages with source messages, as
+// reconcile says.
 func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped []imap.UID, fence func() error, st *Stats) error {
 	targets, err := fetchIdentities(ctx, tgt, cur.Target, unmapped)
 	if err != nil {
 		return err
 	}
+	groups := map[identity]*copyGroup{}
 	dates := map[int64]bool{}
 	for _, t := range targets {
+		g := groups[t.id]
+		if g == nil {
+			g = &copyGroup{}
+			groups[t.id] = g
+		}
+		g.copies = append(g.copies, t.uid)
 		dates[t.id.date] = true
 	}
 	candidates, err := sourceCandidates(ctx, src, cur.Source, dates)
@@ -77,111 +105,113 @@ func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped []ima
 	if err != nil {
 		return err
 	}
-	p := pairing{cur: cur, mappedOf: map[identity][]UIDRun{}, free: map[identity][]imap.UID{}}
-	p.index(sources)
-	var excess []identified
-	for _, t := range targets {
-		if !p.pair(t) {
-			if len(p.mappedOf[t.id]) > 0 {
-				excess = append(excess, t)
+	var recorded imap.UIDSet
+	for _, s := range sources {
+		if g := groups[s.id]; g != nil {
+			t, ok := cur.Map.Lookup(s.uid)
+			if !ok {
+				t, _ = cur.Claims.Lookup(s.uid)
+			}
+			g.sources = append(g.sources, groupSource{uid: s.uid, tgt: t})
+			if t != 0 {
+				recorded.AddNum(t)
 			}
 		}
 	}
-	if len(excess) > 0 {
-		if err := p.settleExcess(ctx, tgt, excess, fence, st); err != nil {
-			return err
-		}
-	}
-	cur.Map = cur.Map.Merge(mapOf(p.copies))
-	cur.Claims = cur.Claims.Merge(mapOf(p.claims))
-	return nil
-}
-
-// identified is a message and its identity.
-type identified struct {
-	uid imap.UID
-	id  identity
-}
-
-// pairing matches target messages to source messages of one identity.
-type pairing struct {
-	cur *Cursor
-	// free source messages by identity, ascending: not in the map, not
-	// claimed.
-	free map[identity][]imap.UID
-	// mappedOf: the map's pairs of source messages with that identity.
-	mappedOf map[identity][]UIDRun
-	// copies (case 1 and 3) and claims (case 2) found, one pair each.
-	copies, claims []UIDRun
-}
-
-func (p *pairing) index(sources []identified) {
-	claimed := p.cur.Claims.sources()
-	for _, s := range sources {
-		switch t, ok := p.cur.Map.Lookup(s.uid); {
-		case ok:
-			p.mappedOf[s.id] = append(p.mappedOf[s.id], UIDRun{Src: s.uid, Tgt: t, N: 1})
-		case claimed.Contains(s.uid):
-		default:
-			p.free[s.id] = append(p.free[s.id], s.uid)
-		}
-	}
-}
-
-// pair gives t to the first free source message of its identity: one the
-// cursor passed first (a copy made without a UID coming back must not be
-// mistaken for one still to make), then one still to copy.
-func (p *pairing) pair(t identified) bool {
-	free := p.free[t.id]
-	if len(free) == 0 {
-		return false
-	}
-	s := free[0]
-	p.free[t.id] = free[1:]
-	if s <= p.cur.LastUID {
-		p.copies = append(p.copies, UIDRun{Src: s, Tgt: t.uid, N: 1})
-	} else {
-		p.claims = append(p.claims, UIDRun{Src: s, Tgt: t.uid, N: 1})
-	}
-	return true
-}
-
-// settleExcess handles the target messages whose identity the map already
-// holds (case 3): where a mapped copy is gone, the extra one replaces it;
-// the others are removed where the target can remove exactly them.
-func (p *pairing) settleExcess(ctx context.Context, tgt *Session, excess []identified, fence func() error, st *Stats) error {
-	var mapped imap.UIDSet
-	for _, t := range excess {
-		for _, r := range p.mappedOf[t.id] {
-			mapped.AddNum(r.Tgt)
-		}
-	}
-	present, err := presentUIDs(ctx, tgt, p.cur.Target, mapped)
+	present, err := presentUIDs(ctx, tgt, cur.Target, recorded)
 	if err != nil {
 		return err
 	}
-	var remove imap.UIDSet
-	removed := 0
-	for _, t := range excess {
-		runs := p.mappedOf[t.id]
-		if i := slices.IndexFunc(runs, func(r UIDRun) bool { return !present.Contains(r.Tgt) }); i >= 0 {
-			p.copies = append(p.copies, UIDRun{Src: runs[i].Src, Tgt: t.uid, N: 1})
-			runs[i].Tgt = t.uid
+	var pairs, claims []UIDRun
+	var extra imap.UIDSet
+	removable := tgt.uidPlus()
+	for _, g := range groups {
+		for _, s := range g.sources {
+			if s.tgt != 0 && present.Contains(s.tgt) {
+				g.copies = append(g.copies, s.tgt)
+			}
+		}
+		for _, a := range g.settle(removable) {
+			if a.Src <= cur.LastUID {
+				pairs = append(pairs, a)
+			} else {
+				claims = append(claims, a)
+			}
+		}
+		for _, t := range g.extra(removable) {
+			extra.AddNum(t)
+		}
+	}
+	cur.Map = cur.Map.Merge(mapOf(pairs))
+	cur.Claims = cur.Claims.Merge(mapOf(claims))
+	if n := countUIDs(extra); n > 0 {
+		if err := expungeUIDs(ctx, tgt, cur.Target, extra, fence); err != nil {
+			return err
+		}
+		st.DuplicatesRemoved += n
+	}
+	return nil
+}
+
+// kept is the copies of the group that stay: one per source message, the
+// lowest-numbered; all of them where extra ones cannot be removed.
+func (g *copyGroup) kept(removable bool) []imap.UID {
+	slices.Sort(g.copies)
+	g.copies = slices.Compact(g.copies)
+	if !removable || len(g.sources) == 0 {
+		// Other mail, or nothing can be removed: all stay.
+		return g.copies
+	}
+	return g.copies[:min(len(g.sources), len(g.copies))]
+}
+
+// settle returns the new pairs of the group: each source message without a
+// kept copy gets a kept copy no other has — first those whose recorded copy
+// is an extra one or gone, then those without one, in UID order.
+func (g *copyGroup) settle(removable bool) []UIDRun {
+	kept := g.kept(removable)
+	taken := map[imap.UID]bool{}
+	var need []groupSource
+	for _, s := range g.sources {
+		if s.tgt != 0 && slices.Contains(kept, s.tgt) && !taken[s.tgt] {
+			taken[s.tgt] = true
 			continue
 		}
-		if tgt.uidPlus() {
-			remove.AddNum(t.uid)
-			removed++
+		if s.tgt != 0 && !removable {
+			continue // its copy stays its own
 		}
+		need = append(need, s)
 	}
-	if removed == 0 {
-		return nil
+	slices.SortStableFunc(need, func(a, b groupSource) int {
+		return cmp.Compare(b2i(a.tgt == 0), b2i(b.tgt == 0))
+	})
+	var out []UIDRun
+	for _, t := range kept {
+		if taken[t] || len(need) == 0 {
+			continue
+		}
+		taken[t] = true
+		out = append(out, UIDRun{Src: need[0].uid, Tgt: t, N: 1})
+		need = need[1:]
 	}
-	if err := expungeUIDs(ctx, tgt, p.cur.Target, remove, fence); err != nil {
-		return err
+	return out
+}
+
+// extra returns the group's copies beyond the kept ones.
+func (g *copyGroup) extra(removable bool) []imap.UID {
+	return g.copies[len(g.kept(removable)):]
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
 	}
-	st.DuplicatesRemoved += removed
-	return nil
+	return 0
+}
+
+func countUIDs(s imap.UIDSet) int {
+	uids, _ := s.Nums()
+	return len(uids)
 }
 
 // mapOf builds a map of single pairs given in any order.

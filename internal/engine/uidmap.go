@@ -84,21 +84,6 @@ func (m UIDMap) Remove(gone map[imap.UID]bool) UIDMap {
 	return out
 }
 
-// targets returns a test of whether a target UID at or above from is mapped.
-func (m UIDMap) targets(from imap.UID) func(imap.UID) bool {
-	var runs []UIDRun
-	for _, r := range m {
-		if r.Tgt+imap.UID(r.N) > from {
-			runs = append(runs, r)
-		}
-	}
-	sort.Slice(runs, func(i, j int) bool { return runs[i].Tgt < runs[j].Tgt })
-	return func(tgt imap.UID) bool {
-		i := sort.Search(len(runs), func(i int) bool { return runs[i].Tgt+imap.UID(runs[i].N) > tgt })
-		return i < len(runs) && runs[i].Tgt <= tgt
-	}
-}
-
 // Merge returns m with the pairs of o added (o wins where both map a
 // source UID), in source order: claims are found in any order.
 func (m UIDMap) Merge(o UIDMap) UIDMap {

@@ -22,6 +22,8 @@ var forbidden = []struct {
 	{"activities", module + "workflows", "workflows call activities, not the other way"},
 	{"activities", module + "worker", "the worker registers activities"},
 	{"workflows", module + "worker", "the worker registers workflows"},
+	{"starter", module + "activities", "the CLI talks to Temporal only"},
+	{"starter", module + "internal/engine", "the CLI talks to Temporal only"},
 	{"worker", module + "starter", "the CLI runs the worker, not the other way"},
 }
 
