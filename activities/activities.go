@@ -145,6 +145,9 @@ type SyncInput struct {
 	// Connections is the most connection pairs the call may use: beyond
 	// the first, they copy chunks of one large folder in parallel.
 	Connections int `json:",omitempty"`
+	// Reconcile examines every target folder for copies the move did not
+	// record, even with nothing to copy (the final pass).
+	Reconcile bool `json:",omitempty"`
 	// Call numbers the call within its workflow run, for the live progress
 	// it signals (SignalSyncProgress); 0: it sends none.
 	Call int `json:",omitempty"`
@@ -209,12 +212,15 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 		last = p
 		mu.Unlock()
 	}
-	stop := a.report(ctx, in, func() SyncResult {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lease, stop := a.report(ctx, cancel, in, func() SyncResult {
 		mu.Lock()
 		defer mu.Unlock()
 		return last
 	})
 	defer stop()
+	lane.Options.Fence = lease.check
 	res, err := lane.Run(ctx, from)
 	if err == nil {
 		return res, nil
@@ -230,13 +236,34 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 // report heartbeats the progress of a sync call every few seconds, even
 // while one large message or a slow server keeps the copy from
 // checkpointing, so that a live attempt is never taken for a dead one (the
-// lane's watchdog cuts a stuck one). A call that runs long also signals
-// its progress to its workflow. The returned func stops it.
-func (a *Activities) report(ctx context.Context, in SyncInput, progress func() SyncResult) (stop func()) {
+// lane's watchdog cuts a stuck one). With a Temporal client, each heartbeat
+// is sent and answered before the next and renews the attempt's lease (nil
+// without one); a refused one cancels the call with cause errLeaseLost. A
+// call that runs long also signals its progress to its workflow. The
+// returned func stops it.
+func (a *Activities) report(ctx context.Context, cancel context.CancelCauseFunc, in SyncInput, progress func() SyncResult) (*lease, func()) {
+	info := activity.GetInfo(ctx)
+	interval := cmp.Or(a.ProgressInterval, DefaultProgressInterval)
+	tick := min(5*time.Second, interval)
+	var l *lease
+	if a.Client != nil && info.HeartbeatTimeout > 0 {
+		l = newLease(info.HeartbeatTimeout, time.Now)
+		tick = min(tick, info.HeartbeatTimeout/4)
+	}
+	beat := func(p SyncResult) {
+		if l == nil {
+			activity.RecordHeartbeat(ctx, SyncProgress{Result: p})
+			return
+		}
+		if !l.heartbeat(ctx, func(hctx context.Context) error {
+			return a.Client.RecordActivityHeartbeat(hctx, info.TaskToken, SyncProgress{Result: p})
+		}) {
+			cancel(l.check())
+		}
+	}
 	done := make(chan struct{})
 	go func() {
-		interval := cmp.Or(a.ProgressInterval, DefaultProgressInterval)
-		t := time.NewTicker(min(5*time.Second, interval))
+		t := time.NewTicker(tick)
 		defer t.Stop()
 		lastSent, sent := time.Now(), engine.Counters{}
 		for {
@@ -246,21 +273,20 @@ func (a *Activities) report(ctx context.Context, in SyncInput, progress func() S
 				return
 			}
 			p := progress()
-			activity.RecordHeartbeat(ctx, SyncProgress{Result: p})
+			beat(p)
 			if a.Client == nil || in.Call == 0 || time.Since(lastSent) < interval || reflect.DeepEqual(p.Counters, sent) {
 				continue
 			}
-			wf := activity.GetInfo(ctx).WorkflowExecution
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			sctx, stop := context.WithTimeout(ctx, 10*time.Second)
 			// Best effort: the next report or the call's result makes up for a lost one.
-			if err := a.Client.SignalWorkflow(sctx, wf.ID, wf.RunID, SignalSyncProgress, SyncProgressSignal{Call: in.Call, Counters: p.Counters}); err != nil {
+			if err := a.Client.SignalWorkflow(sctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, SignalSyncProgress, SyncProgressSignal{Call: in.Call, Counters: p.Counters}); err != nil {
 				a.logger(ctx).Debug("progress signal", zap.Error(err))
 			}
-			cancel()
+			stop()
 			lastSent, sent = time.Now(), p.Counters
 		}
 	}()
-	return func() { close(done) }
+	return l, func() { close(done) }
 }
 
 // lane is the copy lane of a sync call, within this worker's connection
@@ -279,6 +305,7 @@ func (a *Activities) lane(in SyncInput) *engine.Lane {
 			LatencyThreshold: in.LatencyThreshold,
 			PropagateDeletes: in.PropagateDeletes,
 			Rules:            in.Rules,
+			Reconcile:        in.Reconcile,
 		},
 		NoProgressTimeout: a.NoProgressTimeout,
 	}

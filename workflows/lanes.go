@@ -107,7 +107,7 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 	in := func() interface{} {
 		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages,
 			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes, Rules: m.settings.Rules,
-			Connections: pool.share()}
+			Connections: pool.share(), Reconcile: m.final}
 		m.endCall(call)
 		call = m.startCall()
 		in.Call = call

@@ -37,6 +37,7 @@ type move struct {
 	resume   bool // a resume signal arrived during a wait
 	calls    int  // sync calls started in this run
 	live     []liveCall
+	final    bool // the final pass is under way
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -144,6 +145,7 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	if err := m.replan(ctx); err != nil {
 		return m.fail(ctx, err)
 	}
+	m.final = true // every target folder is examined for extra copies
 	if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
 		return m.fail(ctx, err)
 	}

@@ -164,7 +164,7 @@ func runSchedule(seed uint64, stats *scheduleStats) error {
 	return nil
 }
 
-// fill puts 20 to 120 messages in the source, some of them twice, and
+// fill puts 10 to 70 messages in the source, some of them twice, and
 // part of them, with mail of its own, on the target (an earlier run).
 func (s *schedule) fill(src, tgt interface {
 	Append(string, imap.LiteralReader, *imap.AppendOptions) (*imap.AppendData, error)
@@ -174,7 +174,7 @@ func (s *schedule) fill(src, tgt interface {
 		s.stats.populated.Add(1)
 	}
 	base := s.rng.IntN(1 << 20)
-	for i := range 20 + s.rng.IntN(100) {
+	for i := range 10 + s.rng.IntN(60) {
 		k := base + i
 		if i > 0 && s.rng.IntN(20) == 0 {
 			k = base + s.rng.IntN(i) // the same message again
