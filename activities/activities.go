@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
@@ -329,62 +331,58 @@ type VerifyInput struct {
 	Source  Account
 	Target  Account
 	Folders []engine.FolderPlan
+	// Cursors of the folders after the final pass (the copy's reach), and
+	// what it skipped by design: bad items, and the rules' filters.
+	Cursors  []engine.Cursor  `json:",omitempty"`
+	BadItems []engine.BadItem `json:",omitempty"`
+	Rules    engine.Rules     `json:",omitempty"`
 }
 
-// FolderCount compares one folder's message counts on both sides.
+// FolderCount is the verification of one folder.
 type FolderCount struct {
-	Source, Target                 string
-	SourceMessages, TargetMessages uint32
+	Source, Target string
+	engine.Comparison
 }
 
-// VerifyResult is the per-folder count comparison of a finished move.
+// VerifyResult is the verification of a finished move, message by
+// message.
 type VerifyResult struct {
 	Folders []FolderCount
-	// Missing is the sum over folders of source messages the target lacks.
-	Missing int
+	// Sums over the folders (engine.Comparison).
+	Missing    int
+	Duplicated int `json:",omitempty"`
+	Other      int `json:",omitempty"`
+	Compared   int `json:",omitempty"`
 }
 
-// Verify counts messages per folder on both sides.
+// Verify compares every folder's messages on both sides by identity:
+// missing, duplicated and other mail.
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
 	p, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
 		return VerifyResult{}, toApplicationError(err)
 	}
 	defer p.Close()
-	src, tgt := p.Src, p.Tgt
-	srcCounts, err := src.Counts(ctx, sources(in.Folders))
-	if err != nil {
-		return VerifyResult{}, toApplicationError(err)
-	}
-	tgtCounts, err := tgt.Counts(ctx, targets(in.Folders))
-	if err != nil {
-		return VerifyResult{}, toApplicationError(err)
-	}
 	var res VerifyResult
-	for i, p := range in.Folders {
-		fc := FolderCount{Source: p.Source, Target: p.Target, SourceMessages: srcCounts[i], TargetMessages: tgtCounts[i]}
-		if fc.TargetMessages < fc.SourceMessages {
-			res.Missing += int(fc.SourceMessages - fc.TargetMessages)
+	for i, f := range in.Folders {
+		cur := engine.Cursor{Source: f.Source, Target: f.Target, LastUID: ^imap.UID(0)}
+		if i < len(in.Cursors) {
+			cur = in.Cursors[i]
 		}
-		res.Folders = append(res.Folders, fc)
+		skip := func(uid imap.UID, size int64, date time.Time) bool {
+			return in.Rules.Skips(size, date) || slices.ContainsFunc(in.BadItems, func(b engine.BadItem) bool { return b.Folder == f.Source && b.UID == uid })
+		}
+		c, err := engine.CompareFolder(ctx, p.Src, p.Tgt, cur, skip)
+		if err != nil {
+			return VerifyResult{}, toApplicationError(err)
+		}
+		res.Folders = append(res.Folders, FolderCount{Source: f.Source, Target: f.Target, Comparison: c})
+		res.Missing += c.Missing
+		res.Duplicated += c.Duplicated
+		res.Other += c.Other
+		res.Compared += c.SourceMessages
 	}
 	return res, nil
-}
-
-func sources(ps []engine.FolderPlan) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Source
-	}
-	return out
-}
-
-func targets(ps []engine.FolderPlan) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Target
-	}
-	return out
 }
 
 // dial logs on to one side.

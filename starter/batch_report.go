@@ -51,6 +51,7 @@ func newCmdBatchReport(f *factory, runF func(*batchReportOptions) error) *cobra.
 type problem struct {
 	Mailbox  string
 	Status   workflows.Status
+	Grade    workflows.Grade `json:",omitempty"`
 	Category failure.Type
 	Side     failure.Side
 	Message  string
@@ -68,10 +69,7 @@ func problems(rep batchReport) []problem {
 				p.Category, p.Side = f.Type, f.Side
 			}
 		case workflows.StatusCompletedWithWarnings:
-			p = problem{Mailbox: m.Mailbox, Status: m.Status, Category: failure.TypeBadItems, Side: failure.SideTarget, Message: m.Reason}
-			if len(m.BadItems) == 0 {
-				p.Category = failure.TypeVerificationMismatch
-			}
+			p = problem{Mailbox: m.Mailbox, Status: m.Status, Grade: m.Grade, Category: warningClass(m), Side: failure.SideTarget, Message: m.Reason}
 		default:
 			continue
 		}
@@ -80,6 +78,18 @@ func problems(rep batchReport) []problem {
 		out = append(out, p)
 	}
 	return out
+}
+
+// warningClass is the class of a CompletedWithWarnings: the worst of its
+// warnings.
+func warningClass(m workflows.MoveStatus) failure.Type {
+	switch {
+	case m.Grade == workflows.GradeInvestigate || m.Grade == workflows.GradePoor:
+		return failure.TypeVerificationMismatch
+	case len(m.BadItems) > 0:
+		return failure.TypeBadItems
+	}
+	return failure.TypeKeywordsLeftOff
 }
 
 // batchReportRun prints a line per move that failed or has warnings and,
@@ -102,9 +112,9 @@ func batchReportRun(ctx context.Context, opts *batchReportOptions) error {
 		return enc.Encode(ps)
 	case "csv":
 		w := csv.NewWriter(out)
-		w.Write([]string{"Mailbox", "Status", "Category", "Side", "Message", "Remedy"})
+		w.Write([]string{"Mailbox", "Status", "Grade", "Category", "Side", "Message", "Remedy"})
 		for _, p := range ps {
-			w.Write([]string{p.Mailbox, string(p.Status), string(p.Category), string(p.Side), p.Message, p.Remedy})
+			w.Write([]string{p.Mailbox, string(p.Status), string(p.Grade), string(p.Category), string(p.Side), p.Message, p.Remedy})
 		}
 		w.Flush()
 		return w.Error()

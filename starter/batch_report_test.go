@@ -10,6 +10,25 @@ import (
 	"github.com/mailmove/mailmove/workflows"
 )
 
+// A warning's class is its worst cause: a verification that does not add
+// up, then bad items, then keywords left off.
+func TestWarningClass(t *testing.T) {
+	bad := workflows.Counters{BadItems: make([]workflows.BadItem, 1)}
+	for _, tc := range []struct {
+		m    workflows.MoveStatus
+		want failure.Type
+	}{
+		{workflows.MoveStatus{Grade: workflows.GradeInvestigate, Counters: bad}, failure.TypeVerificationMismatch},
+		{workflows.MoveStatus{Grade: workflows.GradePoor}, failure.TypeVerificationMismatch},
+		{workflows.MoveStatus{Grade: workflows.GradeGood, Counters: bad}, failure.TypeBadItems},
+		{workflows.MoveStatus{Grade: workflows.GradeGood}, failure.TypeKeywordsLeftOff},
+	} {
+		if got := warningClass(tc.m); got != tc.want {
+			t.Errorf("warningClass(grade %s, %d bad items) = %s, want %s", tc.m.Grade, len(tc.m.BadItems), got, tc.want)
+		}
+	}
+}
+
 func TestProblemsReport(t *testing.T) {
 	rep := batchReport{Moves: []workflows.MoveStatus{
 		{Mailbox: "ok@x", Status: workflows.StatusCompleted},

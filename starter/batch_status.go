@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -183,9 +184,9 @@ func moveStatus(ctx context.Context, c client.Client, batch string, e workflows.
 
 func printBatchReport(out io.Writer, rep batchReport) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAILBOX\tSTATUS\tDETAIL\tPERCENT\tMESSAGES\tBYTES\tLAST ERROR")
+	fmt.Fprintln(tw, "MAILBOX\tSTATUS\tDETAIL\tPERCENT\tMESSAGES\tBYTES\tGRADE\tLAST ERROR")
 	for _, m := range rep.Moves {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%%\t%d/%d\t%s\t%s\n", m.Mailbox, m.Status, m.StatusDetail, m.PercentComplete, m.Copied+m.Matched, m.MessagesTotal, humanize.Bytes(m.Bytes), oneLine(m.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%%\t%d/%d\t%s\t%s\t%s\n", m.Mailbox, m.Status, m.StatusDetail, m.PercentComplete, m.Copied+m.Matched, m.MessagesTotal, humanize.Bytes(m.Bytes), cmp.Or(string(m.Grade), "-"), oneLine(m.Reason))
 	}
 	tw.Flush()
 	var parts []string

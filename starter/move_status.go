@@ -98,9 +98,14 @@ func printMoveStatus(out io.Writer, id string, st workflows.MoveStatus, now time
 	if v := st.Verify; v != nil {
 		var folders []string
 		for _, f := range v.Folders {
-			folders = append(folders, fmt.Sprintf("%s %d→%d", f.Source, f.SourceMessages, f.TargetMessages))
+			line := fmt.Sprintf("%s %d→%d", f.Source, f.SourceMessages, f.TargetMessages)
+			if f.Missing+f.Duplicated > 0 {
+				line += fmt.Sprintf(" (%d missing, %d copied twice)", f.Missing, f.Duplicated)
+			}
+			folders = append(folders, line)
 		}
-		fmt.Fprintf(tw, "Verified:\t%d missing (%s)\n", v.Missing, strings.Join(folders, ", "))
+		fmt.Fprintf(tw, "Verified:\t%s: %d messages compared, %d missing, %d copied twice, %d other mail on the target (%s)\n",
+			st.Grade, v.Compared, v.Missing, v.Duplicated, v.Other, strings.Join(folders, ", "))
 	}
 	fmt.Fprintf(tw, "Workflow:\t%s\n", id)
 	tw.Flush()

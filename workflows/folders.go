@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"slices"
+
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
 	"go.temporal.io/sdk/workflow"
@@ -122,17 +124,48 @@ func (m *move) replan(ctx workflow.Context) error {
 
 // verify compares the folders of both sides once the last pass is done.
 func (m *move) verify(ctx workflow.Context) error {
-	in := func() interface{} {
-		plans := make([]engine.FolderPlan, len(m.state.Folders))
-		for i, f := range m.state.Folders {
-			plans[i] = f.Plan
-		}
-		return activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Folders: plans}
-	}
-	var res activities.VerifyResult
-	if err := m.call(ctx, shortOptions(ctx), a.Verify, in, &res, nil); err != nil {
+	res, err := m.compare(ctx)
+	if err != nil {
 		return err
+	}
+	// A message missing or copied twice is repaired once: the folders that
+	// do not add up are synced again from scratch, which finds every copy
+	// by identity, copies what is missing and removes extra copies. Moves
+	// started before this patch take the old path.
+	if res.Missing+res.Duplicated > 0 && workflow.GetVersion(ctx, "verify-repair", workflow.DefaultVersion, 1) == 1 {
+		for _, f := range res.Folders {
+			if f.Missing+f.Duplicated > 0 {
+				i := slices.IndexFunc(m.state.Folders, func(s FolderState) bool { return !s.Gone && s.Plan.Source == f.Source })
+				if i >= 0 {
+					m.state.Folders[i].Cursor = engine.Cursor{Source: f.Source, Target: f.Target}
+				}
+			}
+		}
+		m.state.Repairs++
+		if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
+			return err
+		}
+		if res, err = m.compare(ctx); err != nil {
+			return err
+		}
 	}
 	m.state.Verify = &res
 	return nil
+}
+
+// compare runs Verify over the folders still on the source.
+func (m *move) compare(ctx workflow.Context) (activities.VerifyResult, error) {
+	in := func() interface{} {
+		in := activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, BadItems: m.state.BadItems, Rules: m.settings.Rules}
+		for _, f := range m.state.Folders {
+			if !f.Gone {
+				in.Folders = append(in.Folders, f.Plan)
+				in.Cursors = append(in.Cursors, f.Cursor)
+			}
+		}
+		return in
+	}
+	var res activities.VerifyResult
+	err := m.call(ctx, shortOptions(ctx), a.Verify, in, &res, nil)
+	return res, err
 }

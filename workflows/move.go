@@ -179,13 +179,16 @@ func (m *move) warnings() string {
 		}
 		w += "keywords the target does not keep were left off: " + strings.Join(parts, ", ")
 	}
-	// Bad items and messages the rules filter out are missing by design.
-	if v := m.state.Verify; v != nil && v.Missing > len(m.state.BadItems)+m.state.Filtered {
+	// Bad items and messages the rules filter out are left out of the
+	// verification: missing by design.
+	if v := m.state.Verify; v != nil && v.Missing+v.Duplicated > 0 {
 		if w != "" {
 			w += "; "
 		}
-		w += fmt.Sprintf("verification: the target has %d messages fewer than the source, %d more than the bad items and filtered messages explain",
-			v.Missing, v.Missing-len(m.state.BadItems)-m.state.Filtered)
+		w += fmt.Sprintf("verification (%s): %d messages missing on the target, %d copied twice", m.grade(), v.Missing, v.Duplicated)
+		if m.state.Repairs > 0 {
+			w += ", after a repair pass"
+		}
 	}
 	return w
 }
@@ -386,6 +389,7 @@ func (m *move) status() MoveStatus {
 			st.FoldersCopied++
 		}
 	}
+	st.Grade, st.Repairs = m.grade(), m.state.Repairs
 	switch {
 	case !m.state.SyncedAt.IsZero():
 		st.PercentComplete = 100
@@ -397,4 +401,22 @@ func (m *move) status() MoveStatus {
 
 func (m *move) report(ctx workflow.Context) MoveReport {
 	return MoveReport{MoveStatus: m.status(), Duration: workflow.Now(ctx).Sub(m.state.Started)}
+}
+
+// grade is the move's data consistency grade, once verified.
+func (m *move) grade() Grade {
+	v := m.state.Verify
+	if v == nil {
+		return ""
+	}
+	wrong := v.Missing + v.Duplicated
+	switch {
+	case wrong == 0 && len(m.state.BadItems) == 0 && len(m.state.RefusedKeywords) == 0:
+		return GradePerfect
+	case wrong == 0:
+		return GradeGood
+	case wrong*100 <= max(v.Compared, 1):
+		return GradeInvestigate
+	}
+	return GradePoor
 }

@@ -526,3 +526,56 @@ func TestLiveProgressOfARunningCall(t *testing.T) {
 		t.Fatalf("copied %d (%d bytes) in the end, %v during the calls; want 4 (400) and [7 2]", st.Copied, st.Bytes, during)
 	}
 }
+
+// A verification that finds a message missing syncs the folder again from
+// scratch once; when that mends it the move is Perfect, when it does not
+// the move is not Completed and says why.
+func TestVerificationRepairsOnceThenGrades(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		stillMissing bool
+		status       Status
+		grade        Grade
+	}{{"mended", false, StatusCompleted, GradePerfect}, {"not mended", true, StatusCompletedWithWarnings, GradeInvestigate}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t)
+			var finalCursors [][]engine.Cursor
+			env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
+			env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+			env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+			env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+				finalCursors = append(finalCursors, slices.Clone(in.Cursors))
+				return syncAllDone(ctx, in)
+			})
+			verifies := 0
+			env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.VerifyInput) (activities.VerifyResult, error) {
+				verifies++
+				res := activities.VerifyResult{Compared: 150}
+				for _, f := range in.Folders {
+					fc := activities.FolderCount{Source: f.Source, Target: f.Target}
+					if f.Source == "Sent" && (verifies == 1 || tc.stillMissing) {
+						fc.Missing = 1
+						res.Missing++
+					}
+					res.Folders = append(res.Folders, fc)
+				}
+				return res, nil
+			})
+			env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 1}))
+			st := queryStatus(t, env)
+			if st.Status != tc.status || st.Grade != tc.grade || st.Repairs != 1 || verifies != 2 {
+				t.Fatalf("%s (%s), grade %s, %d repairs, %d verifications; want %s, grade %s, 1 repair, 2 verifications", st.Status, st.Reason, st.Grade, st.Repairs, verifies, tc.status, tc.grade)
+			}
+			// The final pass, then the repair: only Sent starts from scratch.
+			repair := finalCursors[len(finalCursors)-1]
+			for _, c := range repair {
+				if (c.Source == "Sent") != (c.LastUID == 0) {
+					t.Fatalf("repair pass cursors %+v; want only Sent from scratch", repair)
+				}
+			}
+			if tc.stillMissing && !strings.Contains(st.Reason, "1 messages missing") {
+				t.Fatalf("reason %q does not say what is missing", st.Reason)
+			}
+		})
+	}
+}

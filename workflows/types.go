@@ -99,6 +99,23 @@ const (
 	DetailFailedPrefix = "Failed_"
 )
 
+// Grade is a verified move's data consistency, after Microsoft's move
+// requests.
+type Grade string
+
+const (
+	// GradePerfect: every source message is on the target exactly once.
+	GradePerfect Grade = "Perfect"
+	// GradeGood: every message the move copies is there exactly once; it
+	// skipped some by design (bad items the target refused, keywords it
+	// does not keep), all reported.
+	GradeGood Grade = "Good"
+	// GradeInvestigate: messages missing or copied twice, at most 1 %.
+	GradeInvestigate Grade = "Investigate"
+	// GradePoor: more than 1 % missing or copied twice.
+	GradePoor Grade = "Poor"
+)
+
 // CompleteMode says whether a move finishes by itself after its initial sync.
 type CompleteMode string
 
@@ -218,6 +235,9 @@ type MoveState struct {
 	Started           time.Time
 	SyncedAt          time.Time
 	Verify            *activities.VerifyResult `json:",omitempty"`
+	// Repairs counts the passes that synced folders again from scratch
+	// because the verification found messages missing or copied twice.
+	Repairs int `json:",omitempty"`
 
 	// Failure accounting.
 	Attempts         map[failure.Type]int     `json:",omitempty"` // failed attempts counted against each rule's budget
@@ -258,6 +278,8 @@ type MoveStatus struct {
 	Started       time.Time
 	SyncedAt      time.Time                `json:",omitempty"`
 	Verify        *activities.VerifyResult `json:",omitempty"`
+	Grade         Grade                    `json:",omitempty"`
+	Repairs       int                      `json:",omitempty"`
 }
 
 // MoveReport is the result of a finished move.

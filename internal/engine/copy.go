@@ -188,7 +188,7 @@ func decide(metas []meta, claims UIDMap, rules Rules, appendLimit int64) {
 		switch t, ok := claims.Lookup(m.uid); {
 		case ok:
 			m.matched = t
-		case rules.skips(m.size, m.date):
+		case rules.Skips(m.size, m.date):
 			m.filtered = true
 		case appendLimit > 0 && m.size > appendLimit:
 			// The target said it takes nothing this large: a bad item,

@@ -307,3 +307,35 @@ func TestIdentityTellsMessagesApart(t *testing.T) {
 		t.Fatal("test messages must share Message-ID and size")
 	}
 }
+
+// The verification sees a missing message, an extra copy and other mail,
+// and leaves out what the copy skipped by design.
+func TestCompareFolderSeesMissingAndDuplicated(t *testing.T) {
+	srcAddr, tgtAddr := memServer(t, "Work"), memServer(t, "Work")
+	src, tgt := pair(t, srcAddr, tgtAddr)
+	seed(t, src, "Work", 0, 10)
+	cur, _ := syncAll(t, srcAddr, tgtAddr, fresh("Work"), Options{})
+	expungeOnSource(t, tgt, "Work", cur.Map[0].Tgt+2) // the copy of UID 3 is lost
+	raw := testMessage(4)                              // UID 5, twice
+	cmd := tgt.Client.Append("Work", int64(len(raw)), &imap.AppendOptions{Time: time.Date(2020, 1, 1, 0, 0, 4, 0, time.UTC)})
+	cmd.Write(raw)
+	cmd.Close()
+	if _, err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	own := []byte("Subject: mine\r\n\r\nhi\r\n")
+	cmd = tgt.Client.Append("Work", int64(len(own)), nil)
+	cmd.Write(own)
+	cmd.Close()
+	if _, err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s2, t2 := pair(t, srcAddr, tgtAddr)
+	got, err := CompareFolder(context.Background(), s2, t2, cur, func(uid imap.UID, _ int64, _ time.Time) bool { return uid == 9 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Comparison{SourceMessages: 9, TargetMessages: 11, Missing: 1, Duplicated: 1, Other: 2}); got != want {
+		t.Fatalf("CompareFolder() = %+v, want %+v (UID 9 skipped: its copy counts as other mail)", got, want)
+	}
+}

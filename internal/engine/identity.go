@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"crypto/sha256"
+	"io"
 	"mime"
 	"net/mail"
 	"slices"
@@ -85,4 +86,17 @@ func normalizeField(name, v string) string {
 		}
 	}
 	return strings.Join(strings.Fields(v), " ")
+}
+
+// readLimited reads at most limit bytes of r and discards the rest: a
+// server may announce a header block of any size.
+func readLimited(r io.Reader, limit int64) ([]byte, error) {
+	if r == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit))
+	if _, derr := io.Copy(io.Discard, r); err == nil {
+		err = derr
+	}
+	return b, err
 }

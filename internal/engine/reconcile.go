@@ -280,19 +280,11 @@ const identityChunk = 2000
 func fetchIdentities(ctx context.Context, s *Session, folder string, uids []imap.UID) ([]identified, error) {
 	out := make([]identified, 0, len(uids))
 	for chunk := range slices.Chunk(uids, identityChunk) {
-		cmd := s.Client.Fetch(imap.UIDSetNum(chunk...), &imap.FetchOptions{
-			UID: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{identitySection},
+		err := eachIdentity(ctx, s, folder, imap.UIDSetNum(chunk...), func(uid imap.UID, _ int64, id identity, _ time.Time) {
+			out = append(out, identified{uid: uid, id: id})
 		})
-		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-			b, err := msg.Collect()
-			if err != nil {
-				cmd.Close()
-				return nil, s.classify("fetch headers of "+folder, ctxErr(ctx, err))
-			}
-			out = append(out, identified{uid: b.UID, id: identityOf(b.InternalDate, b.FindBodySection(identitySection))})
-		}
-		if err := cmd.Close(); err != nil {
-			return nil, s.classify("fetch headers of "+folder, ctxErr(ctx, err))
+		if err != nil {
+			return nil, err
 		}
 	}
 	slices.SortFunc(out, func(a, b identified) int { return cmp.Compare(a.uid, b.uid) })

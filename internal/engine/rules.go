@@ -94,6 +94,7 @@ func (r Rules) renamed(name string) (string, bool) {
 }
 
 // skips reports whether a message is filtered out by size or date.
-func (r Rules) skips(size int64, date time.Time) bool {
+// Skips reports a message the size and date rules leave out.
+func (r Rules) Skips(size int64, date time.Time) bool {
 	return r.MaxMessageSize > 0 && size > r.MaxMessageSize || !r.NewerThan.IsZero() && date.Before(r.NewerThan)
 }

@@ -28,6 +28,7 @@ const (
 	TypeMoveFailed           Type = "MoveFailed"
 
 	TypeBadItems             Type = "BadItems"
+	TypeKeywordsLeftOff      Type = "KeywordsLeftOff"
 	TypeVerificationMismatch Type = "VerificationMismatch"
 )
 
@@ -130,8 +131,11 @@ var classes = []Class{
 
 	{Type: TypeBadItems, Kind: KindWarning,
 		Remedy: "the listed messages were refused by the target and skipped; see `mailmove move status EMAIL --batch NAME --json`"},
+	{Type: TypeKeywordsLeftOff, Kind: KindWarning,
+		Remedy: "the target folders do not keep the keywords named in the message; the messages were copied without them"},
 	{Type: TypeVerificationMismatch, Kind: KindWarning,
-		Remedy: "compare the folder counts in `mailmove move status`; run the move again with `mailmove batch retry`"},
+		Remedy: "messages are missing on the target or copied twice after a repair pass; see the folders in `mailmove move status EMAIL --batch NAME`, " +
+			"then run the same users again in a new batch: what is there is matched, not copied twice"},
 }
 
 // ClassOf returns the class of t; ok is false for a type no row names.
