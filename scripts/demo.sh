@@ -40,6 +40,7 @@ bin/temporal operator cluster health --address "$address" >/dev/null || { echo "
 echo "Starting two Dovecot servers with sample mailboxes"
 bin/testbed up --dir "$state/testbed" --source-port 11143 --target-port 12143 --mailboxes 3 --messages 300
 
+bin/mailmove key init # the worker only reads the key the CLI seals with
 if ! running "$state/worker.pid"; then
   echo "Starting a worker (log $state/worker.log)"
   nohup bin/mailmove-worker --address "$address" >"$state/worker.log" 2>&1 &

@@ -21,7 +21,7 @@ Exit status:
 // its newCmdX and one AddCommand line here or in its group.
 func newCmdRoot(f *factory) *cobra.Command {
 	cmd := newCmdGroup("mailmove", "Move mailboxes between IMAP servers, durably, through Temporal",
-		newCmdBatch(f), newCmdMove(f), newCmdWorker(f, nil), newCmdDevServer(f, nil))
+		newCmdBatch(f), newCmdMove(f), newCmdKey(f), newCmdWorker(f, nil), newCmdDevServer(f, nil))
 	cmd.Long = rootLong
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	cmd.SetOut(f.Out)

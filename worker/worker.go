@@ -42,7 +42,7 @@ func Run(ctx context.Context, opts Options) error {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	key, err := secret.Load(opts.SecretKeyFile, true)
+	key, err := secret.Load(opts.SecretKeyFile, false)
 	if err != nil {
 		return err
 	}

@@ -63,9 +63,11 @@ func NewKey(raw []byte) (*Key, error) {
 }
 
 // Load reads the key from $MAILMOVE_SECRET_KEY, or else from file. With
-// create, a missing file is made with a new random key (mode 0600), so the
-// CLI and a worker on one machine share a key without setup. A worker whose
-// key differs from the CLI's fails each move at once with SecretKeyMismatch.
+// create, a missing file is made with a new random key (mode 0600) — by the
+// commands an admin runs (`mailmove key init`, `batch start`), never by a
+// worker: processes that start together would each make a different key,
+// and a worker whose key differs from the CLI's fails each move at once
+// with SecretKeyMismatch.
 func Load(file string, create bool) (*Key, error) {
 	if v := os.Getenv(EnvKey); v != "" {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
@@ -77,20 +79,14 @@ func Load(file string, create bool) (*Key, error) {
 	if file == "" {
 		file = DefaultKeyFile()
 	}
+	if create {
+		if _, err := Init(file); err != nil {
+			return nil, err
+		}
+	}
 	data, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) && create {
-		raw := make([]byte, 32)
-		if _, err := rand.Read(raw); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-			return nil, err
-		}
-		enc := base64.StdEncoding.EncodeToString(raw) + "\n"
-		if err := os.WriteFile(file, []byte(enc), 0o600); err != nil {
-			return nil, fmt.Errorf("write secret key: %w", err)
-		}
-		return NewKey(raw)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no secret key at %s: create it with `mailmove key init` (a first `mailmove batch start` does too) and give every worker the same file with --secret-key-file, or set %s", file, EnvKey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read secret key (give the same --secret-key-file to the CLI and the worker, or set %s): %w", EnvKey, err)
@@ -100,6 +96,44 @@ func Load(file string, create bool) (*Key, error) {
 		return nil, fmt.Errorf("secret key %s: not base64: %w", file, err)
 	}
 	return NewKey(raw)
+}
+
+// Init makes a new random key in file unless one is there, atomically:
+// of processes that race to make it, one wins and all read its key. It
+// reports whether this call made it.
+func Init(file string) (created bool, err error) {
+	if _, err := os.Stat(file); err == nil {
+		return false, nil
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return false, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".secret-key-*")
+	if err != nil {
+		return false, fmt.Errorf("write secret key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err == nil {
+		_, err = tmp.WriteString(base64.StdEncoding.EncodeToString(raw) + "\n")
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("write secret key: %w", err)
+	}
+	// A hard link never replaces a file: only the first one lands.
+	if err := os.Link(tmp.Name(), file); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("write secret key: %w", err)
+	}
+	return true, nil
 }
 
 // Seal encrypts a password.

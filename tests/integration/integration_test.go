@@ -74,6 +74,10 @@ func setup(m *testing.M) (int, error) {
 		}
 	}
 	env.keyFile = filepath.Join(dir, "secret.key")
+	// The admin makes the key once; the workers only read it.
+	if out, err := exec.Command(env.mailmove, "key", "init", "--secret-key-file", env.keyFile).CombinedOutput(); err != nil {
+		return 1, fmt.Errorf("mailmove key init: %v\n%s", err, out)
+	}
 
 	if env.temporal, err = temporaltest.Start(dir, crashNamespace, cappedNamespace); err != nil {
 		return 1, err
