@@ -158,7 +158,9 @@ func (m *move) compare(ctx workflow.Context) (activities.VerifyResult, error) {
 	in := func() interface{} {
 		in := activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, BadItems: m.state.BadItems, Rules: m.settings.Rules}
 		for _, f := range m.state.Folders {
-			if !f.Gone {
+			// A folder the user deleted during the move has nothing to
+			// compare with: its copy is theirs.
+			if !f.Gone && !f.Cursor.SourceGone {
 				in.Folders = append(in.Folders, f.Plan)
 				in.Cursors = append(in.Cursors, f.Cursor)
 			}

@@ -53,6 +53,9 @@ type Cursor struct {
 	// SingleUntil: messages up to this source UID are sent one per APPEND,
 	// because a MULTIAPPEND holding them was refused for one of them.
 	SingleUntil imap.UID `json:",omitempty"`
+	// SourceGone: the source folder was not there at the last pass (the
+	// user deleted or renamed it): not a failure, the copy stays.
+	SourceGone bool `json:",omitempty"`
 }
 
 // Clone returns a copy that shares no memory with c.
@@ -69,11 +72,13 @@ func (c *Cursor) resetSource(validity uint32) {
 	c.Map, c.Claims, c.TargetUIDNext = nil, nil, 0
 }
 
-// resetTarget forgets the target UIDs: the target folder is new, recreated,
-// or renumbered (Exchange does after internal moves). The messages already
-// copied are found again by identity, none is copied twice.
+// resetTarget forgets the target UIDs: the target folder is new, recreated
+// (the user deleted it), or renumbered (Exchange does after internal moves).
+// The source is gone through again from the start: what is on the target is
+// found by identity and matched, what is not is copied, none twice.
 func (c *Cursor) resetTarget(validity uint32) {
 	c.TargetUIDValidity, c.TargetUIDNext, c.Map, c.Claims = validity, 0, nil, nil
+	c.LastUID, c.SingleUntil = 0, 0
 	// The flags of messages found again are compared in full next pass.
 	c.HighestModSeq = 0
 }
@@ -217,12 +222,17 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		early = src.Client.UIDSearch(&imap.SearchCriteria{}, src.esearch())
 	}
 	sel, err := examine.Wait()
-	if err != nil {
-		if early != nil {
-			early.Wait()
-		}
-		return cur, st, src.classify("select "+cur.Source, ctxErr(ctx, err))
+	if early != nil && err != nil {
+		early.Wait()
 	}
+	if err = src.classify("select "+cur.Source, ctxErr(ctx, err)); isNotFound(err) {
+		cur.SourceGone = true
+		return cur, st, nil
+	}
+	if err != nil {
+		return cur, st, err
+	}
+	cur.SourceGone = false
 	if cur.UIDValidity != sel.UIDValidity {
 		cur.resetSource(sel.UIDValidity)
 	}
@@ -237,7 +247,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	// The target's SELECT goes out with the source's message list.
 	tselCmd := tgt.Client.Select(cur.Target, nil)
 	all, err := listUIDs(ctx, src, cur.Source, early)
-	tsel, tErr := selectTarget(ctx, tgt, &cur, tselCmd)
+	tsel, tErr := selectTarget(ctx, tgt, &cur, tselCmd, opts.fence())
 	if err != nil {
 		return cur, st, err
 	}
@@ -290,6 +300,12 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	return c.result(err)
 }
 
+// isNotFound reports a folder that does not exist.
+func isNotFound(err error) bool {
+	fe, ok := failure.As(err)
+	return ok && fe.Type == failure.TypeNotFound
+}
+
 // listUIDs returns every UID of the selected source folder, ascending,
 // from cmd when it was sent already. The answer must account for every
 // message the folder has: a short or empty one (a server under stress, a
@@ -314,12 +330,23 @@ func listUIDs(ctx context.Context, s *Session, folder string, cmd *imapclient.Se
 	return uids, nil
 }
 
-// selectTarget waits for the target folder's SELECT and voids the
-// cursor's target UIDs if they are no longer the folder's.
-func selectTarget(ctx context.Context, tgt *Session, cur *Cursor, cmd *imapclient.SelectCommand) (*imap.SelectData, error) {
+// selectTarget waits for the target folder's SELECT — making the folder
+// again if the user deleted it — and voids the cursor's target UIDs if
+// they are no longer the folder's.
+func selectTarget(ctx context.Context, tgt *Session, cur *Cursor, cmd *imapclient.SelectCommand, fence func() error) (*imap.SelectData, error) {
 	sel, err := cmd.Wait()
+	if err = tgt.classify("select "+cur.Target, ctxErr(ctx, err)); isNotFound(err) {
+		if err := fence(); err != nil {
+			return nil, err
+		}
+		if err := tgt.Client.Create(cur.Target, nil).Wait(); err != nil && !isAlreadyExists(err) {
+			return nil, tgt.classify("create folder "+cur.Target, ctxErr(ctx, err))
+		}
+		sel, err = tgt.Client.Select(cur.Target, nil).Wait()
+		err = tgt.classify("select "+cur.Target, ctxErr(ctx, err))
+	}
 	if err != nil {
-		return nil, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
+		return nil, err
 	}
 	if sel.UIDValidity != cur.TargetUIDValidity {
 		cur.resetTarget(sel.UIDValidity)

@@ -127,7 +127,10 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules
 		default:
 			p.Target = direct
 		}
-		_, p.Exists = tgtByName[p.Target]
+		// A name the target lists only as the parent of other folders
+		// (\Noselect, \NonExistent) is still to be created.
+		tf, ok := tgtByName[p.Target]
+		p.Exists = ok && !tf.NoSelect
 		if strings.EqualFold(p.Target, "INBOX") {
 			p.Exists = true
 		}

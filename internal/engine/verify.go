@@ -32,8 +32,13 @@ type Comparison struct {
 func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, skip func(uid imap.UID, size int64, date time.Time) bool) (Comparison, error) {
 	var cmp Comparison
 	sel, err := src.Client.Select(cur.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
+	err = src.classify("select "+cur.Source, ctxErr(ctx, err))
+	if isNotFound(err) {
+		// Deleted since the last pass: its copy is the user's now.
+		sel, err = &imap.SelectData{}, nil
+	}
 	if err != nil {
-		return cmp, src.classify("select "+cur.Source, ctxErr(ctx, err))
+		return cmp, err
 	}
 	counts := map[identity]int{}
 	if sel.NumMessages > 0 && (cur.UIDValidity == 0 || cur.UIDValidity == sel.UIDValidity) && cur.LastUID > 0 {
