@@ -74,6 +74,7 @@ type ConnectResult struct {
 // Connect logs on to both sides, reads capabilities and folders and plans the
 // folder mapping.
 func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResult, error) {
+	defer keepAlive(ctx)()
 	p, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
 		return ConnectResult{}, toApplicationError(err)
@@ -113,6 +114,7 @@ type FolderRename struct{ From, To string }
 // first, and subscribes those subscribed on the source. Running it again
 // changes nothing.
 func (a *Activities) CreateFolders(ctx context.Context, in CreateFoldersInput) error {
+	defer keepAlive(ctx)()
 	tgt, err := a.dial(ctx, failure.SideTarget, in.Target)
 	if err != nil {
 		return toApplicationError(err)
@@ -291,6 +293,30 @@ func (a *Activities) report(ctx context.Context, cancel context.CancelCauseFunc,
 	return l, func() { close(done) }
 }
 
+// keepAlive heartbeats an activity that has no progress worth keeping
+// until the returned func is called: Temporal then notices a dead worker
+// within the heartbeat timeout. The attempt after it starts over.
+func keepAlive(ctx context.Context) (stop func()) {
+	hb := activity.GetInfo(ctx).HeartbeatTimeout
+	if hb <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(hb / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 // lane is the copy lane of a sync call, within this worker's connection
 // caps.
 func (a *Activities) lane(in SyncInput) *engine.Lane {
@@ -358,6 +384,7 @@ type VerifyResult struct {
 // Verify compares every folder's messages on both sides by identity:
 // missing, duplicated and other mail.
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
+	defer keepAlive(ctx)()
 	p, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
 		return VerifyResult{}, toApplicationError(err)

@@ -3,6 +3,7 @@ package activities
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -11,9 +12,11 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/tests/memserver"
@@ -85,5 +88,28 @@ func TestSyncCallReportsItsProgress(t *testing.T) {
 		if s.Call != 3 || s.Copied > res.Copied || (i > 0 && s.Copied <= fake.sent[i-1].Copied) {
 			t.Fatalf("signal %d = call %d, %d copied; want call 3, copied rising, at most %d", i, s.Call, s.Copied, res.Copied)
 		}
+	}
+}
+
+// A worker whose key is not the batch's fails the call at once with
+// SecretKeyMismatch, an error the workflow's policy ends the move with —
+// even when both sides fail together (the errors are joined).
+func TestSecretKeyMismatchIsClassified(t *testing.T) {
+	batchKey, _ := secret.NewKey(bytes.Repeat([]byte{1}, 32))
+	workerKey, _ := secret.NewKey(bytes.Repeat([]byte{2}, 32))
+	addr := memserver.Start(t, "Work")
+	var env testsuite.WorkflowTestSuite
+	env.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	aenv := env.NewTestActivityEnvironment()
+	acts := &Activities{Key: workerKey}
+	aenv.RegisterActivity(acts)
+	_, err := aenv.ExecuteActivity(acts.Connect, ConnectInput{Mailbox: "alice", Source: account(t, batchKey, addr), Target: account(t, batchKey, addr)})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != string(failure.TypeSecretKeyMismatch) {
+		t.Fatalf("Connect() = %v; want an ApplicationError of type %s", err, failure.TypeSecretKeyMismatch)
+	}
+	var d failure.Details
+	if err := appErr.Details(&d); err != nil || d.Type != failure.TypeSecretKeyMismatch || d.Hint == "" {
+		t.Fatalf("details %+v, %v; want the class and its hint", d, err)
 	}
 }

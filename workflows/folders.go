@@ -14,7 +14,7 @@ func (m *move) plan(ctx workflow.Context) (activities.ConnectResult, error) {
 	in := func() interface{} {
 		return activities.ConnectInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, Rules: m.settings.Rules}
 	}
-	if err := m.call(ctx, shortOptions(ctx), a.Connect, in, &res, nil); err != nil {
+	if err := m.call(ctx, shortOptions(ctx, m.settings), a.Connect, in, &res, nil); err != nil {
 		return res, err
 	}
 	m.state.FoldersExcluded = res.Excluded
@@ -42,7 +42,7 @@ func (m *move) createFolders(ctx workflow.Context) error {
 		}
 		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Folders: plans}
 	}
-	if err := m.call(ctx, shortOptions(ctx), a.CreateFolders, in, nil, nil); err != nil {
+	if err := m.call(ctx, shortOptions(ctx, m.settings), a.CreateFolders, in, nil, nil); err != nil {
 		return err
 	}
 	m.state.FoldersCreated = true
@@ -119,7 +119,7 @@ func (m *move) replan(ctx workflow.Context) error {
 	cin := func() interface{} {
 		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Renames: renames, Folders: created}
 	}
-	return m.call(ctx, shortOptions(ctx), a.CreateFolders, cin, nil, nil)
+	return m.call(ctx, shortOptions(ctx, m.settings), a.CreateFolders, cin, nil, nil)
 }
 
 // verify compares the folders of both sides once the last pass is done.
@@ -168,6 +168,6 @@ func (m *move) compare(ctx workflow.Context) (activities.VerifyResult, error) {
 		return in
 	}
 	var res activities.VerifyResult
-	err := m.call(ctx, shortOptions(ctx), a.Verify, in, &res, nil)
+	err := m.call(ctx, shortOptions(ctx, m.settings), a.Verify, in, &res, nil)
 	return res, err
 }

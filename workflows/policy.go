@@ -47,9 +47,11 @@ func activityOptions(ctx workflow.Context, timeout, heartbeat, maxInterval time.
 	})
 }
 
-// shortOptions: Connect, CreateFolders, Verify — a few commands each.
-func shortOptions(ctx workflow.Context) workflow.Context {
-	return activityOptions(ctx, 10*time.Minute, 0, time.Minute)
+// shortOptions: Connect, CreateFolders, Verify — a few commands each, or
+// a few per folder. They heartbeat too, so that one on a worker that died
+// is retried after HeartbeatTimeout, not after its whole timeout.
+func shortOptions(ctx workflow.Context, s Settings) workflow.Context {
+	return activityOptions(ctx, time.Hour, s.HeartbeatTimeout, time.Minute)
 }
 
 // syncOptions: copying runs for as long as it takes and heartbeats, so a dead

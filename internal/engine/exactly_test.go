@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailmove/mailmove/internal/failure"
@@ -135,14 +136,17 @@ func TestZombieAttemptLeavesNoDuplicate(t *testing.T) {
 // another order, as Exchange does after internal moves.
 func renumber(t testing.TB, s *Session, folder string) {
 	t.Helper()
-	if _, err := s.Client.Select(folder, nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	var all imap.SeqSet
-	all.AddRange(1, 0)
-	bufs, err := s.Client.Fetch(all, &imap.FetchOptions{Flags: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	sel, err := s.Client.Select(folder, nil).Wait()
 	if err != nil {
 		t.Fatal(err)
+	}
+	var bufs []*imapclient.FetchMessageBuffer
+	if sel.NumMessages > 0 {
+		var all imap.SeqSet
+		all.AddRange(1, 0)
+		if bufs, err = s.Client.Fetch(all, &imap.FetchOptions{Flags: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := s.Client.Unselect().Wait(); err != nil {
 		t.Fatal(err)
@@ -155,7 +159,7 @@ func renumber(t testing.TB, s *Session, folder string) {
 	}
 	for _, b := range slices.Backward(bufs) {
 		raw := b.BodySection[0].Bytes
-		cmd := s.Client.Append(folder, int64(len(raw)), &imap.AppendOptions{Flags: b.Flags, Time: b.InternalDate})
+		cmd := s.Client.Append(folder, int64(len(raw)), &imap.AppendOptions{Flags: slices.DeleteFunc(b.Flags, isRecent), Time: b.InternalDate})
 		cmd.Write(raw)
 		cmd.Close()
 		if _, err := cmd.Wait(); err != nil {

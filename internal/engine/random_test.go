@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/tests/memserver"
+	"github.com/mailmove/mailmove/tests/testbed"
 )
 
 // The randomised fault test: thousands of schedules of attempts at copying
@@ -39,15 +40,29 @@ import (
 const rewriteHeader = "X-Scanned: clean\r\n"
 
 func TestRandomFaultSchedules(t *testing.T) {
-	n, first := 2000, uint64(time.Now().UnixNano())
+	runSchedules(t, 2000, nil)
+}
+
+// TestRandomFaultSchedulesOnDovecot runs a twentieth as many schedules
+// against a real Dovecot target: MULTIAPPEND (batches cut mid-command,
+// refused as a whole), LITERAL+, a real server's UIDs and APPENDUID.
+func TestRandomFaultSchedulesOnDovecot(t *testing.T) {
+	if err := testbed.EnsureDovecot(); err != nil {
+		t.Fatal(err)
+	}
+	runSchedules(t, 100, testbed.StartForTest(t, testbed.Options{Name: "random-target"}))
+}
+
+func runSchedules(t *testing.T, n int, dovecot *testbed.Server) {
+	first := uint64(time.Now().UnixNano())
 	if v, err := strconv.Atoi(os.Getenv("MAILMOVE_SCHEDULES")); err == nil {
-		n = v
+		n = max(v*n/2000, 1)
 	}
 	if v, err := strconv.ParseUint(os.Getenv("MAILMOVE_SEED"), 10, 64); err == nil {
 		n, first = 1, v
 	}
 	if testing.Short() {
-		n = min(n, 200)
+		n = max(n/10, 1)
 	}
 	var failed atomic.Int32
 	var stats scheduleStats
@@ -63,9 +78,9 @@ func TestRandomFaultSchedules(t *testing.T) {
 			if failed.Load() >= 3 {
 				return
 			}
-			if err := runSchedule(seed, &stats); err != nil {
+			if err := runSchedule(seed, &stats, dovecot); err != nil {
 				failed.Add(1)
-				t.Errorf("schedule %d failed (replay: MAILMOVE_SEED=%d go test -run TestRandomFaultSchedules ./internal/engine): %v", seed, seed, err)
+				t.Errorf("schedule %d failed (replay: MAILMOVE_SEED=%d go test -run %s ./internal/engine): %v", seed, seed, t.Name(), err)
 			}
 		}()
 	}
@@ -89,6 +104,7 @@ type schedule struct {
 	rng              *rand.Rand
 	stats            *scheduleStats
 	srcAddr, tgtAddr string
+	srcCred, tgtCred Credentials
 	srcCut, tgtCut   *cutter
 	saved            []Cursor // every cursor an attempt saved, oldest first
 	trace            []string // what happened, for a failing schedule's report
@@ -102,36 +118,26 @@ func cursorString(c Cursor) string {
 	return fmt.Sprintf("{last %d, target %d/%d, map %v, claims %v}", c.LastUID, c.TargetUIDValidity, c.TargetUIDNext, c.Map, c.Claims)
 }
 
-func runSchedule(seed uint64, stats *scheduleStats) error {
+func runSchedule(seed uint64, stats *scheduleStats, dovecot *testbed.Server) error {
 	rng := rand.New(rand.NewPCG(seed, 0x6d61696c))
 	srcUser := memserver.NewUser(nopT{}, "Work")
-	tgtUser := memserver.NewUser(nopT{}, "Work")
-	rewrite := rng.IntN(4) == 0
 	srcAddr, stopSrc, err := serve(memserver.Sessions(srcUser))
 	if err != nil {
 		return err
 	}
 	defer stopSrc()
-	tgtAddr, stopTgt, err := serve(func() imapserver.Session {
-		s := memserver.Sessions(tgtUser)().(*memserver.Session)
-		if rewrite {
-			s.Rewrite = func(b []byte) []byte { return append([]byte(rewriteHeader), b...) }
-		}
-		return s
-	})
+	s := &schedule{rng: rng, stats: stats, srcCred: Credentials{User: memserver.User, Password: memserver.Password}}
+	tgtAddr, tgt, stopTgt, err := s.target(seed, dovecot)
 	if err != nil {
 		return err
 	}
 	defer stopTgt()
-	s := &schedule{rng: rng, stats: stats, srcCut: newCutter(srcAddr), tgtCut: newCutter(tgtAddr)}
+	s.srcCut, s.tgtCut = newCutter(srcAddr), newCutter(tgtAddr)
 	defer s.srcCut.close()
 	defer s.tgtCut.close()
 	s.srcAddr, s.tgtAddr = s.srcCut.addr(), s.tgtCut.addr()
-	if rewrite {
-		stats.rewrites.Add(1)
-	}
 
-	messages, foreign := s.fill(srcUser, tgtUser)
+	messages, foreign := s.fill(srcUser, tgt)
 	s.saved = []Cursor{fresh("Work")}
 	for range 2 + rng.IntN(6) {
 		if err := s.attempt(); err != nil {
@@ -164,11 +170,63 @@ func runSchedule(seed uint64, stats *scheduleStats) error {
 	return nil
 }
 
+// target starts the schedule's target: an in-memory server, a quarter of
+// them rewriting what they store, or an account of its own on dovecot.
+func (s *schedule) target(seed uint64, dovecot *testbed.Server) (string, appender, func(), error) {
+	if dovecot != nil {
+		user := testbed.User{Name: fmt.Sprintf("s%d@example.com", seed), Password: "pw"}
+		if err := dovecot.AddUser(user); err != nil {
+			return "", nil, nil, err
+		}
+		s.tgtCred = Credentials{User: user.Name, Password: user.Password}
+		sess, err := Dial(context.Background(), failure.SideTarget, Endpoint{Addr: dovecot.Addr(), Security: SecurityNone}, s.tgtCred)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if err := sess.Client.Create("Work", nil).Wait(); err != nil {
+			sess.Close()
+			return "", nil, nil, err
+		}
+		return dovecot.Addr(), sessionAppender{sess}, func() { sess.Close() }, nil
+	}
+	s.tgtCred = s.srcCred
+	u := memserver.NewUser(nopT{}, "Work")
+	rewrite := s.rng.IntN(4) == 0
+	if rewrite {
+		s.stats.rewrites.Add(1)
+	}
+	addr, stop, err := serve(func() imapserver.Session {
+		sess := memserver.Sessions(u)().(*memserver.Session)
+		if rewrite {
+			sess.Rewrite = func(b []byte) []byte { return append([]byte(rewriteHeader), b...) }
+		}
+		return sess
+	})
+	return addr, u, stop, err
+}
+
+// appender stores a message in a folder: an in-memory account, or a
+// session.
+type appender interface {
+	Append(string, imap.LiteralReader, *imap.AppendOptions) (*imap.AppendData, error)
+}
+
+type sessionAppender struct{ s *Session }
+
+func (a sessionAppender) Append(folder string, r imap.LiteralReader, opts *imap.AppendOptions) (*imap.AppendData, error) {
+	cmd := a.s.Client.Append(folder, r.Size(), opts)
+	if _, err := io.Copy(cmd, r); err != nil {
+		return nil, err
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, err
+	}
+	return cmd.Wait()
+}
+
 // fill puts 10 to 70 messages in the source, some of them twice, and
 // part of them, with mail of its own, on the target (an earlier run).
-func (s *schedule) fill(src, tgt interface {
-	Append(string, imap.LiteralReader, *imap.AppendOptions) (*imap.AppendData, error)
-}) (messages, foreign [][]byte) {
+func (s *schedule) fill(src, tgt appender) (messages, foreign [][]byte) {
 	populated := s.rng.IntN(5) == 0
 	if populated {
 		s.stats.populated.Add(1)
@@ -201,9 +259,7 @@ func (s *schedule) fill(src, tgt interface {
 	return messages, foreign
 }
 
-func put(u interface {
-	Append(string, imap.LiteralReader, *imap.AppendOptions) (*imap.AppendData, error)
-}, raw []byte, date time.Time, flags []imap.Flag) {
+func put(u appender, raw []byte, date time.Time, flags []imap.Flag) {
 	if _, err := u.Append("Work", sized{bytes.NewReader(raw)}, &imap.AppendOptions{Time: date, Flags: flags}); err != nil {
 		panic(err)
 	}
@@ -257,7 +313,7 @@ func (s *schedule) attempt() error {
 		}
 		s.stats.zombies.Add(1)
 	case 7:
-		if err := renumberUser(s.tgtAddr); err != nil {
+		if err := renumberUser(s.tgtAddr, s.tgtCred); err != nil {
 			return err
 		}
 		s.stats.renumbers.Add(1)
@@ -287,13 +343,12 @@ func (s *schedule) run(from Cursor, opts Options, checkpoint func(Cursor)) (Curs
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ep := func(a string) Endpoint { return Endpoint{Addr: a, Security: SecurityNone} }
-	cred := Credentials{User: memserver.User, Password: memserver.Password}
-	src, err := Dial(ctx, failure.SideSource, ep(s.srcAddr), cred)
+	src, err := Dial(ctx, failure.SideSource, ep(s.srcAddr), s.srcCred)
 	if err != nil {
 		return from, Stats{}, err
 	}
 	defer src.Close()
-	tgt, err := Dial(ctx, failure.SideTarget, ep(s.tgtAddr), cred)
+	tgt, err := Dial(ctx, failure.SideTarget, ep(s.tgtAddr), s.tgtCred)
 	if err != nil {
 		return from, Stats{}, err
 	}
@@ -315,7 +370,7 @@ func (s *schedule) check(messages, foreign [][]byte) error {
 	for _, m := range foreign {
 		want[sha256.Sum256(m)]++
 	}
-	got, err := folderHashes(s.tgtAddr)
+	got, err := folderHashes(s.tgtAddr, s.tgtCred)
 	if err != nil {
 		return err
 	}
@@ -334,8 +389,8 @@ func (s *schedule) check(messages, foreign [][]byte) error {
 
 // folderHashes returns the SHA-256 of each message of Work, as the source
 // sent it (a rewriting target's header taken off).
-func folderHashes(addr string) (map[[32]byte]int, error) {
-	s, err := Dial(context.Background(), failure.SideTarget, Endpoint{Addr: addr, Security: SecurityNone}, Credentials{User: memserver.User, Password: memserver.Password})
+func folderHashes(addr string, cred Credentials) (map[[32]byte]int, error) {
+	s, err := Dial(context.Background(), failure.SideTarget, Endpoint{Addr: addr, Security: SecurityNone}, cred)
 	if err != nil {
 		return nil, err
 	}
@@ -362,9 +417,9 @@ func folderHashes(addr string) (map[[32]byte]int, error) {
 }
 
 // renumberUser gives the target folder a new UIDVALIDITY and new UIDs.
-func renumberUser(addr string) error {
+func renumberUser(addr string, cred Credentials) error {
 	var fatal error
-	s, err := Dial(context.Background(), failure.SideTarget, Endpoint{Addr: addr, Security: SecurityNone}, Credentials{User: memserver.User, Password: memserver.Password})
+	s, err := Dial(context.Background(), failure.SideTarget, Endpoint{Addr: addr, Security: SecurityNone}, cred)
 	if err != nil {
 		return err
 	}

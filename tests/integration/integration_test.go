@@ -79,7 +79,7 @@ func setup(m *testing.M) (int, error) {
 		return 1, fmt.Errorf("mailmove key init: %v\n%s", err, out)
 	}
 
-	if env.temporal, err = temporaltest.Start(dir, crashNamespace, cappedNamespace); err != nil {
+	if env.temporal, err = temporaltest.Start(dir, crashNamespace, cappedNamespace, chaosNamespace); err != nil {
 		return 1, err
 	}
 	defer env.temporal.Stop()
@@ -219,12 +219,18 @@ type report struct {
 
 func batchStatus(t *testing.T, namespace, name string) report {
 	t.Helper()
-	var r report
 	out := mailmove(t, namespace, "batch", "status", name, "--json")
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
+	r, err := parseReport([]byte(out))
+	if err != nil {
 		t.Fatalf("batch status --json: %v\n%s", err, out)
 	}
 	return r
+}
+
+func parseReport(out []byte) (report, error) {
+	var r report
+	err := json.Unmarshal(out, &r)
+	return r, err
 }
 
 // waitTerminal waits until every move of the batch has ended.

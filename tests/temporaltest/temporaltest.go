@@ -62,9 +62,13 @@ func Binary() (string, error) {
 
 // Server is a running dev server.
 type Server struct {
-	Addr string
-	cmd  *exec.Cmd
-	done chan struct{}
+	Addr       string
+	bin        string
+	args       []string
+	dir        string
+	namespaces []string
+	cmd        *exec.Cmd
+	done       chan struct{}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -96,18 +100,32 @@ func Start(dir string, namespaces ...string) (*Server, error) {
 	for _, ns := range namespaces {
 		args = append(args, "--namespace", ns)
 	}
-	cmd := exec.Command(bin, args...)
-	log, err := os.Create(filepath.Join(dir, "temporal.log"))
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), bin: bin, args: args, dir: dir, namespaces: namespaces}
+	return s, s.start()
+}
+
+// Restart stops the server and starts it again on the same address and
+// database, as an admin restarting Temporal under running moves does.
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.start()
+}
+
+func (s *Server) start() error {
+	dir, namespaces := s.dir, s.namespaces
+	cmd := exec.Command(s.bin, s.args...)
+	log, err := os.OpenFile(filepath.Join(dir, "temporal.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); log.Close(); close(s.done) }()
+	s.cmd, s.done = cmd, make(chan struct{})
+	done := s.done
+	go func() { cmd.Wait(); log.Close(); close(done) }()
 
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -124,17 +142,17 @@ func Start(dir string, namespaces ...string) (*Server, error) {
 			}
 			c.Close()
 			if err == nil {
-				return s, nil
+				return nil
 			}
 		}
 		select {
-		case <-s.done:
-			return nil, fmt.Errorf("temporal dev server exited; see %s", filepath.Join(dir, "temporal.log"))
+		case <-done:
+			return fmt.Errorf("temporal dev server exited; see %s", filepath.Join(dir, "temporal.log"))
 		case <-time.After(300 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("temporal dev server did not answer on %s within 90s: %v", s.Addr, err)
+			return fmt.Errorf("temporal dev server did not answer on %s within 90s: %v", s.Addr, err)
 		}
 	}
 }
