@@ -5,7 +5,7 @@ WORKFLOWCHECK_VERSION := v0.6.0
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: all build test test-unit bench record-histories demo demo-stop dev-server lint FORCE
+.PHONY: all build test test-unit bench chaos record-histories demo demo-stop dev-server lint FORCE
 
 all: build
 
@@ -34,6 +34,14 @@ test: bin/temporal
 # Fast tests only: no Dovecot, no Temporal server.
 test-unit:
 	$(GO) test -count=1 ./internal/... ./workflows/... ./starter/...
+
+# The chaos test at full size: a 20-mailbox batch of 400 messages each
+# between real Dovecot servers behind fault proxies, two workers killed,
+# stopped past their heartbeat timeout and restarted, Temporal and the source
+# restarted, connections cut; then every message compared, and the same
+# users again in a new batch. `make test` runs it with 60 messages each.
+chaos: bin/temporal
+	MAILMOVE_CHAOS=full $(GO) test -count=1 -run TestChaos -v -timeout 60m ./tests/integration/
 
 # Figures, not assertions: initial sync and no-change incremental pass of a
 # 20,000-message mailbox (wall time, commands sent), and the Temporal history

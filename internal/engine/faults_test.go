@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -102,4 +103,27 @@ func TestSyncFolderSlowsDownForASlowTarget(t *testing.T) {
 	}
 	proxy.SetLatency(0)
 	assertSame(t, src, tgt, "Work", "Work")
+}
+
+// A connection closed before the server greets is a dropped connection,
+// waited out like one, not a protocol error.
+func TestConnectionClosedBeforeGreetingIsADrop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, err = Dial(context.Background(), failure.SideTarget, Endpoint{Addr: ln.Addr().String(), Security: SecurityNone}, Credentials{User: "u", Password: "p"})
+	if fe, ok := failure.As(err); !ok || fe.Type != failure.TypeServerUnavailable || fe.Reason != "ConnectionDropped" {
+		t.Fatalf("Dial() = %v; want ServerUnavailable/ConnectionDropped", err)
+	}
 }

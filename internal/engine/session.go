@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -121,6 +122,14 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 
 	if err := c.WaitGreeting(); err != nil {
 		s.Close()
+		var ie *imap.Error
+		if !errors.As(err, &ie) {
+			// go-imap reports a connection that ends before the greeting
+			// (a proxy or firewall cutting it, a server shedding load) as
+			// a plain error: it is a dropped connection, not a protocol
+			// error.
+			err = fmt.Errorf("%w: %v", io.ErrUnexpectedEOF, err)
+		}
 		return nil, failure.Classify(side, op, ctxErr(ctx, err))
 	}
 	if err := c.Login(cred.User, cred.Password).Wait(); err != nil {

@@ -159,9 +159,15 @@ func prepareDir(opts Options, id identity) (*Server, error) {
 		}
 	}
 
+	// Starting again on a directory keeps its users, like its mail.
 	var passwd strings.Builder
+	if old, err := os.ReadFile(s.passwdPath); err == nil {
+		passwd.Write(old)
+	}
 	for _, u := range opts.Users {
-		passwd.WriteString(passwdLine(u))
+		if !strings.Contains(passwd.String(), passwdLine(u)) {
+			passwd.WriteString(passwdLine(u))
+		}
 	}
 	// The auth process runs as the dovecot user and must read the file.
 	if err := os.WriteFile(s.passwdPath, []byte(passwd.String()), 0o644); err != nil {

@@ -73,7 +73,8 @@ type Options struct {
 	Dir string
 	// Port is the IMAP port on 127.0.0.1; 0 picks a free one.
 	Port int
-	// Users are written to the passwd-file before start; see Server.AddUser
+	// Users are added to the passwd-file before start (a Dir started
+	// before keeps its users); see Server.AddUser
 	// for later additions.
 	Users []User
 	// Separator is the namespace hierarchy separator, "/" (default) or ".".
