@@ -224,15 +224,6 @@ func mapOf(pairs []UIDRun) UIDMap {
 	return m
 }
 
-// sources returns the set of source UIDs of m.
-func (m UIDMap) sources() imap.UIDSet {
-	var s imap.UIDSet
-	for _, r := range m {
-		s.AddRange(r.Src, r.end()-1)
-	}
-	return s
-}
-
 // searchUIDs lists the UIDs of the selected folder from from on, ascending.
 func searchUIDs(ctx context.Context, s *Session, folder string, from imap.UID) ([]imap.UID, error) {
 	var set imap.UIDSet

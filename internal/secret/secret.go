@@ -117,7 +117,8 @@ func Init(file string) (created bool, err error) {
 		return false, fmt.Errorf("write secret key: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
+	err = tmp.Chmod(0o600)
+	if err == nil {
 		_, err = tmp.WriteString(base64.StdEncoding.EncodeToString(raw) + "\n")
 	}
 	if cerr := tmp.Close(); err == nil {
