@@ -10,7 +10,8 @@ import (
 
 // Counters count what copies did. It is the one set of counters: a
 // SyncFolder call, an activity's result, a move's state and its status all
-// embed it, so a new counter is one field here (and its line in Add).
+// embed it, so a new counter is one field here (and its line in Add,
+// which TestCountersAddSumsEveryField holds to it).
 type Counters struct {
 	Copied   int   // messages appended
 	Bytes    int64 // bytes appended
