@@ -50,7 +50,7 @@ func TestRandomFaultSchedulesOnDovecot(t *testing.T) {
 	if err := testbed.EnsureDovecot(); err != nil {
 		t.Fatal(err)
 	}
-	runSchedules(t, 100, testbed.StartForTest(t, testbed.Options{Name: "random-target"}))
+	runSchedules(t, 50, testbed.StartForTest(t, testbed.Options{Name: "random-target"}))
 }
 
 func runSchedules(t *testing.T, n int, dovecot *testbed.Server) {
