@@ -43,9 +43,10 @@ func TestRandomFaultSchedules(t *testing.T) {
 	runSchedules(t, 2000, nil)
 }
 
-// TestRandomFaultSchedulesOnDovecot runs a twentieth as many schedules
-// against a real Dovecot target: MULTIAPPEND (batches cut mid-command,
-// refused as a whole), LITERAL+, a real server's UIDs and APPENDUID.
+// TestRandomFaultSchedulesOnDovecot runs fifty schedules against a real
+// Dovecot target (MULTIAPPEND batches cut mid-command, LITERAL+, a real
+// server's UIDs and APPENDUID); MAILMOVE_SCHEDULES scales them with the
+// in-memory ones.
 func TestRandomFaultSchedulesOnDovecot(t *testing.T) {
 	if err := testbed.EnsureDovecot(); err != nil {
 		t.Fatal(err)
