@@ -137,6 +137,20 @@ func runConcurrentSchedule(seed uint64, stats *scheduleStats) error {
 		return saved[len(saved)-1]
 	}
 	for round := range 2 + intn(5) {
+		switch intn(8) {
+		case 0:
+			if err := renumberUser(srcAddr, s.srcCred); err != nil {
+				return err
+			}
+			stats.renumbers.Add(1)
+			logf("renumbered the source")
+		case 1:
+			if err := renumberUser(tgtAddr, s.tgtCred); err != nil {
+				return err
+			}
+			stats.renumbers.Add(1)
+			logf("renumbered the target")
+		}
 		k := 1 + intn(3)
 		var wg sync.WaitGroup
 		for w := range k {

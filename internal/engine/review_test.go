@@ -392,3 +392,86 @@ func TestReviewUnreadableSourceMessageIsLostAndVerifiedPerfect(t *testing.T) {
 			n, cur.LastUID, len(st.BadItems), cmp)
 	}
 }
+
+// Finding 3c. A target that gives a message without Message-ID one of its
+// own (servers that must have one for every item do).
+func TestReviewSynthesizedMessageIDNeverMatches(t *testing.T) {
+	var n atomic.Int64
+	testIdentityBreaker(t, func(s *hostile) {
+		s.Rewrite = func(b []byte) []byte {
+			return append([]byte(fmt.Sprintf("Message-ID: <gen%d@target.example>\r\n", n.Add(1))), b...)
+		}
+	}, func(i int) []byte {
+		return []byte(fmt.Sprintf("From: cron@example.com\r\nTo: admin@example.com\r\nSubject: nightly report %d\r\n\r\nall good\r\n", i))
+	})
+}
+
+// Finding 6 (touches the user's mail on the target). During the move the
+// user already works in the target mailbox. A copy the user deletes there
+// (or moves to another folder) is reported missing by the verification,
+// and the repair pass — a sync from an empty cursor — copies it again:
+// the user's deletion is undone. (The same pass removes, as an extra copy,
+// a copy the user made inside the folder.)
+func TestReviewRepairPassUndoesTheUsersDeletionOnTheTarget(t *testing.T) {
+	srcAddr, tgtAddr := memServer(t, "Work"), memServer(t, "Work")
+	src, tgt := pair(t, srcAddr, tgtAddr)
+	seed(t, src, "Work", 0, 10)
+	cur, _ := syncAll(t, srcAddr, tgtAddr, fresh("Work"), Options{})
+	// The user deletes the copy of message 3 on the target.
+	expungeOnSource(t, tgt, "Work", cur.Map[0].Tgt+2)
+	cur, _ = syncAll(t, srcAddr, tgtAddr, cur, Options{Reconcile: true}) // the final pass
+	s, tg := pair(t, srcAddr, tgtAddr)
+	cmp, err := CompareFolder(context.Background(), s, tg, cur, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmp.Missing > 0 { // workflows/folders.go: verify's repair
+		_, st := syncAll(t, srcAddr, tgtAddr, fresh("Work"), Options{})
+		if n := countTarget(t, tgtAddr, "Work"); n != 9 {
+			t.Fatalf("the user deleted one of the 10 copies on the target; the verification reported %+v, the repair pass copied %d, and the target holds %d again",
+				cmp, st.Copied, n)
+		}
+	}
+}
+
+// Finding 8 (loss, verified Perfect). Two messages of one folder that share
+// the six identity headers and the INTERNALDATE second but differ in body
+// (a script's reports APPENDed without Message-ID and Date; alerts sent
+// twice in one second) are one identity. Reconcile gives a copy of either
+// to whichever source message comes first: here the target already holds
+// B (an earlier run), reconcile claims it for A, and B is copied — the
+// target ends with B twice and A nowhere, and the verification, which
+// counts identities, says every message is there exactly once.
+func TestReviewSameIdentityDifferentBodyLosesOne(t *testing.T) {
+	srcAddr, tgtAddr := memServer(t, "Work"), memServer(t, "Work")
+	src, tgt := pair(t, srcAddr, tgtAddr)
+	when := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
+	msg := func(body string) []byte {
+		return []byte("From: backup@example.com\r\nTo: admin@example.com\r\nSubject: backup report\r\n\r\n" + body + "\r\n")
+	}
+	put := func(s *Session, raw []byte) {
+		cmd := s.Client.Append("Work", int64(len(raw)), &imap.AppendOptions{Time: when})
+		cmd.Write(raw)
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := msg("server1: FAILED"), msg("server2: ok")
+	put(src, a)
+	put(src, b)
+	put(tgt, b) // from an earlier run that got as far as B
+	cur, st := syncAll(t, srcAddr, tgtAddr, fresh("Work"), Options{})
+	s, tg := pair(t, srcAddr, tgtAddr)
+	cmp, err := CompareFolder(context.Background(), s, tg, cur, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := contents(t, tgt, "Work")
+	want := contents(t, src, "Work")
+	for i := range want {
+		if i >= len(got) || got[i].hash != want[i].hash {
+			t.Fatalf("matched %d, copied %d; the target holds %d messages but not the source's two (A lost, B twice); the verification says %+v", st.Matched, st.Copied, len(got), cmp)
+		}
+	}
+}
