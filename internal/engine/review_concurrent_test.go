@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,4 +222,62 @@ func runConcurrentSchedule(seed uint64, stats *scheduleStats) error {
 	}
 	_ = failure.SideTarget
 	return nil
+}
+
+// failingExpunge refuses UID EXPUNGE while armed, after the STORE \Deleted
+// went through: an attempt cut between the two.
+type failingExpunge struct {
+	*memserver.Session
+	armed *atomic.Bool
+}
+
+func (s *failingExpunge) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if s.armed.Load() {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "cut"}
+	}
+	return s.Session.Expunge(w, uids)
+}
+
+// Holds: reconcile cut between its STORE \Deleted and its UID EXPUNGE
+// publishes a cursor whose map already names the kept copies (TargetUIDNext
+// not raised); resuming from it, or from the cursor before it, removes the
+// marked extras and nothing else, and no kept copy keeps \Deleted.
+func TestReviewReconcileCutBeforeExpunge(t *testing.T) {
+	srcAddr := memServer(t, "Work")
+	u := memserver.NewUser(t, "Work")
+	var armed atomic.Bool
+	tgtAddr := memserver.Serve(t, func() imapserver.Session {
+		return &failingExpunge{Session: memserver.Sessions(u)().(*memserver.Session), armed: &armed}
+	})
+	src, tgt := pair(t, srcAddr, tgtAddr)
+	seed(t, src, "Work", 0, 20)
+	seed(t, src, "Work", 3, 2) // 3 and 4 twice
+	saved, _, err := SyncFolder(context.Background(), src, tgt, fresh("Work"), Options{MaxMessages: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two late writers from the saved cursor and from scratch store copies.
+	syncAll(t, srcAddr, tgtAddr, saved, Options{})
+	syncAll(t, srcAddr, tgtAddr, fresh("Work"), Options{MaxMessages: 15})
+	for _, i := range []int{2, 10, 11, 3} { // and writes past their fence check
+		raw := testMessage(i)
+		cmd := tgt.Client.Append("Work", int64(len(raw)), &imap.AppendOptions{Time: time.Date(2020, 1, 1, 0, 0, i, 0, time.UTC)})
+		cmd.Write(raw)
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed.Store(true)
+	s2, t2 := pair(t, srcAddr, tgtAddr)
+	published, _, err := SyncFolder(context.Background(), s2, t2, saved, Options{})
+	armed.Store(false)
+	if err == nil {
+		t.Fatal("want the cut")
+	}
+	for _, from := range []Cursor{published, saved} {
+		cur, _ := syncAll(t, srcAddr, tgtAddr, from, Options{})
+		syncAll(t, srcAddr, tgtAddr, cur, Options{Reconcile: true})
+		assertSame(t, src, dial(t, failure.SideTarget, tgtAddr), "Work", "Work")
+	}
 }
