@@ -2,9 +2,11 @@ package workflows
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/mock"
 
 	"github.com/mailmove/mailmove/activities"
@@ -69,5 +71,54 @@ func TestReviewReplanTakesANewFolderForARenameByUIDValidity(t *testing.T) {
 	}
 	if archive.LastUID != 0 {
 		t.Fatalf("the new folder Archive is synced from Projects' cursor (LastUID %d, UIDVALIDITY %d): its messages up to UID %d are never copied", archive.LastUID, archive.UIDValidity, archive.LastUID)
+	}
+}
+
+// Review finding 10 (a move failed at its very end; bad items reported
+// twice). Bad items are appended to the move's state at every sync call
+// that meets them, with no regard to whether they were reported before. A
+// sync that walks a folder from the start again — the verification's
+// repair pass, or the engine after the target renumbered the folder
+// (resetTarget, which Exchange causes) — meets the same refused messages
+// again: here 6 bad items (under the limit of 10) become 12, and a move
+// whose only fault was one duplicate copy fails BadItemLimitExceeded after
+// everything was copied.
+func TestReviewRepairPassCountsBadItemsTwice(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	// Every walk of INBOX from the start meets the same 6 refused messages.
+	walk := func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		from := slices.Clone(in.Cursors)
+		res, err := syncAllDone(ctx, in)
+		for _, c := range from {
+			if c.Source == "INBOX" && c.LastUID == 0 {
+				for uid := range 6 {
+					res.BadItems = append(res.BadItems, engine.BadItem{Folder: "INBOX", UID: imap.UID(uid + 1), Size: 10, Reason: "message too large"})
+				}
+			}
+		}
+		return res, err
+	}
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(walk)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(walk)
+	verifies := 0
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.VerifyInput) (activities.VerifyResult, error) {
+		verifies++
+		res := activities.VerifyResult{Compared: 15}
+		for _, f := range in.Folders {
+			fc := activities.FolderCount{Source: f.Source, Target: f.Target}
+			if f.Source == "INBOX" && verifies == 1 {
+				fc.Duplicated = 1 // one extra copy: the repair pass mends it
+				res.Duplicated++
+			}
+			res.Folders = append(res.Folders, fc)
+		}
+		return res, nil
+	})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 1}))
+	st := queryStatus(t, env)
+	if st.Status == StatusFailed || len(st.BadItems) != 6 {
+		t.Fatalf("%s (%s) with %d bad items reported; want the 6 refused messages once and the move completed", st.Status, st.Reason, len(st.BadItems))
 	}
 }
