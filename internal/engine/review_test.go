@@ -479,3 +479,24 @@ func TestReviewSameIdentityDifferentBodyLosesOne(t *testing.T) {
 		}
 	}
 }
+
+// Finding 11 (two cursors on one target folder). PlanFolders sends the
+// first source folder of a special use to the target's folder of that use
+// and a second one to its own name — which can be that same folder: a
+// source with "Sent" and "Sent Items", a target whose \Sent is "Sent
+// Items". Two cursors (possibly in two lanes at once) then reconcile one
+// target folder: a message present in both source folders is kept once
+// (one folder claims or removes the other's copy), and each folder's
+// verification, comparing against the whole target folder, finds it.
+func TestReviewTwoSourceFoldersPlannedIntoOneTarget(t *testing.T) {
+	src := []Folder{{Name: "INBOX"}, {Name: "Sent"}, {Name: "Sent Items"}}
+	tgt := []Folder{{Name: "INBOX"}, {Name: "Sent Items", SpecialUse: imap.MailboxAttrSent}}
+	plans, _ := PlanFolders(src, '/', tgt, '/', Rules{})
+	seen := map[string]string{}
+	for _, p := range plans {
+		if other, ok := seen[p.Target]; ok {
+			t.Fatalf("source folders %q and %q are both planned into target %q", other, p.Source, p.Target)
+		}
+		seen[p.Target] = p.Source
+	}
+}
