@@ -265,6 +265,10 @@ func (a *Activities) report(ctx context.Context, cancel context.CancelCauseFunc,
 			cancel(l.check())
 		}
 	}
+	if l != nil {
+		// Open the lease before the lane writes anything.
+		beat(progress())
+	}
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(tick)
@@ -379,6 +383,8 @@ type VerifyResult struct {
 	Duplicated int `json:",omitempty"`
 	Other      int `json:",omitempty"`
 	Compared   int `json:",omitempty"`
+	// DeletedOnTarget: copies the user deleted on the target; not missing.
+	DeletedOnTarget int `json:",omitempty"`
 }
 
 // Verify compares every folder's messages on both sides by identity:
@@ -407,6 +413,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 		res.Missing += c.Missing
 		res.Duplicated += c.Duplicated
 		res.Other += c.Other
+		res.DeletedOnTarget += c.DeletedOnTarget
 		res.Compared += c.SourceMessages
 	}
 	return res, nil

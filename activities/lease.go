@@ -34,12 +34,11 @@ type lease struct {
 	err   error
 }
 
-// newLease starts a lease at the attempt's start (the server's timer began
-// earlier, when it handed out the task, but far less than ttl earlier).
+// newLease makes a lease that is closed until a first heartbeat is
+// accepted: a worker paused between taking the task and running it may
+// find its task given away already.
 func newLease(heartbeatTimeout time.Duration, now func() time.Time) *lease {
-	l := &lease{ttl: heartbeatTimeout / 2, now: now}
-	l.until = now().Add(l.ttl)
-	return l
+	return &lease{ttl: heartbeatTimeout / 2, now: now}
 }
 
 // check is the engine's Fence: nil while the lease holds.
@@ -51,6 +50,9 @@ func (l *lease) check() error {
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return l.err
+	}
+	if l.until.IsZero() {
+		return fmt.Errorf("%w (no heartbeat accepted yet)", errLeaseLost)
 	}
 	if !l.now().Before(l.until) {
 		l.err = fmt.Errorf("%w (no heartbeat accepted for %s)", errLeaseLost, l.ttl)

@@ -13,9 +13,9 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-// The lease holds for half the heartbeat timeout after the last heartbeat
-// the server accepted was sent; a refused heartbeat ends it at once, and
-// nothing renews it after that. A heartbeat that fails in transit neither
+// The lease opens with the first heartbeat the server accepts and holds
+// for half the heartbeat timeout after the last accepted one was sent; a
+// refused heartbeat ends it at once, and nothing renews it after that. A heartbeat that fails in transit neither
 // renews nor ends it.
 func TestLease(t *testing.T) {
 	c := &clock{t: time.Unix(1000, 0)}
@@ -24,10 +24,13 @@ func TestLease(t *testing.T) {
 	down := func(context.Context) error { return errors.New("connection refused") }
 	gone := func(context.Context) error { return serviceerror.NewNotFound("activity task not found") }
 
-	c.t = c.t.Add(29 * time.Second)
-	if err := l.check(); err != nil {
-		t.Fatalf("check() 29s after the start = %v, want the lease held", err)
+	if err := l.check(); !errors.Is(err, errLeaseLost) {
+		t.Fatalf("check() before any heartbeat was accepted = %v, want %v", err, errLeaseLost)
 	}
+	if !l.heartbeat(context.Background(), ok) || l.check() != nil {
+		t.Fatal("the first accepted heartbeat did not open the lease")
+	}
+	c.t = c.t.Add(29 * time.Second)
 	if !l.heartbeat(context.Background(), ok) {
 		t.Fatal("heartbeat() accepted = false")
 	}

@@ -88,8 +88,15 @@ func (m *move) replan(ctx workflow.Context) error {
 	}
 	var renames []activities.FolderRename
 	var created []engine.FolderPlan
+	// UIDVALIDITY is unique per folder name only: a server that gives
+	// several folders one value (a constant, a creation second) tells no
+	// rename apart.
+	listed := map[uint32]int{}
+	for _, p := range res.Folders {
+		listed[p.UIDValidity]++
+	}
 	for _, p := range fresh {
-		if idx := vanished[p.UIDValidity]; p.UIDValidity != 0 && len(idx) == 1 {
+		if idx := vanished[p.UIDValidity]; p.UIDValidity != 0 && len(idx) == 1 && listed[p.UIDValidity] == 1 {
 			delete(vanished, p.UIDValidity)
 			f := &m.state.Folders[idx[0]]
 			if f.Plan.Target != p.Target {
@@ -133,20 +140,29 @@ func (m *move) verify(ctx workflow.Context) error {
 	// by identity, copies what is missing and removes extra copies. Moves
 	// started before this patch take the old path.
 	if res.Missing+res.Duplicated > 0 && workflow.GetVersion(ctx, "verify-repair", workflow.DefaultVersion, 1) == 1 {
+		repair := false
 		for _, f := range res.Folders {
-			if f.Missing+f.Duplicated > 0 {
-				i := slices.IndexFunc(m.state.Folders, func(s FolderState) bool { return !s.Gone && s.Plan.Source == f.Source })
-				if i >= 0 {
-					m.state.Folders[i].Cursor = engine.Cursor{Source: f.Source, Target: f.Target}
-				}
+			// Nearly every message missing, as many other messages on
+			// the target: the target keeps no identity this folder's
+			// messages can be recognised by, and a repair would double the
+			// folder. The verification reports it instead.
+			if f.Missing+f.Duplicated == 0 || 2*f.Missing >= f.SourceMessages && f.Other >= f.Missing {
+				continue
+			}
+			i := slices.IndexFunc(m.state.Folders, func(s FolderState) bool { return !s.Gone && s.Plan.Source == f.Source })
+			if i >= 0 {
+				m.state.Folders[i].Cursor = m.state.Folders[i].Cursor.ForRepair()
+				repair = true
 			}
 		}
-		m.state.Repairs++
-		if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
-			return err
-		}
-		if res, err = m.compare(ctx); err != nil {
-			return err
+		if repair {
+			m.state.Repairs++
+			if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
+				return err
+			}
+			if res, err = m.compare(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	m.state.Verify = &res

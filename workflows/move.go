@@ -411,7 +411,7 @@ func (m *move) grade() Grade {
 	}
 	wrong := v.Missing + v.Duplicated
 	switch {
-	case wrong == 0 && len(m.state.BadItems) == 0 && len(m.state.RefusedKeywords) == 0:
+	case wrong == 0 && len(m.state.BadItems) == 0 && len(m.state.RefusedKeywords) == 0 && v.DeletedOnTarget == 0:
 		return GradePerfect
 	case wrong == 0:
 		return GradeGood

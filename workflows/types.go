@@ -108,7 +108,8 @@ const (
 	GradePerfect Grade = "Perfect"
 	// GradeGood: every message the move copies is there exactly once; it
 	// skipped some by design (bad items the target refused, keywords it
-	// does not keep), all reported.
+	// does not keep) or the user deleted copies on the target, all
+	// reported.
 	GradeGood Grade = "Good"
 	// GradeInvestigate: messages missing or copied twice, at most 1 %.
 	GradeInvestigate Grade = "Investigate"

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,17 @@ func (c *Cursor) resetSource(validity uint32) {
 	c.Map, c.Claims, c.TargetUIDNext = nil, nil, 0
 }
 
+// ForRepair is the cursor of a pass that goes through the folder again
+// from the start: every source message is looked for on the target, every
+// target message examined, what is missing copied and extra copies
+// removed. The copies it knows stay claimed, so a copy the user deleted on
+// the target is not brought back.
+func (c Cursor) ForRepair() Cursor {
+	r := Cursor{Source: c.Source, Target: c.Target, UIDValidity: c.UIDValidity, TargetUIDValidity: c.TargetUIDValidity}
+	r.Claims = c.Map.Merge(c.Claims)
+	return r
+}
+
 // resetTarget forgets the target UIDs: the target folder is new, recreated
 // (the user deleted it), or renumbered (Exchange does after internal moves).
 // The source is gone through again from the start: what is on the target is
@@ -85,10 +97,11 @@ func (c *Cursor) resetTarget(validity uint32) {
 
 // BadItem is a message the target refused. It is skipped and reported.
 type BadItem struct {
-	Folder string
-	UID    imap.UID
-	Size   int64
-	Reason string
+	Folder      string
+	UIDValidity uint32 `json:",omitempty"` // the source folder's
+	UID         imap.UID
+	Size        int64
+	Reason      string
 }
 
 // Stats is what one SyncFolder call did.
@@ -297,7 +310,36 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	}
 	c := newCopier(src, tgt, cur, st, opts)
 	err = c.run(ctx, metas)
-	return c.result(err)
+	cur, st, err = c.result(err)
+	if err == nil {
+		st.BadItems, err = unreturned(ctx, src, cur, c.unreturned, st.BadItems)
+	}
+	return cur, st, err
+}
+
+// unreturned adds to bad the messages a FETCH answer left out that are
+// still in the source folder: a server that cannot read a message may skip
+// it silently, and it must not pass for expunged.
+func unreturned(ctx context.Context, src *Session, cur Cursor, metas []meta, bad []BadItem) ([]BadItem, error) {
+	if len(metas) == 0 {
+		return bad, nil
+	}
+	uids := make([]imap.UID, len(metas))
+	for i, m := range metas {
+		uids[i] = m.uid
+	}
+	data, err := src.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{imap.UIDSetNum(uids...)}}, src.esearch()).Wait()
+	if err != nil {
+		return bad, src.classify("search messages of "+cur.Source, ctxErr(ctx, err))
+	}
+	present, _ := data.All.(imap.UIDSet)
+	for _, m := range metas {
+		if present.Contains(m.uid) {
+			bad = append(bad, BadItem{Folder: cur.Source, UIDValidity: cur.UIDValidity, UID: m.uid, Size: m.size,
+				Reason: "the source server did not send this message"})
+		}
+	}
+	return bad, nil
 }
 
 // isNotFound reports a folder that does not exist.
@@ -306,11 +348,13 @@ func isNotFound(err error) bool {
 	return ok && fe.Type == failure.TypeNotFound
 }
 
-// listUIDs returns every UID of the selected source folder, ascending,
-// from cmd when it was sent already. The answer must account for every
-// message the folder has: a short or empty one (a server under stress, a
-// reply cut by a proxy) would read as deletions, or let the cursor pass
-// messages never copied.
+// listUIDs returns every UID of the selected folder, ascending, from cmd
+// when it was sent already. The answer must account for every message the
+// folder has: a short or empty one (a server under stress, a reply cut by a
+// proxy) would read as deletions, let the cursor pass messages never
+// copied, or raise TargetUIDNext over copies nobody looked at. It is
+// counted before it is expanded: a few bytes of ESEARCH can name billions
+// of UIDs.
 func listUIDs(ctx context.Context, s *Session, folder string, cmd *imapclient.SearchCommand) ([]imap.UID, error) {
 	if cmd == nil {
 		cmd = s.Client.UIDSearch(&imap.SearchCriteria{}, s.esearch())
@@ -320,14 +364,41 @@ func listUIDs(ctx context.Context, s *Session, folder string, cmd *imapclient.Se
 		return nil, s.classify("search messages of "+folder, ctxErr(ctx, err))
 	}
 	all, _ := data.All.(imap.UIDSet)
+	var want uint32
+	if mb := s.Client.Mailbox(); mb != nil {
+		want = mb.NumMessages
+	}
+	if n, ok := setSize(all); !ok || n != uint64(want) {
+		return nil, s.classify("search messages of "+folder,
+			fmt.Errorf("the server listed %s UIDs for a folder of %d messages; trying again later", sizeString(n, ok), want))
+	}
 	uids, _ := all.Nums()
 	slices.Sort(uids)
-	uids = slices.Compact(uids)
-	if mb := s.Client.Mailbox(); mb != nil && uint32(len(uids)) != mb.NumMessages {
-		return nil, s.classify("search messages of "+folder,
-			fmt.Errorf("the server listed %d UIDs for a folder of %d messages; trying again later", len(uids), mb.NumMessages))
-	}
 	return uids, nil
+}
+
+// setSize counts the UIDs of a set without expanding it; ok is false for
+// an open range (n:*) or overlapping ranges.
+func setSize(set imap.UIDSet) (n uint64, ok bool) {
+	ranges := slices.Clone(set)
+	slices.SortFunc(ranges, func(a, b imap.UIDRange) int { return cmp.Compare(min(a.Start, a.Stop), min(b.Start, b.Stop)) })
+	var last imap.UID
+	for _, r := range ranges {
+		lo, hi := min(r.Start, r.Stop), max(r.Start, r.Stop)
+		if lo == 0 || lo <= last {
+			return n, false
+		}
+		n += uint64(hi-lo) + 1
+		last = hi
+	}
+	return n, true
+}
+
+func sizeString(n uint64, ok bool) string {
+	if !ok {
+		return "an open or overlapping range of"
+	}
+	return strconv.FormatUint(n, 10)
 }
 
 // selectTarget waits for the target folder's SELECT — making the folder
@@ -420,10 +491,11 @@ type copier struct {
 	singleUntil imap.UID // the cursor's, when the call began
 	buf         []byte   // for streaming bodies; used by send only
 
-	mu       sync.Mutex
-	cur      Cursor
-	st       Stats
-	lastSave time.Time
+	mu         sync.Mutex
+	cur        Cursor
+	st         Stats
+	lastSave   time.Time
+	unreturned []meta
 }
 
 // step is one source message in UID order: appended by its unit's command,
@@ -681,11 +753,23 @@ func (c *copier) write(ctx context.Context, u *unit, m meta, body imap.LiteralRe
 		c.buf = make([]byte, 64<<10)
 	}
 	// One buffer for every message: io.Copy would allocate 32 KB per call.
-	_, err := io.CopyBuffer(w, r, c.buf)
-	if err == nil {
+	// The last byte waits for the fence: some servers store a message as
+	// soon as they have read it whole, before the command ends, and a
+	// message one byte short is one every server throws away.
+	_, err := io.CopyBuffer(w, io.LimitReader(r, max(m.size-1, 0)), c.buf)
+	var fenced error
+	if err == nil && r.err == nil {
+		fenced = c.opts.fence()()
+	}
+	if err == nil && fenced == nil {
+		_, err = io.CopyBuffer(w, r, c.buf)
+	}
+	if err == nil && fenced == nil {
 		err = w.Close()
 	}
 	switch {
+	case fenced != nil:
+		u.writeErr = fenced
 	case r.err != nil:
 		// The literal is short: the failure is the source's. Whatever we
 		// write next on this connection — even the command's closing CRLF
@@ -806,8 +890,8 @@ func (c *copier) confirm(units <-chan *unit) error {
 				fail(err)
 				continue
 			}
-			if got, ok := data.UIDs.Nums(); ok && len(got) == u.n {
-				uids = got
+			if n, ok := setSize(data.UIDs); ok && n == uint64(u.n) {
+				uids, _ = data.UIDs.Nums()
 			}
 		}
 		if u.writeErr == nil {
@@ -867,7 +951,7 @@ func (c *copier) confirmSteps(steps []step, uids []imap.UID, upTo imap.UID, bad 
 		var tgtUID imap.UID
 		switch {
 		case s.appended && bad != nil:
-			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: s.m.uid, Size: s.m.size, Reason: bad.Server})
+			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UIDValidity: c.cur.UIDValidity, UID: s.m.uid, Size: s.m.size, Reason: bad.Server})
 		case s.appended:
 			if uids != nil {
 				tgtUID = uids[n]
@@ -876,12 +960,16 @@ func (c *copier) confirmSteps(steps []step, uids []imap.UID, upTo imap.UID, bad 
 			c.st.Copied++
 			c.st.Bytes += s.m.size
 		case s.m.rejected != "":
-			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UID: s.m.uid, Size: s.m.size, Reason: s.m.rejected})
+			c.st.BadItems = append(c.st.BadItems, BadItem{Folder: c.cur.Source, UIDValidity: c.cur.UIDValidity, UID: s.m.uid, Size: s.m.size, Reason: s.m.rejected})
 		case s.m.matched != 0:
 			tgtUID = s.m.matched
 			c.st.Matched++
 		case s.m.filtered:
 			c.st.Filtered++
+		case s.m.fetch():
+			// Left out of the FETCH answer: expunged since it was listed,
+			// or a message the server cannot read (see unreturned).
+			c.unreturned = append(c.unreturned, s.m)
 		}
 		c.cur.LastUID = s.m.uid
 		if tgtUID != 0 {

@@ -48,7 +48,13 @@ func (c *Counters) Add(o Counters) {
 	c.DeletedOnSource += o.DeletedOnSource
 	c.Expunged += o.Expunged
 	c.DuplicatesRemoved += o.DuplicatesRemoved
-	c.BadItems = append(c.BadItems, o.BadItems...)
+	for _, b := range o.BadItems {
+		// A pass that walks a folder again (after the target renumbered
+		// it, or to repair it) meets the same refused messages again.
+		if !slices.ContainsFunc(c.BadItems, b.same) {
+			c.BadItems = append(c.BadItems, b)
+		}
+	}
 	c.RefusedKeywords = addMap(c.RefusedKeywords, o.RefusedKeywords)
 	c.Throttled = addMap(c.Throttled, o.Throttled)
 }
@@ -77,4 +83,9 @@ func addMap[K comparable, V int | time.Duration](dst, src map[K]V) map[K]V {
 		dst[k] += v
 	}
 	return dst
+}
+
+// same reports the same source message.
+func (b BadItem) same(o BadItem) bool {
+	return b.Folder == o.Folder && b.UIDValidity == o.UIDValidity && b.UID == o.UID
 }

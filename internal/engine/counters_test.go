@@ -37,8 +37,12 @@ func TestCountersAddSumsEveryField(t *testing.T) {
 		t.Fatalf("0 + one = %+v, want %+v: Add leaves a field out", sum, one)
 	}
 	sum.Add(one)
-	if sum.Copied != 2 || len(sum.BadItems) != 2 || sum.RefusedKeywords["$Label1"] != 2 || sum.Throttled[failure.SideSource] != 2 {
-		t.Fatalf("one + one = %+v", sum)
+	if sum.Copied != 2 || len(sum.BadItems) != 1 || sum.RefusedKeywords["$Label1"] != 2 || sum.Throttled[failure.SideSource] != 2 {
+		t.Fatalf("one + one = %+v; want every counter doubled and the one bad item counted once", sum)
+	}
+	sum.Add(Counters{BadItems: []BadItem{{Folder: "INBOX", UID: 2}}})
+	if len(sum.BadItems) != 2 {
+		t.Fatalf("another bad item was not added: %+v", sum.BadItems)
 	}
 	if c := one.Plus(one); c.Copied != 2 || one.Copied != 1 || one.RefusedKeywords["$Label1"] != 1 {
 		t.Fatalf("Plus changed its operands: %+v, %+v", c, one)

@@ -73,6 +73,13 @@ func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Sta
 	}
 	wg.Wait()
 	cur, st, err := p.merged()
+	if err == nil {
+		var missing []meta
+		for _, pt := range p.parts {
+			missing = append(missing, pt.copier.unreturned...)
+		}
+		st.BadItems, err = unreturned(ctx, src, cur, missing, st.BadItems)
+	}
 	return cur, st, true, err
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -88,6 +89,7 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules
 	}
 
 	usedSpecial := make(map[imap.MailboxAttr]bool)
+	taken := make(map[string]bool)
 	for _, f := range src {
 		if f.NoSelect {
 			continue
@@ -127,6 +129,7 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules
 		default:
 			p.Target = direct
 		}
+		p.Target = unique(p.Target, taken)
 		// A name the target lists only as the parent of other folders
 		// (\Noselect, \NonExistent) is still to be created.
 		tf, ok := tgtByName[p.Target]
@@ -138,6 +141,20 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules
 	}
 	sort.SliceStable(plans, func(i, j int) bool { return plans[i].Target < plans[j].Target })
 	return plans, excluded
+}
+
+// unique returns name, or, when an earlier source folder was planned into
+// it already ("Sent" into a target's \Sent "Sent Items" beside a source
+// "Sent Items"), "name (2)", "name (3)"…: two source folders never share a
+// target folder, whose copies each would take for its own. Target names
+// are compared without case, as some servers fold it.
+func unique(name string, taken map[string]bool) string {
+	out := name
+	for n := 2; taken[strings.ToLower(out)]; n++ {
+		out = fmt.Sprintf("%s (%d)", name, n)
+	}
+	taken[strings.ToLower(out)] = true
+	return out
 }
 
 // translateName rewrites a folder path from one hierarchy separator to

@@ -42,30 +42,27 @@ func reconcile(ctx context.Context, src, tgt *Session, cur *Cursor, tsel *imap.S
 		cur.TargetUIDNext = max(cur.TargetUIDNext, tsel.UIDNext)
 		return nil
 	}
-	uids, err := searchUIDs(ctx, tgt, cur.Target, from)
+	// The whole folder, checked against its message count, rather than
+	// the UIDs from TargetUIDNext on: those cannot be checked, and a short
+	// answer would raise TargetUIDNext over copies nobody looked at.
+	all, err := listUIDs(ctx, tgt, cur.Target, nil)
 	if err != nil {
 		return err
 	}
 	next := tsel.UIDNext
-	if len(uids) > 0 {
-		next = max(next, uids[len(uids)-1]+1)
+	if len(all) > 0 {
+		next = max(next, all[len(all)-1]+1)
 	}
 	known := cur.Map.TargetSet()
 	known.AddSet(cur.Claims.TargetSet())
-	unmapped := slices.DeleteFunc(uids, func(u imap.UID) bool { return known.Contains(u) })
+	unmapped := slices.DeleteFunc(slices.Clone(all), func(u imap.UID) bool { return u < from || known.Contains(u) })
 	if len(unmapped) > 0 {
-		if err := account(ctx, src, tgt, cur, unmapped, fence, st); err != nil {
+		if err := account(ctx, src, tgt, cur, unmapped, all, fence, st); err != nil {
 			return err
 		}
 	}
 	cur.TargetUIDNext = max(cur.TargetUIDNext, next)
 	return nil
-}
-
-// identified is a message and its identity.
-type identified struct {
-	uid imap.UID
-	id  identity
 }
 
 // copyGroup is one identity: its source messages and its target copies.
@@ -81,56 +78,62 @@ type groupSource struct {
 
 // account pairs the unrecorded target messages with source messages, as
 // reconcile says.
-func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped []imap.UID, fence func() error, st *Stats) error {
-	targets, err := fetchIdentities(ctx, tgt, cur.Target, unmapped)
-	if err != nil {
+func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all []imap.UID, fence func() error, st *Stats) error {
+	var targets []identified
+	if err := eachIdentity(ctx, tgt, cur.Target, unmapped, func(m identified) { targets = append(targets, m) }); err != nil {
 		return err
 	}
-	groups := map[identity]*copyGroup{}
-	dates := map[int64]bool{}
+	var dates []int64
 	for _, t := range targets {
-		g := groups[t.id]
-		if g == nil {
-			g = &copyGroup{}
-			groups[t.id] = g
-		}
-		g.copies = append(g.copies, t.uid)
-		dates[t.id.date] = true
+		dates = append(dates, t.date.Unix())
 	}
 	candidates, err := sourceCandidates(ctx, src, cur.Source, dates)
 	if err != nil {
 		return err
 	}
-	sources, err := fetchIdentities(ctx, src, cur.Source, candidates)
+	groups := map[identity]*copyGroup{}
+	err = eachIdentity(ctx, src, cur.Source, candidates, func(s identified) {
+		t, ok := cur.Map.Lookup(s.uid)
+		if !ok {
+			t, _ = cur.Claims.Lookup(s.uid)
+		}
+		g := groups[s.key()]
+		if g == nil {
+			g = &copyGroup{}
+			groups[s.key()] = g
+		}
+		g.sources = append(g.sources, groupSource{uid: s.uid, tgt: t})
+	})
 	if err != nil {
 		return err
 	}
-	var recorded imap.UIDSet
-	for _, s := range sources {
-		if g := groups[s.id]; g != nil {
-			t, ok := cur.Map.Lookup(s.uid)
-			if !ok {
-				t, _ = cur.Claims.Lookup(s.uid)
-			}
-			g.sources = append(g.sources, groupSource{uid: s.uid, tgt: t})
-			if t != 0 {
-				recorded.AddNum(t)
+	known := func(id identity) bool { return groups[id] != nil }
+	for _, t := range targets {
+		k := t.keyAmong(known)
+		if g := groups[k]; g != nil {
+			g.copies = append(g.copies, t.uid)
+		}
+		// Other mail: no group, never touched.
+	}
+	present := func(u imap.UID) bool { _, ok := slices.BinarySearch(all, u); return ok }
+	var list []*copyGroup
+	for _, g := range groups {
+		for _, s := range g.sources {
+			if s.tgt != 0 && present(s.tgt) {
+				g.copies = append(g.copies, s.tgt)
 			}
 		}
+		if len(g.copies) > 0 {
+			list = append(list, g)
+		}
 	}
-	present, err := presentUIDs(ctx, tgt, cur.Target, recorded)
-	if err != nil {
+	if list, err = refineByBody(ctx, src, tgt, cur, list); err != nil {
 		return err
 	}
 	var pairs, claims []UIDRun
 	var extra imap.UIDSet
 	removable := tgt.uidPlus()
-	for _, g := range groups {
-		for _, s := range g.sources {
-			if s.tgt != 0 && present.Contains(s.tgt) {
-				g.copies = append(g.copies, s.tgt)
-			}
-		}
+	for _, g := range list {
 		for _, a := range g.settle(removable) {
 			if a.Src <= cur.LastUID {
 				pairs = append(pairs, a)
@@ -151,6 +154,62 @@ func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped []ima
 		st.DuplicatesRemoved += n
 	}
 	return nil
+}
+
+// refineByBody splits the groups of several source messages by the start
+// of their bodies: two messages with the same headers are two messages,
+// and each keeps its own copy. A group is left whole where a copy's body
+// matches none of its sources' (the target rewrites bodies).
+func refineByBody(ctx context.Context, src, tgt *Session, cur *Cursor, groups []*copyGroup) ([]*copyGroup, error) {
+	var srcUIDs, tgtUIDs []imap.UID
+	for _, g := range groups {
+		if len(g.sources) > 1 {
+			for _, s := range g.sources {
+				srcUIDs = append(srcUIDs, s.uid)
+			}
+			tgtUIDs = append(tgtUIDs, g.copies...)
+		}
+	}
+	if len(srcUIDs) == 0 {
+		return groups, nil
+	}
+	sd, err := bodyDigests(ctx, src, cur.Source, srcUIDs)
+	if err != nil {
+		return nil, err
+	}
+	td, err := bodyDigests(ctx, tgt, cur.Target, tgtUIDs)
+	if err != nil {
+		return nil, err
+	}
+	var out []*copyGroup
+	for _, g := range groups {
+		parts := map[identity]*copyGroup{}
+		whole := len(g.sources) < 2
+		for _, s := range g.sources {
+			p := parts[sd[s.uid]]
+			if p == nil {
+				p = &copyGroup{}
+				parts[sd[s.uid]] = p
+			}
+			p.sources = append(p.sources, s)
+		}
+		for _, c := range g.copies {
+			p := parts[td[c]]
+			if p == nil {
+				whole = true
+				break
+			}
+			p.copies = append(p.copies, c)
+		}
+		if whole {
+			out = append(out, g)
+			continue
+		}
+		for _, p := range parts {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // kept is the copies of the group that stay: one per source message, the
@@ -224,35 +283,6 @@ func mapOf(pairs []UIDRun) UIDMap {
 	return m
 }
 
-// searchUIDs lists the UIDs of the selected folder from from on, ascending.
-func searchUIDs(ctx context.Context, s *Session, folder string, from imap.UID) ([]imap.UID, error) {
-	var set imap.UIDSet
-	set.AddRange(from, 0)
-	data, err := s.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, s.esearch()).Wait()
-	if err != nil {
-		return nil, s.classify("search "+folder, ctxErr(ctx, err))
-	}
-	all, _ := data.All.(imap.UIDSet)
-	uids, _ := all.Nums()
-	// "n:*" matches the highest UID even when it is below n (RFC 3501 6.4.8).
-	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return u < from })
-	slices.Sort(uids)
-	return uids, nil
-}
-
-// presentUIDs returns which of uids the selected folder holds.
-func presentUIDs(ctx context.Context, s *Session, folder string, uids imap.UIDSet) (imap.UIDSet, error) {
-	if len(uids) == 0 {
-		return nil, nil
-	}
-	data, err := s.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{uids}}, s.esearch()).Wait()
-	if err != nil {
-		return nil, s.classify("search "+folder, ctxErr(ctx, err))
-	}
-	all, _ := data.All.(imap.UIDSet)
-	return all, nil
-}
-
 // esearch asks for compact UID SEARCH answers where the server can give
 // them (ESEARCH, part of IMAP4rev2): ranges instead of every UID.
 func (s *Session) esearch() *imap.SearchOptions {
@@ -262,30 +292,18 @@ func (s *Session) esearch() *imap.SearchOptions {
 	return nil
 }
 
-// identityChunk bounds one FETCH of identities, and with it the memory its
-// answers take.
-const identityChunk = 2000
-
-// fetchIdentities reads the identities of the given messages of the
-// selected folder, in UID order. Messages expunged meanwhile are left out.
-func fetchIdentities(ctx context.Context, s *Session, folder string, uids []imap.UID) ([]identified, error) {
-	out := make([]identified, 0, len(uids))
-	for chunk := range slices.Chunk(uids, identityChunk) {
-		err := eachIdentity(ctx, s, folder, imap.UIDSetNum(chunk...), func(uid imap.UID, _ int64, id identity, _ time.Time) {
-			out = append(out, identified{uid: uid, id: id})
-		})
-		if err != nil {
-			return nil, err
-		}
+// sourceCandidates lists the source messages whose INTERNALDATE lies
+// within a day of one of the given ones: the only ones that can share an
+// identity with them (a server that ignores the zone of APPEND's date
+// shifts INTERNALDATE by hours, never by days). INTERNALDATE is all the
+// server sends for each message.
+func sourceCandidates(ctx context.Context, s *Session, folder string, dates []int64) ([]imap.UID, error) {
+	const window = 26 * 60 * 60
+	slices.Sort(dates)
+	near := func(d int64) bool {
+		i, _ := slices.BinarySearch(dates, d-window)
+		return i < len(dates) && dates[i] <= d+window
 	}
-	slices.SortFunc(out, func(a, b identified) int { return cmp.Compare(a.uid, b.uid) })
-	return out, nil
-}
-
-// sourceCandidates lists the source messages whose INTERNALDATE falls in
-// one of the given seconds: the only ones that can share an identity with
-// them. INTERNALDATE is all the server sends for each message.
-func sourceCandidates(ctx context.Context, s *Session, folder string, dates map[int64]bool) ([]imap.UID, error) {
 	var all imap.UIDSet
 	all.AddRange(1, 0)
 	cmd := s.Client.Fetch(all, &imap.FetchOptions{UID: true, InternalDate: true})
@@ -301,12 +319,13 @@ func sourceCandidates(ctx context.Context, s *Session, folder string, dates map[
 				date = item.Time
 			}
 		}
-		if uid != 0 && dates[date.Unix()] {
+		if uid != 0 && near(date.Unix()) {
 			out = append(out, uid)
 		}
 	}
 	if err := cmd.Close(); err != nil {
 		return nil, s.classify("fetch dates of "+folder, ctxErr(ctx, err))
 	}
+	slices.Sort(out)
 	return out, nil
 }

@@ -2,10 +2,10 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // Comparison is what a folder's verification found, message by message
@@ -23,12 +23,18 @@ type Comparison struct {
 	Missing    int
 	Duplicated int
 	Other      int
+	// DeletedOnTarget: source messages whose copy the move made and the
+	// user then deleted on the target; not missing.
+	DeletedOnTarget int `json:",omitempty"`
+	// Unreadable: source messages the copy reached whose headers the
+	// server did not send; counted as missing too.
+	Unreadable int `json:",omitempty"`
 }
 
 // CompareFolder compares one folder pair. Source messages above the
 // cursor (arrived after the last pass) and those skip names are left out.
-// It reads identities only (a few headers), streaming: memory grows with
-// the number of distinct identities, not with the messages' size.
+// It reads identities (a few headers each), streaming, and the start of
+// the bodies of messages that share one.
 func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, skip func(uid imap.UID, size int64, date time.Time) bool) (Comparison, error) {
 	var cmp Comparison
 	sel, err := src.Client.Select(cur.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
@@ -40,78 +46,118 @@ func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, skip func
 	if err != nil {
 		return cmp, err
 	}
-	counts := map[identity]int{}
+	onSource := map[identity][]imap.UID{}
 	if sel.NumMessages > 0 && (cur.UIDValidity == 0 || cur.UIDValidity == sel.UIDValidity) && cur.LastUID > 0 {
-		var upTo imap.UIDSet
-		upTo.AddRange(1, cur.LastUID)
-		err := eachIdentity(ctx, src, cur.Source, upTo, func(uid imap.UID, size int64, id identity, date time.Time) {
-			if skip == nil || !skip(uid, size, date) {
-				counts[id]++
+		all, err := listUIDs(ctx, src, cur.Source, nil)
+		if err != nil {
+			return cmp, err
+		}
+		reached := slices.DeleteFunc(all, func(u imap.UID) bool { return u > cur.LastUID })
+		read := 0
+		err = eachIdentity(ctx, src, cur.Source, reached, func(m identified) {
+			read++
+			if skip == nil || !skip(m.uid, m.size, m.date) {
+				onSource[m.key()] = append(onSource[m.key()], m.uid)
 				cmp.SourceMessages++
 			}
 		})
 		if err != nil {
 			return cmp, err
 		}
+		cmp.Unreadable = len(reached) - read
+		cmp.Missing += cmp.Unreadable
 	}
 	tsel, err := tgt.Client.Select(cur.Target, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		return cmp, tgt.classify("select "+cur.Target, ctxErr(ctx, err))
 	}
-	onTarget := map[identity]int{}
+	onTarget := map[identity][]imap.UID{}
 	if tsel.NumMessages > 0 {
-		var all imap.UIDSet
-		all.AddRange(1, 0)
-		err := eachIdentity(ctx, tgt, cur.Target, all, func(_ imap.UID, _ int64, id identity, _ time.Time) {
-			onTarget[id]++
+		all, err := listUIDs(ctx, tgt, cur.Target, nil)
+		if err != nil {
+			return cmp, err
+		}
+		known := func(id identity) bool { return onSource[id] != nil }
+		err = eachIdentity(ctx, tgt, cur.Target, all, func(m identified) {
+			k := m.keyAmong(known)
+			onTarget[k] = append(onTarget[k], m.uid)
 			cmp.TargetMessages++
 		})
 		if err != nil {
 			return cmp, err
 		}
 	}
-	for id, n := range counts {
-		have := onTarget[id]
-		cmp.Missing += max(n-have, 0)
-		cmp.Duplicated += max(have-n, 0)
+	if err := compareCounts(ctx, src, tgt, cur, onSource, onTarget, &cmp); err != nil {
+		return cmp, err
 	}
-	for id, have := range onTarget {
-		if counts[id] == 0 {
-			cmp.Other += have
+	// A message whose recorded copy is gone from the target was deleted
+	// there by the user: their decision, not a loss.
+	var onTargetUIDs []imap.UID
+	for _, t := range onTarget {
+		onTargetUIDs = append(onTargetUIDs, t...)
+	}
+	slices.Sort(onTargetUIDs)
+	for _, s := range onSource {
+		for _, u := range s {
+			if t, ok := cur.Map.Lookup(u); ok && cmp.Missing > cmp.Unreadable {
+				if _, there := slices.BinarySearch(onTargetUIDs, t); !there {
+					cmp.DeletedOnTarget++
+					cmp.Missing--
+				}
+			}
 		}
 	}
 	return cmp, nil
 }
 
-// eachIdentity streams UID, size, identity and INTERNALDATE of the
-// messages of set in the selected folder.
-func eachIdentity(ctx context.Context, s *Session, folder string, set imap.UIDSet, f func(imap.UID, int64, identity, time.Time)) error {
-	cmd := s.Client.Fetch(set, &imap.FetchOptions{
-		UID: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{identitySection},
-	})
-	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		var uid imap.UID
-		var size int64
-		var date time.Time
-		var header []byte
-		for item := msg.Next(); item != nil; item = msg.Next() {
-			switch item := item.(type) {
-			case imapclient.FetchItemDataUID:
-				uid = item.UID
-			case imapclient.FetchItemDataRFC822Size:
-				size = item.Size
-			case imapclient.FetchItemDataInternalDate:
-				date = item.Time
-			case imapclient.FetchItemDataBodySection:
-				header, _ = readLimited(item.Literal, 64<<10)
-			}
-		}
-		if uid != 0 {
-			f(uid, size, identityOf(date, header), date)
+// compareCounts counts, per identity, the source messages without a copy
+// and the extra copies; where several source messages share an identity,
+// per start of body too, unless the target rewrites bodies.
+func compareCounts(ctx context.Context, src, tgt *Session, cur Cursor, onSource, onTarget map[identity][]imap.UID, cmp *Comparison) error {
+	var srcUIDs, tgtUIDs []imap.UID
+	for id, s := range onSource {
+		if len(s) > 1 && len(onTarget[id]) > 0 {
+			srcUIDs = append(srcUIDs, s...)
+			tgtUIDs = append(tgtUIDs, onTarget[id]...)
 		}
 	}
-	if err := cmd.Close(); err != nil {
-		return s.classify("fetch headers of "+folder, ctxErr(ctx, err))
+	var sd, td map[imap.UID]identity
+	if len(srcUIDs) > 0 {
+		var err error
+		if sd, err = bodyDigests(ctx, src, cur.Source, srcUIDs); err != nil {
+			return err
+		}
+		if td, err = bodyDigests(ctx, tgt, cur.Target, tgtUIDs); err != nil {
+			return err
+		}
+	}
+	count := func(n, have int) {
+		cmp.Missing += max(n-have, 0)
+		cmp.Duplicated += max(have-n, 0)
+	}
+	for id, s := range onSource {
+		t := onTarget[id]
+		bySrc, byTgt := map[identity]int{}, map[identity]int{}
+		for _, u := range s {
+			bySrc[sd[u]]++
+		}
+		split := len(s) > 1 && len(t) > 0
+		for _, u := range t {
+			byTgt[td[u]]++
+			split = split && bySrc[td[u]] > 0
+		}
+		if !split {
+			count(len(s), len(t))
+			continue
+		}
+		for d, n := range bySrc {
+			count(n, byTgt[d])
+		}
+	}
+	for id, t := range onTarget {
+		if onSource[id] == nil {
+			cmp.Other += len(t)
+		}
 	}
 	return nil
 }
