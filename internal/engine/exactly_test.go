@@ -327,7 +327,7 @@ func TestCompareFolderSeesMissingAndDuplicated(t *testing.T) {
 	// deleted the copy of UID 7.
 	expungeOnSource(t, tgt, "Work", cur.Map[0].Tgt+2, cur.Map[0].Tgt+6)
 	cur.Map = cur.Map.Remove(map[imap.UID]bool{3: true})
-	raw := testMessage(4)                             // UID 5, twice
+	raw := testMessage(4) // UID 5, twice
 	cmd := tgt.Client.Append("Work", int64(len(raw)), &imap.AppendOptions{Time: time.Date(2020, 1, 1, 0, 0, 4, 0, time.UTC)})
 	cmd.Write(raw)
 	cmd.Close()
