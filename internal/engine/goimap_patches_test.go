@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 )
 
 // The patched go-imap (third_party/go-imap) sends APPEND literals above
@@ -203,4 +204,35 @@ func scriptedServer(t *testing.T, caps string, serve func(c net.Conn, r *bufio.R
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Patch 3 must not cancel the continuation request of a command not sent
+// yet: AUTHENTICATE registers it before the command, and a server without
+// SASL-IR asks for the initial response with a continuation request.
+func TestAuthenticateWithoutSASLIR(t *testing.T) {
+	c := scriptedServer(t, "AUTH=PLAIN", func(conn net.Conn, r *bufio.Reader) {
+		line, _ := r.ReadString('\n')
+		tag, _, _ := strings.Cut(line, " ")
+		if !strings.Contains(line, "AUTHENTICATE PLAIN") {
+			fmt.Fprintf(conn, "%s BAD expected AUTHENTICATE PLAIN\r\n", tag)
+			return
+		}
+		fmt.Fprintf(conn, "+ \r\n")
+		resp, _ := r.ReadString('\n')
+		if strings.TrimSpace(resp) != "AHVzZXIAc2VjcmV0" { // "\0user\0secret"
+			fmt.Fprintf(conn, "%s NO bad response %q\r\n", tag, resp)
+			return
+		}
+		fmt.Fprintf(conn, "%s OK authenticated\r\n", tag)
+	})
+	done := make(chan error, 1)
+	go func() { done <- c.Authenticate(sasl.NewPlainClient("", "user", "secret")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Authenticate() = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Authenticate() hangs")
+	}
 }

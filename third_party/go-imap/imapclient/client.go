@@ -571,8 +571,10 @@ func (c *Client) registerContReq(cmd command) *imapwire.ContinuationRequest {
 	defer c.mutex.Unlock()
 	// A command the server already answered (a MULTIAPPEND refused before
 	// its last message was sent) will never see a continuation request:
-	// waiting for one would block forever.
-	pending := false
+	// waiting for one would block forever. A command not begun yet (IDLE
+	// and AUTHENTICATE register before they are sent) has no done channel
+	// and is not answered.
+	pending := cmd.base().done == nil
 	for _, pc := range c.pendingCmds {
 		if pc.base() == cmd.base() {
 			pending = true
