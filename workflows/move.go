@@ -210,6 +210,11 @@ func (m *move) call(ctx, actx workflow.Context, act interface{}, in func() inter
 		}
 		if partial != nil && progress != nil {
 			progress(*partial)
+			if partial.Copied+partial.Matched+partial.Filtered > 0 {
+				// It made progress before it failed: a link that drops now
+				// and then waits the first interval again, not the longest.
+				m.succeeded()
+			}
 		}
 		m.state.LastFailure = &d
 		if d.Type == failure.TypeLogonFailed {

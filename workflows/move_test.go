@@ -579,3 +579,26 @@ func TestVerificationRepairsOnceThenGrades(t *testing.T) {
 		})
 	}
 }
+
+// A link that drops now and then, with progress in between, waits the
+// first interval after each drop, not ever longer ones.
+func TestStallWaitStartsAgainAfterProgress(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		calls++
+		if calls <= 3 {
+			p := activities.SyncResult{Cursors: in.Cursors, Done: make([]bool, len(in.Cursors)), Counters: engine.Counters{Copied: 1}}
+			return activities.SyncResult{}, failed(failure.TypeServerUnavailable, failure.SideTarget, "ConnectionDropped", "", &p)
+		}
+		return syncAllDone(ctx, in)
+	})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 1}))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	// 15s three times, not 15s, 30s, 60s.
+	if got := queryStatus(t, env).StallTime["StalledDueToTarget_ConnectionDropped"]; got != 45*time.Second {
+		t.Fatalf("stall time = %v, want 45s", got)
+	}
+}

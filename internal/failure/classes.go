@@ -90,8 +90,9 @@ var classes = []Class{
 		Hint:   "another process holds the mailbox; the move retries later",
 		Remedy: "find what holds the mailbox (another migration, a backup, a stuck session) and stop it; then `mailmove batch retry`"},
 	{Type: TypeServerUnavailable, Kind: KindActivity,
-		// Overload and throttling: stall, back off, resume by itself.
-		Rule:   Rule{InitialInterval: Duration(15 * time.Second), BackoffCoefficient: 2, MaximumInterval: Duration(10 * time.Minute)},
+		// Overload and throttling: stall, back off, resume by itself; the
+		// wait grows with failures in a row, not over the move's life.
+		Rule:   Rule{InitialInterval: Duration(15 * time.Second), BackoffCoefficient: 2, MaximumInterval: Duration(10 * time.Minute), Consecutive: true},
 		Hint:   "the server is busy or throttling; the move waits and resumes",
 		Remedy: "the server stayed overloaded or throttling; lower --concurrency or --connections-per-move, or move at night; then `mailmove batch retry`"},
 	{Type: TypeTargetFull, Kind: KindActivity,
