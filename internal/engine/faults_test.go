@@ -1,8 +1,14 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +131,76 @@ func TestConnectionClosedBeforeGreetingIsADrop(t *testing.T) {
 	_, err = Dial(context.Background(), failure.SideTarget, Endpoint{Addr: ln.Addr().String(), Security: SecurityNone}, Credentials{User: "u", Password: "p"})
 	if fe, ok := failure.As(err); !ok || fe.Type != failure.TypeServerUnavailable || fe.Reason != "ConnectionDropped" {
 		t.Fatalf("Dial() = %v; want ServerUnavailable/ConnectionDropped", err)
+	}
+}
+
+// hostileServer greets, then answers the first command with answer: an
+// endless line, a literal of gigabytes.
+func hostileServer(t *testing.T, answer func(w io.Writer, tag string)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1] hostile\r\n")
+				line, err := bufio.NewReader(c).ReadString('\n')
+				if err != nil {
+					return
+				}
+				tag, _, _ := strings.Cut(line, " ")
+				answer(c, tag)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A server's answer is bounded before it is read: an endless line or a
+// literal of 4 GB fails the logon with a clear error, and the worker's
+// memory stays small.
+func TestHostileAnswersAreBounded(t *testing.T) {
+	for name, answer := range map[string]func(io.Writer, string){
+		"endless line": func(w io.Writer, tag string) {
+			line := bytes.Repeat([]byte("a"), 1<<20)
+			io.WriteString(w, "* OK ")
+			for range 200 { // 200 MiB without an end
+				if _, err := w.Write(line); err != nil {
+					return
+				}
+			}
+		},
+		"4 GB literal": func(w io.Writer, tag string) {
+			fmt.Fprintf(w, "* LIST () \"/\" {4000000000}\r\n")
+			chunk := bytes.Repeat([]byte("b"), 1<<20)
+			for range 200 {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			addr := hostileServer(t, answer)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := Dial(context.Background(), failure.SideSource, Endpoint{Addr: addr, Security: SecurityNone}, Credentials{User: "u", Password: "p"})
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), "bytes") {
+				t.Fatalf("Dial() = %v; want an error naming the bound", err)
+			}
+			if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 128<<20 {
+				t.Fatalf("the heap grew by %d MiB reading the answer", grew>>20)
+			}
+		})
 	}
 }

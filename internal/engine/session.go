@@ -222,9 +222,14 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// idleConn bounds every read: go-imap clears the read deadline while it waits
-// for the next response, so a server that never answers would hang a session
-// forever.
+// idleConn bounds the time without progress, not the time of a command:
+// every read and every write may wait at most idle for the peer. go-imap
+// sets deadlines of its own — 30 s for an answer, 5 min for a literal — that
+// would cut a 50 MB message on a link below 170 KB/s, or a server that
+// thinks for a minute; and none at all while it waits for the next answer,
+// which would hang on a server that never answers. Its deadlines are
+// ignored, except one already past, which is how a blocked call is
+// interrupted (TLS does that when its context ends).
 type idleConn struct {
 	net.Conn
 	idle  time.Duration
@@ -232,27 +237,39 @@ type idleConn struct {
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	n, err := c.Conn.Read(b)
 	c.bytes.Add(int64(n))
 	return n, err
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
 	n, err := c.Conn.Write(b)
 	c.bytes.Add(int64(n))
 	return n, err
 }
 
 func (c *idleConn) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		t = time.Now().Add(c.idle)
+	if interrupts(t) {
+		return c.Conn.SetReadDeadline(t)
 	}
-	return c.Conn.SetReadDeadline(t)
+	return nil
+}
+
+func (c *idleConn) SetWriteDeadline(t time.Time) error {
+	if interrupts(t) {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return nil
 }
 
 func (c *idleConn) SetDeadline(t time.Time) error {
-	if t.IsZero() {
-		t = time.Now().Add(c.idle)
+	if interrupts(t) {
+		return c.Conn.SetDeadline(t)
 	}
-	return c.Conn.SetDeadline(t)
+	return nil
 }
+
+// interrupts reports a deadline set to stop a blocked call now.
+func interrupts(t time.Time) bool { return !t.IsZero() && !t.After(time.Now()) }

@@ -185,7 +185,7 @@ func New(conn net.Conn, options *Options) *Client {
 		options:    *options,
 		br:         br,
 		bw:         bw,
-		dec:        imapwire.NewDecoder(br, imapwire.ConnSideClient),
+		dec:        newResponseDecoder(br),
 		greetingCh: make(chan struct{}),
 		decCh:      make(chan struct{}),
 		state:      imap.ConnStateNone,
@@ -640,9 +640,31 @@ func (c *Client) read() {
 	}
 }
 
+// Bounds of one server response: the bytes outside literals, and a
+// literal read whole into memory (a string, not a message body, which is
+// streamed). A server sending an endless line or announcing a literal of
+// gigabytes gets an error, not the process's memory.
+const (
+	maxResponseSize       = 32 << 20
+	maxBufferedLiteralLen = 32 << 20
+)
+
+func newResponseDecoder(br *bufio.Reader) *imapwire.Decoder {
+	dec := imapwire.NewDecoder(br, imapwire.ConnSideClient)
+	dec.MaxSize = maxResponseSize
+	dec.CheckBufferedLiteralFunc = func(size int64, _ bool) error {
+		if size > maxBufferedLiteralLen {
+			return fmt.Errorf("imapclient: the server announced a literal of %d bytes, more than the %d a response may hold", size, maxBufferedLiteralLen)
+		}
+		return nil
+	}
+	return dec
+}
+
 func (c *Client) readResponse() error {
 	c.setReadTimeout(respReadTimeout)
 	defer c.setReadTimeout(idleReadTimeout)
+	c.dec.ResetSize()
 
 	if c.dec.Special('+') {
 		if err := c.readContinueReq(); err != nil {

@@ -77,6 +77,12 @@ func (dec *Decoder) mustUnreadByte() {
 	dec.readBytes--
 }
 
+// ResetSize starts counting the bytes MaxSize bounds afresh: a decoder
+// that reads many messages bounds each.
+func (dec *Decoder) ResetSize() {
+	dec.readBytes = 0
+}
+
 // Err returns the decoder error, if any.
 func (dec *Decoder) Err() error {
 	return dec.err
@@ -94,7 +100,7 @@ func (dec *Decoder) returnErr(err error) bool {
 
 func (dec *Decoder) readByte() (byte, bool) {
 	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
-		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded"))
+		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded (%d bytes)", dec.MaxSize))
 	}
 	dec.crlf = false
 	if dec.literal {
@@ -578,7 +584,7 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
 			lit.cancel()
-			return false
+			return dec.returnErr(err)
 		}
 	}
 	var sb strings.Builder
