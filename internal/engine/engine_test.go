@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -195,7 +196,7 @@ func TestPlanFolders(t *testing.T) {
 	}
 	tgt := []Folder{{Name: "INBOX"}, {Name: "Sent Items", SpecialUse: imap.MailboxAttrSent}, {Name: "Brouillons", SpecialUse: imap.MailboxAttrDrafts}}
 	got := map[string]string{}
-	plans, _ := PlanFolders(src, '/', tgt, '.', Rules{})
+	plans, _ := PlanFolders(src, Namespace{Delim: '/'}, tgt, Namespace{Delim: '.'}, Rules{})
 	for _, p := range plans {
 		got[p.Source] = p.Target
 	}
@@ -233,7 +234,7 @@ func TestPlanFoldersRules(t *testing.T) {
 			map[string]string{"INBOX": "Migrated/INBOX", "Sent Items": "Migrated/Sent Items"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plans, excluded := PlanFolders(src, '/', tgt, '/', tc.rules)
+			plans, excluded := PlanFolders(src, Namespace{Delim: '/'}, tgt, Namespace{Delim: '/'}, tc.rules)
 			got := map[string]string{}
 			for _, p := range plans {
 				got[p.Source] = p.Target
@@ -379,5 +380,39 @@ func TestSyncFolderHonoursAppendLimit(t *testing.T) {
 	}
 	if len(st.BadItems) != large || st.Copied != 14-large || cur.LastUID != 14 || large == 0 {
 		t.Fatalf("stats %+v; want %d bad items above the APPENDLIMIT and the rest copied", st, large)
+	}
+}
+
+// Courier, cPanel and Cyrus put personal folders below "INBOX.": the prefix
+// is a namespace's, not part of the folder's path, both ways.
+func TestPlanFoldersTranslatesNamespacePrefixes(t *testing.T) {
+	courier := Namespace{Prefix: "INBOX.", Delim: '.'}
+	dovecot := Namespace{Delim: '/'}
+	for _, tc := range []struct {
+		name     string
+		src      []Folder
+		srcNS    Namespace
+		tgtNS    Namespace
+		rules    Rules
+		want     map[string]string
+		excluded []string
+	}{
+		{"from Courier", []Folder{{Name: "INBOX"}, {Name: "INBOX.Work"}, {Name: "INBOX.Work.2024"}, {Name: "INBOX.Old"}},
+			courier, dovecot, Rules{Exclude: []string{"Old"}},
+			map[string]string{"INBOX": "INBOX", "INBOX.Work": "Work", "INBOX.Work.2024": "Work/2024"}, []string{"INBOX.Old"}},
+		{"to Courier", []Folder{{Name: "INBOX"}, {Name: "Work"}, {Name: "Work/2024"}},
+			dovecot, courier, Rules{},
+			map[string]string{"INBOX": "INBOX", "Work": "INBOX.Work", "Work/2024": "INBOX.Work.2024"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plans, excluded := PlanFolders(tc.src, tc.srcNS, []Folder{{Name: "INBOX"}}, tc.tgtNS, tc.rules)
+			got := map[string]string{}
+			for _, p := range plans {
+				got[p.Source] = p.Target
+			}
+			if !maps.Equal(got, tc.want) || !slices.Equal(excluded, tc.excluded) {
+				t.Fatalf("PlanFolders() = %v, excluded %v; want %v, excluded %v", got, excluded, tc.want, tc.excluded)
+			}
+		})
 	}
 }

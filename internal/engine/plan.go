@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -65,7 +66,8 @@ func specialUse(name string, delim rune, attr imap.MailboxAttr) imap.MailboxAttr
 // target's hierarchy separator, as the rules amend it. It returns the plans,
 // sorted so parents come before their children, and the source folders the
 // rules leave out.
-func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules Rules) (plans []FolderPlan, excluded []string) {
+func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, rules Rules) (plans []FolderPlan, excluded []string) {
+	srcDelim, tgtDelim := srcNS.Delim, tgtNS.Delim
 	tgtByName := make(map[string]Folder, len(tgt))
 	tgtByUse := make(map[imap.MailboxAttr]string)
 	for _, f := range tgt {
@@ -73,7 +75,7 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules
 		if f.NoSelect {
 			continue
 		}
-		if use := specialUse(f.Name, tgtDelim, f.SpecialUse); use != "" {
+		if use := specialUse(tgtNS.local(f.Name), tgtDelim, f.SpecialUse); use != "" {
 			// An announced attribute wins over a name match.
 			if _, seen := tgtByUse[use]; !seen || f.SpecialUse != "" {
 				tgtByUse[use] = f.Name
@@ -85,7 +87,7 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules
 		if rules.TargetPrefix != "" {
 			p = strings.Trim(rules.TargetPrefix, "/") + "/" + p
 		}
-		return translateName(p, '/', tgtDelim)
+		return tgtNS.Prefix + translateName(p, '/', tgtDelim)
 	}
 
 	usedSpecial := make(map[imap.MailboxAttr]bool)
@@ -94,17 +96,18 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules
 		if f.NoSelect {
 			continue
 		}
-		path := translateName(f.Name, srcDelim, '/')
+		local := srcNS.local(f.Name)
+		path := translateName(local, srcDelim, '/')
 		if rules.excluded(path) {
 			excluded = append(excluded, f.Name)
 			continue
 		}
 		p := FolderPlan{Source: f.Name, Subscribed: f.Subscribed, Messages: f.Messages, Bytes: f.Bytes, UIDValidity: f.UIDValidity}
-		use := specialUse(f.Name, srcDelim, f.SpecialUse)
-		// The same path on the target; translated from the source's
-		// separator directly, so that a name is kept byte for byte when
-		// both servers use the same one.
-		direct := translateName(f.Name, srcDelim, tgtDelim)
+		use := specialUse(local, srcDelim, f.SpecialUse)
+		// The same path on the target, in its personal namespace;
+		// translated from the source's separator directly, so that a name
+		// is kept byte for byte when both servers use the same one.
+		direct := tgtNS.Prefix + translateName(local, srcDelim, tgtDelim)
 		if rules.TargetPrefix != "" {
 			direct = toTarget(path)
 		}
@@ -112,9 +115,9 @@ func PlanFolders(src []Folder, srcDelim rune, tgt []Folder, tgtDelim rune, rules
 		switch {
 		case isRenamed:
 			p.Target = toTarget(renamed)
-		case strings.EqualFold(f.Name, "INBOX") && rules.TargetPrefix == "":
+		case strings.EqualFold(local, "INBOX") && rules.TargetPrefix == "":
 			p.Target = "INBOX"
-		case strings.EqualFold(f.Name, "INBOX"):
+		case strings.EqualFold(local, "INBOX"):
 			p.Target = toTarget("INBOX")
 		case use != "" && !usedSpecial[use] && rules.TargetPrefix == "":
 			// Only the first source folder of a use is merged into the
@@ -156,6 +159,28 @@ func unique(name string, taken map[string]bool) string {
 	taken[strings.ToLower(out)] = true
 	return out
 }
+
+// Namespace is a server's personal namespace (RFC 2342): the prefix of
+// its folder names and their hierarchy separator. INBOX is outside any
+// prefix.
+type Namespace struct {
+	Prefix string
+	Delim  rune
+}
+
+// local is a folder's name without the namespace's prefix.
+func (ns Namespace) local(name string) string {
+	if strings.EqualFold(name, "INBOX") {
+		return "INBOX"
+	}
+	if rest, ok := strings.CutPrefix(name, ns.Prefix); ok && rest != "" {
+		return rest
+	}
+	return name
+}
+
+// Namespace returns the session's personal namespace.
+func (s *Session) Namespace() Namespace { return Namespace{Prefix: s.Prefix, Delim: s.Delim} }
 
 // translateName rewrites a folder path from one hierarchy separator to
 // another. A target separator that occurs inside a source name component
@@ -199,6 +224,10 @@ func (s *Session) ListFolders(ctx context.Context) ([]Folder, error) {
 
 	folders := make([]Folder, 0, len(lists))
 	for _, l := range lists {
+		// Shared folders and other users' are not this mailbox's.
+		if slices.ContainsFunc(s.Others, func(p string) bool { return strings.HasPrefix(l.Mailbox, p) }) {
+			continue
+		}
 		f := Folder{Name: l.Mailbox, Subscribed: subscribed[l.Mailbox]}
 		for _, a := range l.Attrs {
 			switch a {
@@ -366,6 +395,6 @@ func Plan(ctx context.Context, src, tgt *Session, rules Rules) (plans []FolderPl
 	if err != nil {
 		return nil, nil, err
 	}
-	plans, excluded = PlanFolders(srcFolders, src.Delim, tgtFolders, tgt.Delim, rules)
+	plans, excluded = PlanFolders(srcFolders, src.Namespace(), tgtFolders, tgt.Namespace(), rules)
 	return plans, excluded, nil
 }

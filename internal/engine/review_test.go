@@ -493,7 +493,7 @@ func TestReviewSameIdentityDifferentBodyLosesOne(t *testing.T) {
 func TestReviewTwoSourceFoldersPlannedIntoOneTarget(t *testing.T) {
 	src := []Folder{{Name: "INBOX"}, {Name: "Sent"}, {Name: "Sent Items"}}
 	tgt := []Folder{{Name: "INBOX"}, {Name: "Sent Items", SpecialUse: imap.MailboxAttrSent}}
-	plans, _ := PlanFolders(src, '/', tgt, '/', Rules{})
+	plans, _ := PlanFolders(src, Namespace{Delim: '/'}, tgt, Namespace{Delim: '/'}, Rules{})
 	seen := map[string]string{}
 	for _, p := range plans {
 		if other, ok := seen[p.Target]; ok {

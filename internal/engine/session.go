@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,8 +67,13 @@ type Session struct {
 	User   string
 	Client *imapclient.Client
 	Caps   imap.CapSet
-	// Delim is the hierarchy separator of the personal namespace.
-	Delim rune
+	// Delim is the hierarchy separator of the personal namespace, Prefix
+	// its prefix (RFC 2342: "INBOX." on Courier and cPanel, "" on most),
+	// and Others the prefixes of the shared and other users' namespaces,
+	// whose folders a move leaves out.
+	Delim  rune
+	Prefix string
+	Others []string
 
 	stop    func() bool
 	raw     net.Conn
@@ -144,11 +150,40 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 		return nil, failure.Classify(side, "capability", ctxErr(ctx, err))
 	}
 	s.Caps = caps
+	s.readNamespace()
+	return s, nil
+}
+
+// readNamespace learns the personal namespace, from NAMESPACE where the
+// server has it, else the separator LIST "" "" gives.
+func (s *Session) readNamespace() {
+	var ns *imapclient.NamespaceCommand
+	if s.Caps.Has(imap.CapNamespace) || s.Caps.Has(imap.CapIMAP4rev2) {
+		ns = s.Client.Namespace()
+	}
+	list := s.Client.List("", "", nil)
 	s.Delim = '/'
-	if lists, err := c.List("", "", nil).Collect(); err == nil && len(lists) > 0 && lists[0].Delim != 0 {
+	if lists, err := list.Collect(); err == nil && len(lists) > 0 && lists[0].Delim != 0 {
 		s.Delim = lists[0].Delim
 	}
-	return s, nil
+	if ns == nil {
+		return
+	}
+	data, err := ns.Wait()
+	if err != nil {
+		return
+	}
+	if len(data.Personal) > 0 {
+		s.Prefix = data.Personal[0].Prefix
+		if d := data.Personal[0].Delim; d != 0 {
+			s.Delim = d
+		}
+	}
+	for _, o := range append(slices.Clone(data.Other), data.Shared...) {
+		if o.Prefix != "" {
+			s.Others = append(s.Others, o.Prefix)
+		}
+	}
 }
 
 // AppendLimit is the largest message the server accepts (RFC 7889

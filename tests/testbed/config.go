@@ -230,6 +230,7 @@ type configData struct {
 	MailRoot     string
 	Port         int
 	Separator    string
+	Prefix       string
 	Identity     identity
 	SpecialUse   []specialUseBox
 	QuotaBytes   int64
@@ -317,7 +318,7 @@ service imap-urlauth-login {
 
 namespace inbox {
   inbox = yes
-  prefix =
+  prefix = {{.Prefix}}
   separator = {{.Separator}}
 {{- range .SpecialUse}}
   mailbox "{{.Name}}" {
@@ -353,6 +354,7 @@ func (s *Server) writeConfig(opts Options, id identity) error {
 		MailRoot:     filepath.Join(s.dir, "mail"),
 		Port:         s.port,
 		Separator:    s.sep,
+		Prefix:       opts.Prefix,
 		Identity:     id,
 		QuotaBytes:   opts.QuotaBytes,
 		MaxMessage:   opts.MaxMessageBytes,

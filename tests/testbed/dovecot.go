@@ -80,6 +80,9 @@ type Options struct {
 	// Separator is the namespace hierarchy separator, "/" (default) or ".".
 	// With Maildir++ storage the other character is not allowed in names.
 	Separator string
+	// Prefix is the personal namespace's prefix: "INBOX." makes a
+	// Courier- or cPanel-style server (with Separator ".").
+	Prefix string
 	// SpecialUse maps a mailbox name ("/"-separated, like corpus names) to a
 	// RFC 6154 attribute such as `\Sent`. Each one is configured with
 	// auto = subscribe, so it exists in every account from the first login.

@@ -113,29 +113,46 @@ func Seed(addr, user, password string, folders []Folder) error {
 
 // separator returns the hierarchy separator of the personal namespace, from
 // LIST "" "".
-func separator(c *imapclient.Client) (rune, error) {
+func separator(c *imapclient.Client) (namespace, error) {
 	list, err := c.List("", "", nil).Collect()
 	if err != nil {
-		return 0, fmt.Errorf("list hierarchy separator: %w", err)
+		return namespace{}, fmt.Errorf("list hierarchy separator: %w", err)
 	}
-	if len(list) == 0 || list[0].Delim == 0 {
-		return '/', nil // flat server; no name contains a separator then
+	ns := namespace{sep: '/'} // flat server; no name contains a separator then
+	if len(list) > 0 && list[0].Delim != 0 {
+		ns.sep = list[0].Delim
 	}
-	return list[0].Delim, nil
+	if data, err := c.Namespace().Wait(); err == nil && len(data.Personal) > 0 {
+		ns.prefix = data.Personal[0].Prefix
+	}
+	return ns, nil
+}
+
+// namespace is a server's personal namespace: folder names start with
+// prefix (INBOX aside) and separate levels with sep.
+type namespace struct {
+	prefix string
+	sep    rune
 }
 
 // serverName translates a "/"-separated corpus name to the server's
-// separator.
-func serverName(name string, sep rune) string {
-	return strings.ReplaceAll(name, DefaultSeparator, string(sep))
-}
-
-// corpusName translates a server name back to "/" separators.
-func corpusName(name string, sep rune) string {
-	if sep == 0 {
+// namespace.
+func serverName(name string, ns namespace) string {
+	if strings.EqualFold(name, "INBOX") {
 		return name
 	}
-	return strings.ReplaceAll(name, string(sep), DefaultSeparator)
+	return ns.prefix + strings.ReplaceAll(name, DefaultSeparator, string(ns.sep))
+}
+
+// corpusName translates a server name back to a "/"-separated corpus name.
+func corpusName(name string, ns namespace) string {
+	if rest, ok := strings.CutPrefix(name, ns.prefix); ok && rest != "" && !strings.EqualFold(name, "INBOX") {
+		name = rest
+	}
+	if ns.sep == 0 {
+		return name
+	}
+	return strings.ReplaceAll(name, string(ns.sep), DefaultSeparator)
 }
 
 func isCode(err error, code imap.ResponseCode) bool {

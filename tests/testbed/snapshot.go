@@ -43,6 +43,10 @@ func TakeSnapshot(addr, user, password string) (Snapshot, error) {
 	}
 	defer c.Close()
 
+	ns, err := separator(c)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", user, err)
+	}
 	list, err := c.List("", "*", nil).Collect()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: list: %w", user, err)
@@ -56,7 +60,7 @@ func TakeSnapshot(addr, user, password string) (Snapshot, error) {
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", user, err)
 		}
-		snap[corpusName(mbox.Mailbox, mbox.Delim)] = msgs
+		snap[corpusName(mbox.Mailbox, namespace{prefix: ns.prefix, sep: mbox.Delim})] = msgs
 	}
 	if err := c.Logout().Wait(); err != nil {
 		return nil, fmt.Errorf("snapshot %s: logout: %w", user, err)
@@ -72,13 +76,17 @@ func Subscriptions(addr, user, password string) ([]string, error) {
 		return nil, err
 	}
 	defer c.Close()
+	ns, err := separator(c)
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions of %s: %w", user, err)
+	}
 	list, err := c.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions of %s: %w", user, err)
 	}
 	names := make([]string, 0, len(list))
 	for _, mbox := range list {
-		names = append(names, corpusName(mbox.Mailbox, mbox.Delim))
+		names = append(names, corpusName(mbox.Mailbox, namespace{prefix: ns.prefix, sep: mbox.Delim}))
 	}
 	slices.Sort(names)
 	if err := c.Logout().Wait(); err != nil {
