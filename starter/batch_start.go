@@ -31,11 +31,8 @@ type batchStartOptions struct {
 
 	Name               string
 	CSV                string
-	Source             string
-	Target             string
-	SourceSecurity     string
-	TargetSecurity     string
-	InsecureSkipVerify bool
+	Source, Target     sideOptions
+	InsecureSkipVerify bool // deprecated: both sides
 	Complete           string
 	Concurrency        int
 	PolicyFile         string
@@ -80,11 +77,11 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f := cmd.Flags()
 	f.StringVar(&opts.Name, "name", "", "batch name (unique; names the moves' workflow IDs)")
 	f.StringVar(&opts.CSV, "csv", "", "CSV file of mailboxes")
-	f.StringVar(&opts.Source, "source", "", "source IMAP server host:port")
-	f.StringVar(&opts.Target, "target", "", "target IMAP server host:port")
-	f.StringVar(&opts.SourceSecurity, "source-security", "tls", "tls, starttls or none")
-	f.StringVar(&opts.TargetSecurity, "target-security", "tls", "tls, starttls or none")
-	f.BoolVar(&opts.InsecureSkipVerify, "insecure-skip-verify", false, "accept any TLS certificate (self-signed test servers)")
+	opts.Source.name, opts.Target.name = "source", "target"
+	opts.Source.addFlags(f)
+	opts.Target.addFlags(f)
+	f.BoolVar(&opts.InsecureSkipVerify, "insecure-skip-verify", false, "")
+	f.MarkDeprecated("insecure-skip-verify", "use --source-insecure-skip-verify and --target-insecure-skip-verify")
 	f.StringVar(&opts.Complete, "complete", "auto", "auto: finish each move after its initial sync; manual: keep syncing until `batch complete`")
 	f.IntVar(&opts.Concurrency, "concurrency", workflows.DefaultConcurrency, "moves in their initial sync at once")
 	f.DurationVar(&opts.Settings.IncrementalInterval, "incremental-interval", workflows.DefaultIncrementalInterval, "time between incremental passes (manual completion)")
@@ -141,17 +138,11 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 
 // endpoints are the source and target servers of every move.
 func endpoints(opts *batchStartOptions) (src, tgt workflows.Endpoint, err error) {
-	srcSec, err := workflows.ParseSecurity(opts.SourceSecurity)
-	if err != nil {
-		return src, tgt, fmt.Errorf("--source-security: %w", err)
+	if src, err = opts.Source.endpoint(opts.InsecureSkipVerify); err != nil {
+		return src, tgt, err
 	}
-	tgtSec, err := workflows.ParseSecurity(opts.TargetSecurity)
-	if err != nil {
-		return src, tgt, fmt.Errorf("--target-security: %w", err)
-	}
-	src = workflows.Endpoint{Addr: opts.Source, Security: srcSec, InsecureSkipVerify: opts.InsecureSkipVerify}
-	tgt = workflows.Endpoint{Addr: opts.Target, Security: tgtSec, InsecureSkipVerify: opts.InsecureSkipVerify}
-	return src, tgt, nil
+	tgt, err = opts.Target.endpoint(opts.InsecureSkipVerify)
+	return src, tgt, err
 }
 
 // settings checks the flags that tune the moves and puts them, the rules

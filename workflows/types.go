@@ -330,3 +330,6 @@ type (
 
 // ParseSecurity validates a --source-security/--target-security value.
 func ParseSecurity(s string) (Security, error) { return engine.ParseSecurity(s) }
+
+// TLSVersions are the values of Endpoint.MinTLS.
+var TLSVersions = engine.TLSVersions

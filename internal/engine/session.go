@@ -6,6 +6,7 @@ package engine
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,37 @@ type Endpoint struct {
 	Addr               string   // host:port
 	Security           Security // defaults to TLS
 	InsecureSkipVerify bool
+	// CA is the PEM of the authorities the server's certificate may be
+	// signed by, besides the system's (a company's own CA); the CLI reads
+	// it from --source-ca-file/--target-ca-file, so it reaches every
+	// worker. Certificates are public: it may stand in a history.
+	CA string `json:",omitempty"`
+	// MinTLS is the oldest TLS version accepted: "1.2" when empty; "1.0"
+	// and "1.1" only for old servers, by the admin's choice.
+	MinTLS string `json:",omitempty"`
+}
+
+// TLSVersions are the values MinTLS accepts.
+var TLSVersions = map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+
+// tlsConfig is the endpoint's TLS configuration.
+func (ep Endpoint) tlsConfig() (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(ep.Addr)
+	cfg := &tls.Config{ServerName: host, InsecureSkipVerify: ep.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if v, ok := TLSVersions[ep.MinTLS]; ok {
+		cfg.MinVersion = v
+	}
+	if ep.CA != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM([]byte(ep.CA)) {
+			return nil, errors.New("the CA file holds no PEM certificate")
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }
 
 // Credentials log on to one mailbox of an Endpoint.
@@ -104,8 +136,12 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 		return nil, failure.Classify(side, op, err)
 	}
 	conn := &idleConn{Conn: raw, idle: DefaultIdleTimeout}
-	host, _, _ := net.SplitHostPort(ep.Addr)
-	opts := &imapclient.Options{TLSConfig: &tls.Config{ServerName: host, InsecureSkipVerify: ep.InsecureSkipVerify}}
+	tlsConfig, err := ep.tlsConfig()
+	if err != nil {
+		raw.Close()
+		return nil, failure.Classify(side, op, err)
+	}
+	opts := &imapclient.Options{TLSConfig: tlsConfig}
 
 	var c *imapclient.Client
 	switch ep.Security {

@@ -7,6 +7,7 @@ package failure
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -163,8 +164,8 @@ func classifyNetwork(fe *Error, err error) {
 	switch {
 	case errors.As(err, &dnsErr):
 		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "the host name does not resolve; check --source/--target", "UnknownHost"
-	case errors.As(err, &certErr), errors.As(err, &tlsErr):
-		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "TLS failed; check --source-security/--target-security, or --insecure-skip-verify for a self-signed certificate", "TLSFailed"
+	case errors.As(err, &certErr), errors.As(err, &tlsErr), isTLSAlert(err):
+		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, tlsHint(fe.Side, err), "TLSFailed"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		fe.Type, fe.Hint, fe.Reason = TypeConnectFailed, "connection refused; check host and port, and that a firewall's flood protection is not refusing bursts of connections", "ConnectionRefused"
 	case errors.As(err, &opErr) && opErr.Op == "dial":
@@ -174,6 +175,31 @@ func classifyNetwork(fe *Error, err error) {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server dropped the connection; the move waits and resumes", "ConnectionDropped"
 	}
+}
+
+// tlsHint says what to pass when a TLS handshake with side fails.
+func tlsHint(side Side, err error) string {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var header *tls.RecordHeaderError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Sprintf("the %s server's certificate is signed by an authority this worker does not trust: pass --%s-ca-file with that authority's certificate, "+
+			"or --%s-insecure-skip-verify for a test server", side, side, side)
+	case errors.As(err, &host):
+		return fmt.Sprintf("the %s server's certificate is for another name (%s): give --%s the name it was issued for", side, host.Host, side)
+	case errors.As(err, &header):
+		return fmt.Sprintf("the %s server does not speak TLS on this port: check --%s-security (starttls, none) and the port", side, side)
+	case strings.Contains(err.Error(), "protocol version"):
+		return fmt.Sprintf("the %s server speaks only a TLS version older than 1.2: pass --%s-min-tls 1.0 to accept TLS 1.0 and 1.1 (insecure)", side, side)
+	}
+	return fmt.Sprintf("TLS with the %s server failed; check --%s-security, --%s-ca-file and --%s-min-tls", side, side, side, side)
+}
+
+// isTLSAlert reports an alert the server sent during the handshake.
+func isTLSAlert(err error) bool {
+	var alert tls.AlertError
+	return errors.As(err, &alert) || strings.Contains(err.Error(), "tls: ")
 }
 
 // camel turns a response code such as "UNAVAILABLE" into "Unavailable".
