@@ -39,6 +39,9 @@ type Activities struct {
 	// (DefaultProgressInterval when zero).
 	Client           client.Client
 	ProgressInterval time.Duration
+
+	tokenOnce  sync.Once
+	tokenCache *tokenCache
 }
 
 // DefaultProgressInterval is how often a long sync call tells its move what
@@ -50,6 +53,17 @@ type Account struct {
 	Endpoint engine.Endpoint
 	User     string
 	Password secret.Sealed
+	// Auth is the SASL mechanism (engine.AuthMechanisms); empty: the best
+	// the server offers.
+	Auth string `json:",omitempty"`
+	// Admin logs on to User's mailbox as this admin with AdminPassword
+	// (SASL PLAIN with User as authorization identity); Password is unused.
+	Admin         string        `json:",omitempty"`
+	AdminPassword secret.Sealed `json:",omitempty"`
+	// TokenCommand, sealed (it may hold a client secret), prints an OAuth2
+	// access token for MAILMOVE_USER; the worker runs it when it needs a
+	// token: at logon, again when the server refuses one or it expires.
+	TokenCommand secret.Sealed `json:",omitempty"`
 }
 
 // ConnectInput is the input of Connect.
@@ -440,13 +454,12 @@ func slotKey(side failure.Side, acc Account) string { return string(side) + " " 
 // dialIn logs on in a slot already taken; the slot is given back when the
 // session closes.
 func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account, release func()) (*engine.Session, error) {
-	pw, err := a.Key.Open(acc.Password)
+	cred, err := a.credentials(side, acc)
 	if err != nil {
 		release()
-		c, _ := failure.ClassOf(failure.TypeSecretKeyMismatch)
-		return nil, &failure.Error{Type: c.Type, Side: side, Op: "open the sealed password", Err: err, Hint: c.Hint, Reason: string(c.Type)}
+		return nil, err
 	}
-	s, err := engine.Dial(ctx, side, acc.Endpoint, engine.Credentials{User: acc.User, Password: pw})
+	s, err := engine.Dial(ctx, side, acc.Endpoint, cred)
 	if err != nil {
 		release()
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/mailmove/mailmove/internal/csvbatch"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -138,7 +139,7 @@ func correctedCredentials(loadKey func(create bool) (*secret.Key, error), file s
 	if err != nil {
 		return nil, err
 	}
-	rows, err := readCSV(file)
+	rows, err := readCSV(file, csvbatch.BothSides)
 	if err != nil {
 		return nil, usageError(err)
 	}

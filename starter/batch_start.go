@@ -113,25 +113,33 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 	if err := settings(opts); err != nil {
 		return workflows.BatchInput{}, err
 	}
-	rows, err := readCSV(opts.CSV)
+	srcAcc, tgtAcc := workflows.Account{Endpoint: src}, workflows.Account{Endpoint: tgt}
+	if err := opts.Source.logon(key, &srcAcc); err != nil {
+		return workflows.BatchInput{}, err
+	}
+	if err := opts.Target.logon(key, &tgtAcc); err != nil {
+		return workflows.BatchInput{}, err
+	}
+	rows, err := readCSV(opts.CSV, csvbatch.Passwords{Source: opts.Source.needsPassword(), Target: opts.Target.needsPassword(),
+		Hint: " (or log on with --source-admin/--target-admin or --source-token-command/--target-token-command)"})
 	if err != nil {
 		return workflows.BatchInput{}, err
 	}
 	in := workflows.BatchInput{Name: opts.Name, Concurrency: opts.Concurrency}
 	for _, r := range rows {
-		sp, err := key.Seal(r.Password)
-		if err != nil {
-			return in, err
+		mv := workflows.MailboxMoveInput{Batch: opts.Name, Mailbox: r.EmailAddress, Settings: opts.Settings, Source: srcAcc, Target: tgtAcc}
+		mv.Source.User, mv.Target.User = r.UserName, r.TargetUserName
+		if opts.Source.needsPassword() {
+			if mv.Source.Password, err = key.Seal(r.Password); err != nil {
+				return in, err
+			}
 		}
-		tp, err := key.Seal(r.TargetPassword)
-		if err != nil {
-			return in, err
+		if opts.Target.needsPassword() {
+			if mv.Target.Password, err = key.Seal(r.TargetPassword); err != nil {
+				return in, err
+			}
 		}
-		in.Moves = append(in.Moves, workflows.MailboxMoveInput{
-			Batch: opts.Name, Mailbox: r.EmailAddress, Settings: opts.Settings,
-			Source: workflows.Account{Endpoint: src, User: r.UserName, Password: sp},
-			Target: workflows.Account{Endpoint: tgt, User: r.TargetUserName, Password: tp},
-		})
+		in.Moves = append(in.Moves, mv)
 	}
 	return in, nil
 }
@@ -233,13 +241,13 @@ func parsePolicy(opts *batchStartOptions) error {
 }
 
 // readCSV reads the rows of a --csv file.
-func readCSV(file string) ([]csvbatch.Row, error) {
+func readCSV(file string, need csvbatch.Passwords) ([]csvbatch.Row, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("--csv: %w", err)
 	}
 	defer f.Close()
-	rows, err := csvbatch.Parse(f)
+	rows, err := csvbatch.Parse(f, need)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -20,6 +21,10 @@ type sideOptions struct {
 	CAFile             string
 	InsecureSkipVerify bool
 	MinTLS             string
+	Auth               string
+	Admin              string
+	AdminPasswordFile  string
+	TokenCommand       string
 }
 
 func (o *sideOptions) addFlags(f *pflag.FlagSet) {
@@ -29,6 +34,60 @@ func (o *sideOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.CAFile, n+"-ca-file", "", "PEM file of the authority that signed the "+n+" server's certificate, besides the system's")
 	f.BoolVar(&o.InsecureSkipVerify, n+"-insecure-skip-verify", false, "accept any certificate from the "+n+" server (self-signed test servers)")
 	f.StringVar(&o.MinTLS, n+"-min-tls", "1.2", "oldest TLS version accepted from the "+n+" server: 1.2 or 1.3, or 1.0 or 1.1 for old servers (insecure)")
+	f.StringVar(&o.Auth, n+"-auth", "", "how to log on to the "+n+": "+strings.Join(workflows.AuthMechanisms, ", ")+
+		" (default: AUTHENTICATE PLAIN where offered, else LOGIN; xoauth2 with --"+n+"-token-command)")
+	f.StringVar(&o.Admin, n+"-admin", "", "log on to every "+n+" mailbox as this admin (SASL PLAIN with the CSV's user name as authorization identity: "+
+		"Dovecot master users, Exchange, Zimbra and Cyrus proxy logons); the CSV's passwords may then be empty")
+	f.StringVar(&o.AdminPasswordFile, n+"-admin-password-file", "", "file holding the "+n+" admin's password (or env "+o.adminPasswordEnv()+")")
+	f.StringVar(&o.TokenCommand, n+"-token-command", "", "command the workers run for an OAuth2 access token, with MAILMOVE_USER set to the user name "+
+		"(Microsoft 365, Google: docs/oauth2.md); it prints the token or a token response's JSON")
+}
+
+func (o *sideOptions) adminPasswordEnv() string {
+	return "MAILMOVE_" + strings.ToUpper(o.name) + "_ADMIN_PASSWORD"
+}
+
+// needsPassword reports whether the side logs on with the CSV's passwords.
+func (o *sideOptions) needsPassword() bool { return o.Admin == "" && o.TokenCommand == "" }
+
+// logon checks the logon flags and seals their secrets into tmpl, the
+// side's account without its user.
+func (o *sideOptions) logon(key *secret.Key, tmpl *workflows.Account) error {
+	n := o.name
+	if o.Auth != "" && !slices.Contains(workflows.AuthMechanisms, o.Auth) {
+		return fmt.Errorf("--%s-auth %q: use one of %s", n, o.Auth, strings.Join(workflows.AuthMechanisms, ", "))
+	}
+	oauth := o.Auth == "xoauth2" || o.Auth == "oauthbearer"
+	switch {
+	case o.Admin != "" && o.TokenCommand != "":
+		return fmt.Errorf("--%s-admin and --%s-token-command: choose one way to log on", n, n)
+	case oauth && o.TokenCommand == "":
+		return fmt.Errorf("--%s-auth %s needs --%s-token-command, the command that prints an access token", n, o.Auth, n)
+	case o.TokenCommand != "" && o.Auth != "" && !oauth:
+		return fmt.Errorf("--%s-auth %s: a token logs on with xoauth2 or oauthbearer", n, o.Auth)
+	}
+	tmpl.Auth, tmpl.Admin = o.Auth, o.Admin
+	var err error
+	if o.TokenCommand != "" {
+		tmpl.TokenCommand, err = key.Seal(o.TokenCommand)
+		return err
+	}
+	if o.Admin == "" {
+		return nil
+	}
+	pw := os.Getenv(o.adminPasswordEnv())
+	if o.AdminPasswordFile != "" {
+		b, err := os.ReadFile(o.AdminPasswordFile)
+		if err != nil {
+			return fmt.Errorf("--%s-admin-password-file: %w", n, err)
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
+	}
+	if pw == "" {
+		return fmt.Errorf("--%s-admin %s needs the admin's password: --%s-admin-password-file FILE or %s", n, o.Admin, n, o.adminPasswordEnv())
+	}
+	tmpl.AdminPassword, err = key.Seal(pw)
+	return err
 }
 
 // endpoint checks the flags and reads the CA file: the workers get its

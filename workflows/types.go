@@ -333,3 +333,6 @@ func ParseSecurity(s string) (Security, error) { return engine.ParseSecurity(s) 
 
 // TLSVersions are the values of Endpoint.MinTLS.
 var TLSVersions = engine.TLSVersions
+
+// AuthMechanisms are the values of Account.Auth.
+var AuthMechanisms = engine.AuthMechanisms

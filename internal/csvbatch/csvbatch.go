@@ -24,10 +24,22 @@ type Row struct {
 // Columns known to the parser, in canonical spelling.
 var columns = []string{"EmailAddress", "UserName", "Password", "TargetUserName", "TargetPassword"}
 
+// Passwords says which sides log on with the CSV's passwords; a side that
+// logs on as an admin or with OAuth2 tokens needs none from it.
+type Passwords struct {
+	Source, Target bool
+	// Hint names what logs on without them, for the error of a missing
+	// password.
+	Hint string
+}
+
+// BothSides is every side logging on with its own password.
+var BothSides = Passwords{Source: true, Target: true}
+
 // Parse reads every row. It reports every bad row at once, each with its line
 // number, so an admin fixes the file in one go; a batch with a bad row must
 // not start.
-func Parse(r io.Reader) ([]Row, error) {
+func Parse(r io.Reader, need Passwords) ([]Row, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
@@ -88,11 +100,14 @@ func Parse(r io.Reader) ([]Row, error) {
 		if row.UserName == "" {
 			bad = append(bad, "UserName is empty")
 		}
-		if row.Password == "" {
-			bad = append(bad, "Password is empty")
+		if need.Source && row.Password == "" {
+			bad = append(bad, "Password is empty"+need.Hint)
 		}
-		if row.TargetUserName != "" && row.TargetPassword == "" {
-			bad = append(bad, "TargetUserName is given without TargetPassword")
+		if need.Target && row.TargetUserName != "" && row.TargetPassword == "" {
+			bad = append(bad, "TargetUserName is given without TargetPassword"+need.Hint)
+		}
+		if !need.Source && need.Target && row.TargetPassword == "" && row.Password == "" {
+			bad = append(bad, "the target needs a password: TargetPassword or Password"+need.Hint)
 		}
 		if first, dup := seen[strings.ToLower(row.EmailAddress)]; dup && row.EmailAddress != "" {
 			bad = append(bad, fmt.Sprintf("EmailAddress %s already appears on line %d", row.EmailAddress, first))

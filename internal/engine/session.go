@@ -82,12 +82,6 @@ func (ep Endpoint) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Credentials log on to one mailbox of an Endpoint.
-type Credentials struct {
-	User     string
-	Password string
-}
-
 // DefaultIdleTimeout is how long a session waits for a silent server before it
 // gives up; go-imap itself waits forever for a response.
 const DefaultIdleTimeout = 2 * time.Minute
@@ -174,10 +168,11 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 		}
 		return nil, failure.Classify(side, op, ctxErr(ctx, err))
 	}
-	if err := c.Login(cred.User, cred.Password).Wait(); err != nil {
+	// Which mechanisms the server offers: from its greeting, most often.
+	s.Caps = c.Caps()
+	if err := s.logon(ctx, cred); err != nil {
 		s.Close()
-		fe := failure.Classify(side, "login "+cred.User, ctxErr(ctx, err))
-		return nil, fe
+		return nil, err
 	}
 	// Servers announce more capabilities after logon than in the greeting.
 	caps, err := c.Capability().Wait()
