@@ -114,21 +114,8 @@ func TestSyncFolderSlowsDownForASlowTarget(t *testing.T) {
 // A connection closed before the server greets is a dropped connection,
 // waited out like one, not a protocol error.
 func TestConnectionClosedBeforeGreetingIsADrop(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	_, err = Dial(context.Background(), failure.SideTarget, Endpoint{Addr: ln.Addr().String(), Security: SecurityNone}, Credentials{User: "u", Password: "p"})
+	addr := serveEach(t, listen(t), func(c net.Conn) {})
+	_, err := Dial(context.Background(), failure.SideTarget, Endpoint{Addr: addr, Security: SecurityNone}, Credentials{User: "u", Password: "p"})
 	if fe, ok := failure.As(err); !ok || fe.Type != failure.TypeServerUnavailable || fe.Reason != "ConnectionDropped" {
 		t.Fatalf("Dial() = %v; want ServerUnavailable/ConnectionDropped", err)
 	}
@@ -138,10 +125,31 @@ func TestConnectionClosedBeforeGreetingIsADrop(t *testing.T) {
 // endless line, a literal of gigabytes.
 func hostileServer(t *testing.T, answer func(w io.Writer, tag string)) string {
 	t.Helper()
+	return serveEach(t, listen(t), func(c net.Conn) {
+		fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1] hostile\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		tag, _, _ := strings.Cut(line, " ")
+		answer(c, tag)
+	})
+}
+
+// listen opens a listener on a free local port.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln
+}
+
+// serveEach hands every connection ln accepts to handle, each on its own
+// goroutine, closes the connection after it and ln when the test ends. It
+// returns ln's address.
+func serveEach(t *testing.T, ln net.Listener, handle func(c net.Conn)) string {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -151,13 +159,7 @@ func hostileServer(t *testing.T, answer func(w io.Writer, tag string)) string {
 			}
 			go func() {
 				defer c.Close()
-				fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1] hostile\r\n")
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				tag, _, _ := strings.Cut(line, " ")
-				answer(c, tag)
+				handle(c)
 			}()
 		}
 	}()

@@ -144,23 +144,11 @@ func TestMultiAppendRefusedEarlyDoesNotHang(t *testing.T) {
 // whenever the client looks: the reader closes both of the channels
 // WaitGreeting waits on, and stock go-imap picked one at random.
 func TestWaitGreetingReportsABye(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "* BYE [UNAVAILABLE] too many connections\r\n")
-			c.Close()
-		}
-	}()
+	addr := serveEach(t, listen(t), func(c net.Conn) {
+		fmt.Fprintf(c, "* BYE [UNAVAILABLE] too many connections\r\n")
+	})
 	for i := 0; i < 20; i++ {
-		conn, err := net.Dial("tcp", ln.Addr().String())
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

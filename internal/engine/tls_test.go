@@ -43,26 +43,16 @@ func tlsFront(t *testing.T, upstream string, maxVersion uint16) (string, string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				up, err := net.Dial("tcp", upstream)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go io.Copy(up, c)
-				io.Copy(c, up)
-			}()
+	addr := serveEach(t, ln, func(c net.Conn) {
+		up, err := net.Dial("tcp", upstream)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String(), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
+		defer up.Close()
+		go io.Copy(up, c)
+		io.Copy(c, up)
+	})
+	return addr, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
 }
 
 // A server behind a company's own CA is reached with that CA, not by
