@@ -224,3 +224,25 @@ func TestAuthenticateWithoutSASLIR(t *testing.T) {
 		t.Fatal("Authenticate() hangs")
 	}
 }
+
+// Patch 6: an empty response to a challenge is an empty line. XOAUTH2
+// refusals come as a challenge the client answers with an empty response;
+// Dovecot refuses "=" there as invalid base64, and the logon then ends in
+// a BAD instead of the NO that makes the worker fetch a fresh token.
+func TestEmptySASLResponseIsAnEmptyLine(t *testing.T) {
+	c := scriptedServer(t, "AUTH=XOAUTH2 SASL-IR", func(conn net.Conn, r *bufio.Reader) {
+		line, _ := r.ReadString('\n')
+		tag, _, _ := strings.Cut(line, " ")
+		fmt.Fprintf(conn, "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n") // {"status":"401"}
+		resp, _ := r.ReadString('\n')
+		if resp != "\r\n" {
+			fmt.Fprintf(conn, "%s BAD Invalid base64 data in continued response %q\r\n", tag, resp)
+			return
+		}
+		fmt.Fprintf(conn, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag)
+	})
+	err := c.Authenticate(&xoauth2{user: "user", token: "expired"})
+	if !isAuthFailure(err) {
+		t.Fatalf("Authenticate() = %v, want the server's NO", err)
+	}
+}

@@ -46,6 +46,13 @@ func waitPasses(t *testing.T, batch, mailbox string, n int) workflows.MoveStatus
 func waitSynced(t *testing.T, batch, mailbox string) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
+	// The batch starts its moves after `batch start` returns.
+	for len(batchStatus(t, "default", batch).Moves) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("batch %s started no move", batch)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	for {
 		st := moveStatus(t, batch, mailbox)
 		if !st.SyncedAt.IsZero() {

@@ -82,10 +82,13 @@ func validateOptions(opts *Options) error {
 	if opts.Port < 0 || opts.Port > 65535 {
 		return fmt.Errorf("port %d out of range", opts.Port)
 	}
-	for _, u := range opts.Users {
+	for _, u := range slices.Concat(opts.Users, opts.MasterUsers) {
 		if err := validateUser(u); err != nil {
 			return err
 		}
+	}
+	if strings.ContainsAny(opts.OAuth2IntrospectionURL, " \t\r\n\"") {
+		return fmt.Errorf("introspection URL %q not supported", opts.OAuth2IntrospectionURL)
 	}
 	for name, attr := range opts.SpecialUse {
 		if name == "" || strings.ContainsAny(name, "\"\\\r\n") {
@@ -173,6 +176,20 @@ func prepareDir(opts Options, id identity) (*Server, error) {
 	if err := os.WriteFile(s.passwdPath, []byte(passwd.String()), 0o644); err != nil {
 		return nil, fmt.Errorf("write passwd-file: %w", err)
 	}
+	var masters strings.Builder
+	for _, u := range opts.MasterUsers {
+		masters.WriteString(passwdLine(u))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "master-passwd"), []byte(masters.String()), 0o644); err != nil {
+		return nil, fmt.Errorf("write master passwd-file: %w", err)
+	}
+	if opts.OAuth2IntrospectionURL != "" {
+		conf := "introspection_mode = post\nintrospection_url = " + opts.OAuth2IntrospectionURL +
+			"\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
+		if err := os.WriteFile(filepath.Join(dir, "oauth2.conf.ext"), []byte(conf), 0o644); err != nil {
+			return nil, fmt.Errorf("write oauth2 passdb settings: %w", err)
+		}
+	}
 
 	if id.Root {
 		if err := os.Chown(filepath.Join(dir, "mail"), id.MailUID, id.MailGID); err != nil {
@@ -237,6 +254,8 @@ type configData struct {
 	MaxMessage   int64
 	Quota        bool // the quota plugins are loaded
 	MaxUserConns int
+	MasterPath   string // empty: no master users
+	OAuth2Path   string // empty: no oauth2 passdb
 }
 
 // configTemplate is a complete dovecot.conf for Dovecot 2.3; nothing is
@@ -251,7 +270,7 @@ protocols = imap
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{{if .OAuth2Path}} xoauth2 oauthbearer{{end}}
 # Failed logins answer at once; tests of bad credentials stay fast.
 auth_failure_delay = 0
 login_greeting = {{.Greeting}}
@@ -272,6 +291,20 @@ maildir_very_dirty_syncs = yes
 mail_plugins = $mail_plugins quota
 {{- end}}
 
+{{- with .MasterPath}}
+passdb {
+  driver = passwd-file
+  master = yes
+  args = scheme=PLAIN username_format=%u {{.}}
+}
+{{- end}}
+{{- with .OAuth2Path}}
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {{.}}
+}
+{{- end}}
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {{.PasswdPath}}
@@ -360,6 +393,12 @@ func (s *Server) writeConfig(opts Options, id identity) error {
 		MaxMessage:   opts.MaxMessageBytes,
 		Quota:        opts.QuotaBytes > 0 || opts.MaxMessageBytes > 0,
 		MaxUserConns: 50,
+	}
+	if len(opts.MasterUsers) > 0 {
+		data.MasterPath = filepath.Join(s.dir, "master-passwd")
+	}
+	if opts.OAuth2IntrospectionURL != "" {
+		data.OAuth2Path = filepath.Join(s.dir, "oauth2.conf.ext")
 	}
 	for name, attr := range opts.SpecialUse {
 		data.SpecialUse = append(data.SpecialUse, specialUseBox{

@@ -94,6 +94,15 @@ type Options struct {
 	// larger message (quota_max_mail_size), as servers with a message size
 	// limit do.
 	MaxMessageBytes int64
+	// MasterUsers may log on as any user with SASL PLAIN, the user being
+	// the authorization identity and the credentials their own: Dovecot's
+	// master users, the admin logon of on-premises migrations.
+	MasterUsers []User
+	// OAuth2IntrospectionURL, when set, lets users log on with XOAUTH2 and
+	// OAUTHBEARER: Dovecot's oauth2 passdb POSTs each token to this URL
+	// (RFC 7662 introspection) and accepts it when the answer says
+	// "active": true and names the user in "username".
+	OAuth2IntrospectionURL string
 
 	// dieWithParent stops the instance when the starting process dies, so
 	// that a test binary killed by a timeout leaves no Dovecot behind.

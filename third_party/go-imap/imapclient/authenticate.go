@@ -76,7 +76,14 @@ type authenticateCommand struct {
 }
 
 func (c *Client) writeSASLResp(resp []byte) error {
-	respStr := internal.EncodeSASL(resp)
+	// mailmove patch 6: an empty response to a challenge is an empty line
+	// (RFC 9051 section 6.2.2); "=" stands for an empty initial response
+	// only (SASL-IR, RFC 4959). Dovecot refuses "=" here as invalid
+	// base64, so an XOAUTH2 refusal never reached its NO.
+	respStr := ""
+	if len(resp) > 0 {
+		respStr = internal.EncodeSASL(resp)
+	}
 	if _, err := c.bw.WriteString(respStr + "\r\n"); err != nil {
 		return err
 	}
