@@ -251,6 +251,10 @@ func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure
 	prevStatus, prevDetail := m.state.Status, m.state.StatusDetail
 	status, detail := waitDetail(d, prevStatus)
 	delay := rule.Delay(n)
+	if d.RetryAfter > 0 {
+		// The server said how long (Exchange Online's suggested backoff).
+		delay = time.Duration(d.RetryAfter)
+	}
 	start := workflow.Now(ctx)
 	m.state.NextAttemptAt = start.Add(delay)
 	attempts := fmt.Sprintf("%d", n)

@@ -247,6 +247,29 @@ func TestStallBacksOffAndResumes(t *testing.T) {
 	}
 }
 
+// A server that says how long to back off is taken at its word.
+func TestStallWaitsTheSuggestedBackoff(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	mockHappy(env, func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		calls++
+		if calls <= 2 {
+			d := failure.Details{Type: failure.TypeServerUnavailable, Reason: "Throttled", Side: failure.SideTarget, Op: "append",
+				Server: "Request is throttled. Suggested Backoff Time: 63796 milliseconds", RetryAfter: failure.Duration(63796 * time.Millisecond)}
+			return activities.SyncResult{}, temporal.NewApplicationErrorWithOptions(d.Server, string(d.Type), temporal.ApplicationErrorOptions{Details: []interface{}{d}})
+		}
+		return syncAllDone(ctx, in)
+	})
+	pol := withRule(failure.TypeServerUnavailable, failure.Rule{InitialInterval: failure.Duration(15 * time.Second), BackoffCoefficient: 2, MaximumInterval: minutes(10)})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, ConnectionsPerMove: 1}))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error = %v", err)
+	}
+	if got := queryStatus(t, env).StallTime["StalledDueToTarget_Throttled"]; got != 2*63796*time.Millisecond {
+		t.Fatalf("stall time = %v, want twice the suggested 63.796s", got)
+	}
+}
+
 func TestTargetFullFailsWithTheSpaceNeeded(t *testing.T) {
 	env := newEnv(t)
 	full := temporal.NewApplicationErrorWithOptions("full", string(failure.TypeTargetFull), temporal.ApplicationErrorOptions{Details: []interface{}{

@@ -20,6 +20,9 @@ type Details struct {
 	// when the target reports its quota.
 	QuotaUsed  int64 `json:",omitempty"`
 	QuotaLimit int64 `json:",omitempty"`
+	// RetryAfter is the wait the server asked for; the move waits that
+	// long instead of its rule's interval.
+	RetryAfter Duration `json:",omitempty"`
 }
 
 // DetailsOf describes the classified failure in err; Type is empty when
@@ -29,7 +32,7 @@ func DetailsOf(err error) Details {
 	if !ok {
 		return Details{}
 	}
-	return Details{Type: fe.Type, Reason: fe.Reason, Side: fe.Side, Op: fe.Op, Server: fe.Server, Hint: fe.Hint}
+	return Details{Type: fe.Type, Reason: fe.Reason, Side: fe.Side, Op: fe.Op, Server: fe.Server, Hint: fe.Hint, RetryAfter: Duration(fe.RetryAfter)}
 }
 
 // String is the admin-readable account of a failure: type, side, what we

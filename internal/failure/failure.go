@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -38,7 +41,10 @@ type Error struct {
 	// "ConnectionDropped", "TooManyConnections"; it names stalls in the
 	// move's StatusDetail.
 	Reason string
-	Err    error
+	// RetryAfter is the wait the server asked for ("Suggested Backoff
+	// Time: 141 milliseconds" from Exchange Online), 0 when it named none.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -80,6 +86,9 @@ func Classify(side Side, op string, err error) error {
 	if errors.As(err, &ie) {
 		fe.Server = ie.Text
 		classifyIMAP(fe, (*imap.StatusResponse)(ie), op)
+		if fe.Type == TypeServerUnavailable {
+			fe.RetryAfter = suggestedBackoff(ie.Text)
+		}
 		if fe.Reason == "" {
 			fe.Reason = string(fe.Type)
 		}
@@ -149,11 +158,30 @@ func classifyIMAP(fe *Error, resp *imap.StatusResponse, op string) {
 		fe.Type = TypeMailboxLocked
 	case strings.Contains(text, "too many") || strings.Contains(text, "maximum number of connections"):
 		fe.Type, fe.Hint, fe.Reason = TypeServerUnavailable, "the server refuses more connections or commands; the move waits and resumes", "TooManyConnections"
-	case strings.Contains(text, "unavailable") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy"):
+	case strings.Contains(text, "unavailable") || strings.Contains(text, "try again later") || strings.Contains(text, "throttl") || strings.Contains(text, "server busy") || strings.Contains(text, "backoff time"):
 		fe.Type, fe.Reason = TypeServerUnavailable, "Throttled"
 	case strings.Contains(text, "doesn't exist") || strings.Contains(text, "does not exist") || strings.Contains(text, "not found") || strings.Contains(text, "unknown mailbox"):
 		fe.Type = TypeNotFound
 	}
+}
+
+// backoffRE finds the wait a throttled Exchange Online session is told to
+// keep: "Request is throttled. Suggested Backoff Time: 141 milliseconds".
+var backoffRE = regexp.MustCompile(`(?i)backoff time:\s*(\d{1,9})\s*(ms|milliseconds|s|sec|seconds)\b`)
+
+// suggestedBackoff is the server's suggested wait in text, at most an hour
+// (a garbled number must not park a move for days), 0 when there is none.
+func suggestedBackoff(text string) time.Duration {
+	m := backoffRE.FindStringSubmatch(text)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	d := time.Duration(n) * time.Millisecond
+	if !strings.HasPrefix(strings.ToLower(m[2]), "m") {
+		d = time.Duration(n) * time.Second
+	}
+	return min(d, time.Hour)
 }
 
 func classifyNetwork(fe *Error, err error) {

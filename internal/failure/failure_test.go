@@ -8,12 +8,29 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
 
 func imapErr(typ imap.StatusResponseType, code imap.ResponseCode, text string) error {
 	return &imap.Error{Type: typ, Code: code, Text: text}
+}
+
+// Exchange Online says how long a throttled session should wait.
+func TestSuggestedBackoff(t *testing.T) {
+	for text, want := range map[string]time.Duration{
+		"Request is throttled. Suggested Backoff Time: 141 milliseconds": 141 * time.Millisecond,
+		"Request is throttled. Suggested Backoff Time: 63796 ms":         63796 * time.Millisecond,
+		"Server busy. Suggested backoff time: 30 seconds":                30 * time.Second,
+		"Suggested Backoff Time: 999999999 seconds":                      time.Hour,
+		"Server Unavailable. 15":                                         0,
+	} {
+		fe, _ := As(Classify(SideSource, "fetch", imapErr(imap.StatusResponseTypeNo, "", text)))
+		if fe.Type != TypeServerUnavailable || fe.RetryAfter != want || DetailsOf(fe).RetryAfter != Duration(want) {
+			t.Errorf("Classify(%q) = %s with RetryAfter %v, want ServerUnavailable after %v", text, fe.Type, fe.RetryAfter, want)
+		}
+	}
 }
 
 func TestClassify(t *testing.T) {
