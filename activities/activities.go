@@ -166,6 +166,15 @@ type SyncInput struct {
 	// Reconcile examines every target folder for copies the move did not
 	// record, even with nothing to copy (the final pass).
 	Reconcile bool `json:",omitempty"`
+	// MaxBytes is the call's share of a daily transfer budget (0: none):
+	// it copies no more, and reports BudgetReached when it stopped there.
+	// WholeBudget: the share is a whole window's budget, so a message
+	// larger than it is copied alone rather than never.
+	MaxBytes    int64 `json:",omitempty"`
+	WholeBudget bool  `json:",omitempty"`
+	// MaxMessageBytes: larger messages are bad items, not sent (the target
+	// profile's limit; 0: only what the target announces).
+	MaxMessageBytes int64 `json:",omitempty"`
 	// Call numbers the call within its workflow run, for the live progress
 	// it signals (SignalSyncProgress); 0: it sends none.
 	Call int `json:",omitempty"`
@@ -347,7 +356,10 @@ func (a *Activities) lane(in SyncInput) *engine.Lane {
 		},
 		Connections: max(in.Connections, 1),
 		MaxMessages: in.MaxMessages,
+		MaxBytes:    in.MaxBytes,
+		WholeBudget: in.WholeBudget,
 		Options: engine.Options{
+			MaxMessageBytes:  in.MaxMessageBytes,
 			LatencyThreshold: in.LatencyThreshold,
 			PropagateDeletes: in.PropagateDeletes,
 			Rules:            in.Rules,

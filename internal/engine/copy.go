@@ -112,6 +112,8 @@ type Stats struct {
 	More bool
 	// Remaining is the number of source messages above the cursor after this call.
 	Remaining int
+	// BudgetReached is true when the call stopped at Options.MaxBytes.
+	BudgetReached bool
 }
 
 // Options tunes SyncFolder.
@@ -119,6 +121,18 @@ type Options struct {
 	// MaxMessages bounds one call, so an activity covers a chunk of a large
 	// folder and returns; 0 means no bound.
 	MaxMessages int
+	// MaxBytes bounds the bytes of the messages one call copies (0: no
+	// bound): a provider's daily transfer budget, of which the caller
+	// grants each call a share. The call stops before the message that
+	// would go over it. WholeBudget says MaxBytes is a whole window's
+	// budget: a message larger than it is then copied alone rather than
+	// never.
+	MaxBytes    int64
+	WholeBudget bool
+	// MaxMessageBytes: larger messages are bad items, not sent, as if
+	// the target announced it as its APPENDLIMIT (a provider's documented
+	// limit; 0: none).
+	MaxMessageBytes int64
 	// Batch is the most messages one APPEND command carries where the
 	// target has MULTIAPPEND (RFC 3502), and BatchBytes the most bytes a
 	// command carries unless one message is larger; Batch 1 sends one
@@ -216,6 +230,26 @@ func decide(metas []meta, claims UIDMap, rules Rules, appendLimit int64) {
 	}
 }
 
+// withinBudget returns how many of metas, from the first, a call may take
+// without copying more than budget bytes (0: no budget). Messages already
+// on the target, filtered or refused cost nothing.
+func withinBudget(metas []meta, budget int64, whole bool) int {
+	if budget <= 0 {
+		return len(metas)
+	}
+	var sum int64
+	for k, m := range metas {
+		if !m.fetch() {
+			continue
+		}
+		if sum+m.size > budget && !(sum == 0 && whole) {
+			return k
+		}
+		sum += m.size
+	}
+	return len(metas)
+}
+
 // SyncFolder brings one target folder up to date with its source folder:
 // flag changes and deletions of already copied messages first, then every
 // source message above cur.LastUID, at most opts.MaxMessages of them. It
@@ -302,7 +336,16 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	for i := range metas {
 		metas[i].flags = filter.keep(metas[i].flags, &st)
 	}
-	decide(metas, cur.Claims, opts.Rules, tgt.AppendLimit())
+	limit := tgt.AppendLimit()
+	if opts.MaxMessageBytes > 0 && (limit == 0 || opts.MaxMessageBytes < limit) {
+		limit = opts.MaxMessageBytes
+	}
+	decide(metas, cur.Claims, opts.Rules, limit)
+	if k := withinBudget(metas, opts.MaxBytes, opts.WholeBudget); k < len(metas) {
+		st.More, st.BudgetReached = true, true
+		st.Remaining += len(metas) - k
+		metas = metas[:k]
+	}
 	if opts.Helpers != nil {
 		if cur, st, ok, err := syncParallel(ctx, src, tgt, cur, st, opts, metas); ok {
 			return cur, st, err

@@ -26,6 +26,8 @@ type LaneProgress struct {
 	// Done[i] is true when folder i is up to date.
 	Done []bool
 	Counters
+	// BudgetReached: the run stopped at the lane's MaxBytes.
+	BudgetReached bool `json:",omitempty"`
 }
 
 // NewLaneProgress is the progress of a lane that has done nothing yet.
@@ -65,8 +67,14 @@ type Lane struct {
 	// MaxMessages bounds the messages one Run copies or matches (0: no
 	// bound), so that progress reaches the caller's caller regularly.
 	MaxMessages int
-	// Options apply to every folder; the lane sets MaxMessages, Checkpoint
-	// and Helpers.
+	// MaxBytes bounds the progress's Bytes (0: no bound): what the call
+	// copied, counted from the zero counters a call starts with, so that a
+	// run resumed from a dead one's progress keeps to the same grant.
+	// WholeBudget as in Options.
+	MaxBytes    int64
+	WholeBudget bool
+	// Options apply to every folder; the lane sets MaxMessages, MaxBytes,
+	// Checkpoint and Helpers.
 	Options Options
 	// NoProgressTimeout cuts a lane that moves no byte on any of its
 	// connections that long (DefaultNoProgressTimeout when zero).
@@ -102,12 +110,13 @@ func (lane *Lane) Run(ctx context.Context, from LaneProgress) (LaneProgress, err
 		return res, l.explain(ctx, err)
 	}
 	budget := l.MaxMessages
+	res.BudgetReached = false
 	for i := 0; i < len(res.Cursors); {
 		if res.Done[i] {
 			i++
 			continue
 		}
-		if l.MaxMessages > 0 && budget <= 0 {
+		if l.MaxMessages > 0 && budget <= 0 || res.BudgetReached {
 			break
 		}
 		n, err := l.syncFolder(ctx, &res, i, budget)
@@ -144,6 +153,11 @@ func (l *laneRun) syncFolder(ctx context.Context, res *LaneProgress, i, budget i
 	}
 	opts := l.Options
 	opts.MaxMessages = budget
+	if l.MaxBytes > 0 {
+		// What the folders before this one copied is spent.
+		opts.MaxBytes = max(l.MaxBytes-base.Bytes, 1)
+		opts.WholeBudget = l.WholeBudget && base.Bytes == 0
+	}
 	opts.Checkpoint = update
 	if l.Connections > 1 && l.TryDial != nil {
 		opts.Helpers = l.helpers
@@ -151,6 +165,7 @@ func (l *laneRun) syncFolder(ctx context.Context, res *LaneProgress, i, budget i
 	cur, st, err := SyncFolder(ctx, l.pair().Src, l.pair().Tgt, res.Cursors[i], opts)
 	update(cur, st)
 	res.Done[i] = err == nil && !st.More
+	res.BudgetReached = res.BudgetReached || st.BudgetReached
 	if err != nil {
 		// Spare pairs may be mid-command.
 		l.closeSpares()
