@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/profile"
 	"github.com/mailmove/mailmove/internal/secret"
 	"go.temporal.io/sdk/client"
 )
@@ -83,6 +84,10 @@ type ConnectResult struct {
 	TargetDelim string
 	// Excluded are the source folders the rules leave out.
 	Excluded []string `json:",omitempty"`
+	// SourceProfile and TargetProfile are the provider profiles detected
+	// (internal/profile.Detect).
+	SourceProfile string `json:",omitempty"`
+	TargetProfile string `json:",omitempty"`
 }
 
 // Connect logs on to both sides, reads capabilities and folders and plans the
@@ -107,6 +112,10 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 	for c := range tgt.Caps {
 		res.TargetCaps = append(res.TargetCaps, string(c))
 	}
+	slices.Sort(res.SourceCaps)
+	slices.Sort(res.TargetCaps)
+	res.SourceProfile = profile.Detect(in.Source.Endpoint.Host(), res.SourceCaps, src.ServerName(ctx))
+	res.TargetProfile = profile.Detect(in.Target.Endpoint.Host(), res.TargetCaps, tgt.ServerName(ctx))
 	a.logger(ctx).Info("planned folders", zap.String("mailbox", in.Mailbox), zap.Int("folders", len(plans)), zap.Int("excluded", len(excluded)))
 	return res, nil
 }

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/mailmove/mailmove/activities"
@@ -26,6 +27,8 @@ func (m *move) connect(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
+	m.state.SourceProfile = cmp.Or(m.settings.SourceProfile, res.SourceProfile)
+	m.state.TargetProfile = cmp.Or(m.settings.TargetProfile, res.TargetProfile)
 	for _, p := range res.Folders {
 		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
 		m.state.MessagesTotal += int(p.Messages)

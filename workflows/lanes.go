@@ -23,7 +23,7 @@ func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
 	var firstErr error
 	wg := workflow.NewWaitGroup(ctx)
 	lanes := m.lanes()
-	pool := &connPool{spare: m.settings.ConnectionsPerMove - len(lanes), running: len(lanes)}
+	pool := &connPool{spare: m.connections() - len(lanes), running: len(lanes)}
 	for _, lane := range lanes {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
@@ -39,7 +39,7 @@ func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
 }
 
 func (m *move) lanes() [][]int {
-	n := min(m.settings.ConnectionsPerMove, len(m.state.Folders))
+	n := min(m.connections(), len(m.state.Folders))
 	if n == 0 {
 		return nil
 	}
@@ -85,7 +85,18 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 	pending := lane
 	call := 0 // the sync call under way, whose live progress the status shows
 	defer func() { m.endCall(call) }()
+	// The daily transfer budget's grant of the attempt under way, and what
+	// the lane needs free before it calls again.
+	var granted, need int64
+	var whole bool
+	defer func() { m.granted -= granted }()
 	apply := func(res activities.SyncResult) {
+		m.settle(granted, res.Bytes)
+		need = 0
+		if res.BudgetReached {
+			need = granted
+		}
+		granted = 0
 		m.endCall(call)
 		var next []int
 		for k, i := range pending {
@@ -108,6 +119,10 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 		in := activities.SyncInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, MaxMessages: m.settings.ChunkMessages,
 			LatencyThreshold: time.Duration(m.settings.Policy.LatencyThreshold), PropagateDeletes: m.settings.PropagateDeletes, Rules: m.settings.Rules,
 			Connections: pool.share(), Reconcile: m.final}
+		// An attempt that reported nothing keeps its grant spent.
+		m.granted -= granted
+		granted, whole = m.grant(ctx, pool.running, need > 0)
+		in.MaxBytes, in.WholeBudget, in.MaxMessageBytes = granted, whole, m.maxMessageBytes()
 		m.endCall(call)
 		call = m.startCall()
 		in.Call = call
@@ -118,6 +133,9 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 	}
 	actx := syncOptions(ctx, m.settings)
 	for len(pending) > 0 {
+		if err := m.awaitBudget(ctx, need); err != nil {
+			return err
+		}
 		var res activities.SyncResult
 		if err := m.call(ctx, actx, act, in, &res, apply); err != nil {
 			return err

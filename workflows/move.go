@@ -38,6 +38,11 @@ type move struct {
 	calls    int  // sync calls started in this run
 	live     []liveCall
 	final    bool // the final pass is under way
+	// granted is the daily transfer budget granted to calls under way;
+	// quotaWaiters counts the lanes waiting for it, since quotaWait.
+	granted      int64
+	quotaWaiters int
+	quotaWait    quotaWait
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -399,6 +404,8 @@ func (m *move) status() MoveStatus {
 		}
 	}
 	st.Grade, st.Repairs = m.grade(), m.state.Repairs
+	st.SourceProfile, st.TargetProfile = m.state.SourceProfile, m.state.TargetProfile
+	st.BudgetWindows, st.BudgetWindow = m.budgetWindows()
 	switch {
 	case !m.state.SyncedAt.IsZero():
 		st.PercentComplete = 100

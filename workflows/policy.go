@@ -109,9 +109,5 @@ func waitDetail(d failure.Details, current Status) (Status, string) {
 
 // stallDetail is e.g. StalledDueToTarget_Unavailable.
 func stallDetail(side failure.Side, reason string) string {
-	s := "Source"
-	if side == failure.SideTarget {
-		s = "Target"
-	}
-	return DetailStalledPrefix + s + "_" + reason
+	return DetailStalledPrefix + sideName(side) + "_" + reason
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/mailmove/mailmove/internal/engine"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/policy"
+	"github.com/mailmove/mailmove/internal/profile"
 )
 
 // TaskQueue is the task queue workers poll and starters use.
@@ -152,6 +153,13 @@ type Settings struct {
 	// it reports back.
 	ChunkMessages    int
 	HeartbeatTimeout time.Duration
+	// SourceProfile and TargetProfile name the sides' provider profiles
+	// (internal/profile: connections per user, message size, daily
+	// transfer budgets); empty: detected at logon.
+	SourceProfile string `json:",omitempty"`
+	TargetProfile string `json:",omitempty"`
+	// Profiles changes built-in profiles' numbers (--profiles FILE).
+	Profiles map[string]profile.Limits `json:",omitempty"`
 }
 
 // Defaults of Settings.
@@ -248,6 +256,13 @@ type MoveState struct {
 	NextAttemptAt    time.Time                `json:",omitempty"`
 	LastFailure      *failure.Details         `json:",omitempty"`
 	Released         bool                     // the batch no longer counts this move against its concurrency
+
+	// SourceProfile and TargetProfile are the sides' provider profiles,
+	// as named in the settings or detected at logon.
+	SourceProfile string `json:",omitempty"`
+	TargetProfile string `json:",omitempty"`
+	// Quota counts the bytes copied in the daily transfer budget's window.
+	Quota *QuotaLedger `json:",omitempty"`
 }
 
 // MoveStatus is what the status query returns: the counters without cursors.
@@ -281,6 +296,15 @@ type MoveStatus struct {
 	Verify        *activities.VerifyResult `json:",omitempty"`
 	Grade         Grade                    `json:",omitempty"`
 	Repairs       int                      `json:",omitempty"`
+	// SourceProfile and TargetProfile are the sides' provider profiles.
+	SourceProfile string `json:",omitempty"`
+	TargetProfile string `json:",omitempty"`
+	// BudgetWindows is how many windows (BudgetWindow long, a day unless a
+	// profile file says otherwise) the tighter daily transfer budget needs
+	// for the whole mailbox: the ETA the budgets imply before the copy
+	// starts; 0 without a budget.
+	BudgetWindows int           `json:",omitempty"`
+	BudgetWindow  time.Duration `json:",omitempty"`
 }
 
 // MoveReport is the result of a finished move.

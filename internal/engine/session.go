@@ -59,13 +59,21 @@ type Endpoint struct {
 	MinTLS string `json:",omitempty"`
 }
 
+// Host is the endpoint's host name or address, without the port.
+func (ep Endpoint) Host() string {
+	host, _, err := net.SplitHostPort(ep.Addr)
+	if err != nil {
+		return ep.Addr
+	}
+	return host
+}
+
 // TLSVersions are the values MinTLS accepts.
 var TLSVersions = map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
 
 // tlsConfig is the endpoint's TLS configuration.
 func (ep Endpoint) tlsConfig() (*tls.Config, error) {
-	host, _, _ := net.SplitHostPort(ep.Addr)
-	cfg := &tls.Config{ServerName: host, InsecureSkipVerify: ep.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{ServerName: ep.Host(), InsecureSkipVerify: ep.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if v, ok := TLSVersions[ep.MinTLS]; ok {
 		cfg.MinVersion = v
 	}
@@ -339,3 +347,17 @@ func (c *idleConn) SetDeadline(t time.Time) error {
 
 // interrupts reports a deadline set to stop a blocked call now.
 func interrupts(t time.Time) bool { return !t.IsZero() && !t.After(time.Now()) }
+
+// ServerName is the name the server gives in its ID answer (RFC 2971),
+// empty when it offers no ID or will not say: how a provider profile is
+// told when the capabilities do not show it.
+func (s *Session) ServerName(ctx context.Context) string {
+	if !s.Caps.Has(imap.CapID) {
+		return ""
+	}
+	data, err := s.Client.ID(&imap.IDData{Name: "mailmove"}).Wait()
+	if err != nil || data == nil || ctx.Err() != nil {
+		return ""
+	}
+	return data.Name
+}
