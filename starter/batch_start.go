@@ -19,6 +19,7 @@ import (
 	"github.com/mailmove/mailmove/internal/csvbatch"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/policy"
+	"github.com/mailmove/mailmove/internal/profile"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -36,6 +37,7 @@ type batchStartOptions struct {
 	Complete           string
 	Concurrency        int
 	PolicyFile         string
+	ProfilesFile       string
 	Exclude            []string
 	IncludeOnly        []string
 	Renames            []string
@@ -93,6 +95,7 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f.StringVar(&opts.NewerThan, "newer-than", "", "copy only messages received on or after this date (YYYY-MM-DD)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "have the workers log on to both sides and print each mailbox's folder plan and counts; copy nothing, start no move")
 	f.StringVar(&opts.PolicyFile, "policy", "", "YAML or JSON failure policy over the defaults (docs/failure-policy.md)")
+	f.StringVar(&opts.ProfilesFile, "profiles", "", "YAML or JSON file changing provider profiles' limits (docs/providers.md)")
 	f.IntVar(&opts.LogonAttempts, "logon-attempts", 0, "logon attempts before a move fails (overrides the policy; 0: the policy's, 5 by default)")
 	f.DurationVar(&opts.LogonRetryInterval, "logon-retry-interval", 0, "first wait between logon attempts, doubling up to 5m (overrides the policy; 0: the policy's, 30s by default)")
 	f.IntVar(&opts.Settings.ConnectionsPerMove, "connections-per-move", workflows.DefaultConnectionsPerMove, "connections one move holds to each server: folders copied at once, and pairs lent to a large folder")
@@ -168,7 +171,27 @@ func settings(opts *batchStartOptions) error {
 	if err := parseRules(opts); err != nil {
 		return err
 	}
+	if err := parseProfiles(opts); err != nil {
+		return err
+	}
 	return parsePolicy(opts)
+}
+
+// parseProfiles checks --source-profile/--target-profile and reads
+// --profiles.
+func parseProfiles(opts *batchStartOptions) error {
+	for _, o := range []*sideOptions{&opts.Source, &opts.Target} {
+		if _, ok := profile.Lookup(o.Profile); o.Profile != "" && !ok {
+			return fmt.Errorf("--%s-profile %q: use one of %s, or leave it out to detect it at logon", o.name, o.Profile, strings.Join(profile.Names(), ", "))
+		}
+	}
+	opts.Settings.SourceProfile, opts.Settings.TargetProfile = opts.Source.Profile, opts.Target.Profile
+	if opts.ProfilesFile == "" {
+		return nil
+	}
+	m, err := profile.Load(opts.ProfilesFile)
+	opts.Settings.Profiles = m
+	return err
 }
 
 // checkNumbers rejects the counts and durations no move can run with. Zero

@@ -74,6 +74,8 @@ func TestBatchInputErrorsNameWhatToFix(t *testing.T) {
 	good := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\n")
 	bad := writeFile(t, "bad.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\nbob,bob,\n")
 	policy := writeFile(t, "p.yaml", "rules:\n  Lockd: {}\n")
+	profiles := writeFile(t, "profiles.yaml", "gmail:\n  downloadBytesPerDay: 5\n")
+	unknownProfile := writeFile(t, "profiles2.yaml", "hotmail:\n  connectionsPerUser: 2\n")
 	base := []string{"--name", "w1", "--source", "a:993", "--target", "b:993"}
 	for _, tc := range []struct {
 		args []string
@@ -88,6 +90,9 @@ func TestBatchInputErrorsNameWhatToFix(t *testing.T) {
 		{[]string{"--csv", good, "--max-message-size", "big"}, "--max-message-size"},
 		{[]string{"--csv", good, "--newer-than", "yesterday"}, "YYYY-MM-DD"},
 		{[]string{"--csv", good, "--exclude-folder", "[oops"}, "not a valid pattern"},
+		{[]string{"--csv", good, "--source-profile", "gmial"}, `--source-profile "gmial": use one of gmail, office365`},
+		{[]string{"--csv", good, "--profiles", profiles}, "downloadBytesPerDay"},
+		{[]string{"--csv", good, "--profiles", unknownProfile}, `unknown profile "hotmail"`},
 	} {
 		opts := parseStart(t, append(append([]string{}, base...), tc.args...)...)
 		if _, err := batchInput(opts, key); err == nil || !strings.Contains(err.Error(), tc.want) {

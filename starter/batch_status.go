@@ -196,6 +196,11 @@ func printBatchReport(out io.Writer, rep batchReport) {
 		}
 	}
 	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied))
+	for _, m := range rep.Moves {
+		if eta := budgetETA(m); eta != "" && m.SyncedAt.IsZero() {
+			fmt.Fprintf(out, "%s: %s\n", m.Mailbox, eta)
+		}
+	}
 }
 
 func oneLine(s string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -84,6 +85,12 @@ func printMoveStatus(out io.Writer, id string, st workflows.MoveStatus, now time
 	}
 	fmt.Fprintf(tw, "Progress:\t%d%%, %d/%d messages, %s copied, %d/%d folders\n",
 		st.PercentComplete, st.Copied+st.Matched, st.MessagesTotal, humanize.Bytes(st.Bytes), st.FoldersCopied, st.FoldersTotal)
+	if st.SourceProfile != "" || st.TargetProfile != "" {
+		fmt.Fprintf(tw, "Profiles:\tsource %s, target %s\n", cmp.Or(st.SourceProfile, "generic"), cmp.Or(st.TargetProfile, "generic"))
+	}
+	if eta := budgetETA(st); eta != "" {
+		fmt.Fprintf(tw, "Daily budget:\t%s\n", eta)
+	}
 	fmt.Fprintf(tw, "Incremental passes:\t%d (%d flag updates, %d deleted on the source, %d of them expunged from the target)\n", st.IncrementalPasses, st.FlagUpdates, st.DeletedOnSource, st.Expunged)
 	if st.FoldersAdded+st.FoldersRenamed+st.FoldersDeleted > 0 {
 		fmt.Fprintf(tw, "Folder changes:\t%d added, %d renamed, %d deleted on the source\n", st.FoldersAdded, st.FoldersRenamed, st.FoldersDeleted)
@@ -121,4 +128,14 @@ func printWaits(w io.Writer, stall map[string]time.Duration) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "Waited:\t%s %s\n", k, stall[k].Round(time.Second))
 	}
+}
+
+// budgetETA says how long a daily transfer budget makes the copy take,
+// empty when one window is enough.
+func budgetETA(st workflows.MoveStatus) string {
+	if st.BudgetWindows <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("%s needs %d windows of %s at the providers' daily transfer budget (at least %s)",
+		humanize.Bytes(st.BytesTotal), st.BudgetWindows, st.BudgetWindow, time.Duration(st.BudgetWindows-1)*st.BudgetWindow)
 }

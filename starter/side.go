@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mailmove/mailmove/internal/profile"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -25,6 +26,7 @@ type sideOptions struct {
 	Admin              string
 	AdminPasswordFile  string
 	TokenCommand       string
+	Profile            string
 }
 
 func (o *sideOptions) addFlags(f *pflag.FlagSet) {
@@ -39,6 +41,8 @@ func (o *sideOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Admin, n+"-admin", "", "log on to every "+n+" mailbox as this admin (SASL PLAIN with the CSV's user name as authorization identity: "+
 		"Dovecot master users, Exchange, Zimbra and Cyrus proxy logons); the CSV's passwords may then be empty")
 	f.StringVar(&o.AdminPasswordFile, n+"-admin-password-file", "", "file holding the "+n+" admin's password (or env "+o.adminPasswordEnv()+")")
+	f.StringVar(&o.Profile, n+"-profile", "", "the "+n+" provider's limits to obey (connections per user, message size, daily transfer budget): "+
+		strings.Join(profile.Names(), ", ")+" (default: detected at logon; numbers changed by --profiles)")
 	f.StringVar(&o.TokenCommand, n+"-token-command", "", "command the workers run for an OAuth2 access token, with MAILMOVE_USER set to the user name "+
 		"(Microsoft 365, Google: docs/oauth2.md); it prints the token or a token response's JSON")
 }
