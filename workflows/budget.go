@@ -92,8 +92,8 @@ func (m *move) grant(ctx workflow.Context, lanes int, all bool) (bytes int64, wh
 	q := m.ledger(ctx, b)
 	free := b.limit - q.Used
 	if free <= 0 {
-		// The lane waits before it calls (awaitBudget); a byte keeps the
-		// grant from meaning "no budget".
+		// A byte: the call still syncs flags and deletions, and reports
+		// BudgetReached if it had mail to copy (0 would mean no budget).
 		free = 1
 	}
 	if all {

@@ -133,8 +133,12 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 	}
 	actx := syncOptions(ctx, m.settings)
 	for len(pending) > 0 {
-		if err := m.awaitBudget(ctx, need); err != nil {
-			return err
+		// Only a lane stopped by the budget waits: a pass with nothing to
+		// copy (flags, deletions) runs on an exhausted budget.
+		if need > 0 {
+			if err := m.awaitBudget(ctx, need); err != nil {
+				return err
+			}
 		}
 		var res activities.SyncResult
 		if err := m.call(ctx, actx, act, in, &res, apply); err != nil {
