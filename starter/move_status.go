@@ -85,6 +85,9 @@ func printMoveStatus(out io.Writer, id string, st workflows.MoveStatus, now time
 	}
 	fmt.Fprintf(tw, "Progress:\t%d%%, %d/%d messages, %s copied, %d/%d folders\n",
 		st.PercentComplete, st.Copied+st.Matched, st.MessagesTotal, humanize.Bytes(st.Bytes), st.FoldersCopied, st.FoldersTotal)
+	for _, r := range st.FoldersRenamedForTarget {
+		fmt.Fprintf(tw, "Renamed for the target:\t%s\n", r)
+	}
 	if st.SourceProfile != "" || st.TargetProfile != "" {
 		fmt.Fprintf(tw, "Profiles:\tsource %s, target %s\n", cmp.Or(st.SourceProfile, "generic"), cmp.Or(st.TargetProfile, "generic"))
 	}

@@ -3,6 +3,7 @@ package workflows
 import (
 	"cmp"
 	"slices"
+	"strings"
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
@@ -89,6 +90,22 @@ func (m *move) replan(ctx workflow.Context) error {
 			vanished[v] = append(vanished[v], i)
 		}
 	}
+	// A folder that appears or is renamed on the source never takes the
+	// target folder of another: the plan named the folders of one listing
+	// apart, not the ones planned in earlier passes.
+	taken := make(map[string]bool, len(m.state.Folders))
+	for _, f := range m.state.Folders {
+		taken[strings.ToLower(f.Plan.Target)] = true
+	}
+	apart := func(p *engine.FolderPlan, own string) {
+		if strings.EqualFold(p.Target, own) {
+			return
+		}
+		if name := engine.UniqueName(p.Target, taken); name != p.Target {
+			p.Target = name
+			p.Renamed = strings.TrimPrefix(p.Renamed+"; "+engine.CollisionNote, "; ")
+		}
+	}
 	var renames []activities.FolderRename
 	var created []engine.FolderPlan
 	// UIDVALIDITY is unique per folder name only: a server that gives
@@ -102,14 +119,16 @@ func (m *move) replan(ctx workflow.Context) error {
 		if idx := vanished[p.UIDValidity]; p.UIDValidity != 0 && len(idx) == 1 && listed[p.UIDValidity] == 1 {
 			delete(vanished, p.UIDValidity)
 			f := &m.state.Folders[idx[0]]
+			apart(&p, f.Plan.Target)
 			if f.Plan.Target != p.Target {
 				renames = append(renames, activities.FolderRename{From: f.Plan.Target, To: p.Target})
 			}
-			f.Plan.Source, f.Plan.Target, f.Plan.Subscribed = p.Source, p.Target, p.Subscribed
+			f.Plan.Source, f.Plan.Target, f.Plan.Subscribed, f.Plan.Renamed = p.Source, p.Target, p.Subscribed, p.Renamed
 			f.Cursor.Source, f.Cursor.Target = p.Source, p.Target
 			m.state.FoldersRenamed++
 			continue
 		}
+		apart(&p, "")
 		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
 		m.state.MessagesTotal += int(p.Messages)
 		m.state.BytesTotal += p.Bytes

@@ -402,6 +402,9 @@ func (m *move) status() MoveStatus {
 		if f.Copied {
 			st.FoldersCopied++
 		}
+		if f.Plan.Renamed != "" {
+			st.FoldersRenamedForTarget = append(st.FoldersRenamedForTarget, fmt.Sprintf("%s → %s: %s", f.Plan.Source, f.Plan.Target, f.Plan.Renamed))
+		}
 	}
 	st.Grade, st.Repairs = m.grade(), m.state.Repairs
 	st.SourceProfile, st.TargetProfile = m.state.SourceProfile, m.state.TargetProfile

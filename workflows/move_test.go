@@ -625,3 +625,47 @@ func TestStallWaitStartsAgainAfterProgress(t *testing.T) {
 		t.Fatalf("stall time = %v, want 45s", got)
 	}
 }
+
+// A folder that appears on the source later never takes the target
+// folder of an earlier one: "a.b" went to "a_b" on a '.'-separated
+// target; a new source folder "a_b", which a fresh plan would give that
+// name, goes to "a_b (2)" and the move says why.
+func TestNewFolderNeverMergesIntoAnother(t *testing.T) {
+	env := newEnv(t)
+	first := activities.ConnectResult{Folders: []engine.FolderPlan{
+		{Source: "INBOX", Target: "INBOX", Messages: 1, UIDValidity: 1},
+		{Source: "a.b", Target: "a_b", Messages: 1, UIDValidity: 2, Renamed: "'.' separates levels on the target"},
+	}}
+	later := activities.ConnectResult{Folders: []engine.FolderPlan{
+		{Source: "INBOX", Target: "INBOX", Messages: 1, UIDValidity: 1},
+		{Source: "a.b", Target: "a_b (2)", Messages: 1, UIDValidity: 2, Renamed: "'.' separates levels on the target; " + engine.CollisionNote},
+		{Source: "a_b", Target: "a_b", Messages: 1, UIDValidity: 3},
+	}}
+	connects := 0
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(context.Context, activities.ConnectInput) (activities.ConnectResult, error) {
+		if connects++; connects == 1 {
+			return first, nil
+		}
+		return later, nil
+	})
+	var creates []activities.CreateFoldersInput
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateFoldersInput) error {
+		creates = append(creates, in)
+		return nil
+	})
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 1}))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(creates) != 2 || len(creates[1].Folders) != 1 || creates[1].Folders[0].Target != "a_b (2)" || len(creates[1].Renames) != 0 {
+		t.Fatalf("CreateFolders calls = %+v; want a_b created as a_b (2), a.b left in a_b", creates)
+	}
+	st := queryStatus(t, env)
+	if !slices.Contains(st.FoldersRenamedForTarget, "a_b → a_b (2): "+engine.CollisionNote) ||
+		!slices.Contains(st.FoldersRenamedForTarget, "a.b → a_b: '.' separates levels on the target") {
+		t.Fatalf("FoldersRenamedForTarget = %q", st.FoldersRenamedForTarget)
+	}
+}

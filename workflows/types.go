@@ -278,13 +278,18 @@ type MoveStatus struct {
 	MessagesTotal   int
 	BytesTotal      int64
 	engine.Counters
-	FoldersExcluded   []string `json:",omitempty"`
-	FoldersAdded      int
-	FoldersRenamed    int
-	FoldersDeleted    int
-	IncrementalPasses int
-	LogonFailures     int
-	LockRelinquishes  int
+	FoldersExcluded []string `json:",omitempty"`
+	// FoldersRenamedForTarget lists, as "Source → Target: why", the
+	// folders whose target name differs from their own beyond the
+	// separator: a character the target cannot hold, a name another
+	// folder has.
+	FoldersRenamedForTarget []string `json:",omitempty"`
+	FoldersAdded            int
+	FoldersRenamed          int
+	FoldersDeleted          int
+	IncrementalPasses       int
+	LogonFailures           int
+	LockRelinquishes        int
 	// StallTime is the time spent waiting, by StatusDetail: failures
 	// waited out and, as StalledDueTo<Side>_HighLatency, the copy's own
 	// slowing down for a slow server.

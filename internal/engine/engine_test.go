@@ -214,6 +214,37 @@ func TestPlanFolders(t *testing.T) {
 	}
 }
 
+// Names the target cannot hold are renamed predictably and say why; two
+// source folders never merge into one target folder, whatever the order
+// the source lists them in.
+func TestPlanFoldersNamesTheTargetCannotHold(t *testing.T) {
+	src := []Folder{{Name: "INBOX"}, {Name: "a.b"}, {Name: "a_b"}, {Name: "Work"}, {Name: "work"}, {Name: "Stars*"}, {Name: "100%"}, {Name: "Lists/x.y"}}
+	want := map[string]string{"INBOX": "INBOX", "a_b": "a_b", "a.b": "a_b (2)", "Work": "Work", "work": "work (2)",
+		"Stars*": "Stars_", "100%": "100_", "Lists/x.y": "Lists.x_y"}
+	why := map[string]string{"a.b": "'.' separates levels on the target; another source folder has the name", "work": "another source folder has the name",
+		"Stars*": "IMAP wildcards", "100%": "IMAP wildcards", "Lists/x.y": "'.' separates levels on the target"}
+	reversed := slices.Clone(src)
+	slices.Reverse(reversed)
+	for _, order := range [][]Folder{src, reversed} {
+		plans, _ := PlanFolders(order, Namespace{Delim: '/'}, []Folder{{Name: "INBOX"}}, Namespace{Delim: '.'}, Rules{})
+		for _, p := range plans {
+			if p.Target != want[p.Source] {
+				t.Errorf("%q planned as %q, want %q", p.Source, p.Target, want[p.Source])
+			}
+			if w := why[p.Source]; w == "" && p.Renamed != "" || w != "" && !strings.Contains(p.Renamed, w) {
+				t.Errorf("%q renamed %q because %q, want %q", p.Source, p.Target, p.Renamed, w)
+			}
+		}
+		targets := map[string]bool{}
+		for _, p := range plans {
+			if targets[strings.ToLower(p.Target)] {
+				t.Errorf("two source folders planned into %q", p.Target)
+			}
+			targets[strings.ToLower(p.Target)] = true
+		}
+	}
+}
+
 func TestPlanFoldersRules(t *testing.T) {
 	src := []Folder{{Name: "INBOX"}, {Name: "Sent Items"}, {Name: "Archive"}, {Name: "Archive/2019"}, {Name: "Archive/2024"},
 		{Name: "Junk E-mail"}, {Name: "Projects"}, {Name: "Projects/Old"}}

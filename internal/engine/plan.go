@@ -36,6 +36,11 @@ type FolderPlan struct {
 	Messages    uint32
 	Bytes       int64
 	UIDValidity uint32 // the source folder's
+	// Renamed says why Target is not the source folder's own path: a
+	// character the target cannot hold in a name, or another source folder
+	// that already has the name (names are compared without case, as some
+	// servers fold it). Empty when the name was kept (or the rules chose it).
+	Renamed string `json:",omitempty"`
 }
 
 // wellKnown names special folders on servers that do not announce
@@ -82,12 +87,14 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 			}
 		}
 	}
-	// toTarget turns a "/"-separated path into a target name.
-	toTarget := func(p string) string {
+	// toTarget turns a "/"-separated path into a target name, and says why
+	// it had to change.
+	toTarget := func(p string) (string, string) {
 		if rules.TargetPrefix != "" {
 			p = strings.Trim(rules.TargetPrefix, "/") + "/" + p
 		}
-		return tgtNS.Prefix + translateName(p, '/', tgtDelim)
+		name, why := targetName(p, '/', tgtDelim)
+		return tgtNS.Prefix + name, why
 	}
 
 	usedSpecial := make(map[imap.MailboxAttr]bool)
@@ -107,18 +114,19 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 		// The same path on the target, in its personal namespace;
 		// translated from the source's separator directly, so that a name
 		// is kept byte for byte when both servers use the same one.
-		direct := tgtNS.Prefix + translateName(local, srcDelim, tgtDelim)
+		directName, directWhy := targetName(local, srcDelim, tgtDelim)
+		direct := tgtNS.Prefix + directName
 		if rules.TargetPrefix != "" {
-			direct = toTarget(path)
+			direct, directWhy = toTarget(path)
 		}
 		renamed, isRenamed := rules.renamed(path)
 		switch {
 		case isRenamed:
-			p.Target = toTarget(renamed)
+			p.Target, p.Renamed = toTarget(renamed)
 		case strings.EqualFold(local, "INBOX") && rules.TargetPrefix == "":
 			p.Target = "INBOX"
 		case strings.EqualFold(local, "INBOX"):
-			p.Target = toTarget("INBOX")
+			p.Target, p.Renamed = toTarget("INBOX")
 		case use != "" && !usedSpecial[use] && rules.TargetPrefix == "":
 			// Only the first source folder of a use is merged into the
 			// target's; a second "Sent" keeps its own name.
@@ -127,31 +135,56 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 			if name, ok := tgtByUse[use]; ok {
 				p.Target = name
 			} else {
-				p.Target = direct
+				p.Target, p.Renamed = direct, directWhy
 			}
 		default:
-			p.Target = direct
-		}
-		p.Target = unique(p.Target, taken)
-		// A name the target lists only as the parent of other folders
-		// (\Noselect, \NonExistent) is still to be created.
-		tf, ok := tgtByName[p.Target]
-		p.Exists = ok && !tf.NoSelect
-		if strings.EqualFold(p.Target, "INBOX") {
-			p.Exists = true
+			p.Target, p.Renamed = direct, directWhy
 		}
 		plans = append(plans, p)
+	}
+	// Names kept as they are first: a folder renamed for the target yields
+	// to one that has the name already ("a.b" becomes "a_b (2)" beside a
+	// real "a_b"); among equals, the first source name in byte order keeps
+	// it ("Work" before "work"), whatever the order the source lists them.
+	order := make([]int, len(plans))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool { return plans[order[i]].Source < plans[order[j]].Source })
+	asIs := make([]bool, len(plans))
+	for i, p := range plans {
+		asIs[i] = p.Renamed == ""
+	}
+	for _, kept := range []bool{true, false} {
+		for _, i := range order {
+			p := &plans[i]
+			if asIs[i] != kept {
+				continue
+			}
+			if name := UniqueName(p.Target, taken); name != p.Target {
+				p.Target = name
+				p.Renamed = strings.TrimPrefix(p.Renamed+"; "+CollisionNote, "; ")
+			}
+			// A name the target lists only as the parent of other folders
+			// (\Noselect, \NonExistent) is still to be created.
+			tf, ok := tgtByName[p.Target]
+			p.Exists = ok && !tf.NoSelect
+			if strings.EqualFold(p.Target, "INBOX") {
+				p.Exists = true
+			}
+		}
 	}
 	sort.SliceStable(plans, func(i, j int) bool { return plans[i].Target < plans[j].Target })
 	return plans, excluded
 }
 
-// unique returns name, or, when an earlier source folder was planned into
+// UniqueName returns name, or, when an earlier source folder was planned into
 // it already ("Sent" into a target's \Sent "Sent Items" beside a source
 // "Sent Items"), "name (2)", "name (3)"…: two source folders never share a
 // target folder, whose copies each would take for its own. Target names
-// are compared without case, as some servers fold it.
-func unique(name string, taken map[string]bool) string {
+// are compared without case, as some servers fold it. taken holds the
+// lower-cased names already planned; the result is added to it.
+func UniqueName(name string, taken map[string]bool) string {
 	out := name
 	for n := 2; taken[strings.ToLower(out)]; n++ {
 		out = fmt.Sprintf("%s (%d)", name, n)
@@ -194,6 +227,46 @@ func translateName(name string, from, to rune) string {
 		parts[i] = strings.ReplaceAll(p, string(to), "_")
 	}
 	return strings.Join(parts, string(to))
+}
+
+// targetName is translateName, and why the name had to change beyond the
+// separator: a target separator inside a name; IMAP's LIST wildcards '*'
+// and '%', which servers refuse in names (RFC 3501 section 5.1); an empty,
+// "." or ".." level, which file-based servers cannot store.
+func targetName(name string, from, to rune) (string, string) {
+	parts := []string{name}
+	if from != 0 {
+		parts = strings.Split(name, string(from))
+	}
+	var why []string
+	note := func(s string) {
+		if !slices.Contains(why, s) {
+			why = append(why, s)
+		}
+	}
+	for i, p := range parts {
+		if to != 0 && to != from && strings.ContainsRune(p, to) {
+			p = strings.ReplaceAll(p, string(to), "_")
+			note(fmt.Sprintf("%q separates levels on the target", to))
+		}
+		if strings.ContainsAny(p, "*%") {
+			p = strings.NewReplacer("*", "_", "%", "_").Replace(p)
+			note("'*' and '%' are IMAP wildcards")
+		}
+		if p == "" || p == "." || p == ".." {
+			p = strings.Repeat("_", max(len(p), 1))
+			note("an empty, \".\" or \"..\" level")
+		}
+		parts[i] = p
+	}
+	sep := to
+	if sep == 0 {
+		sep = from
+	}
+	if sep == 0 {
+		return parts[0], strings.Join(why, "; ")
+	}
+	return strings.Join(parts, string(sep)), strings.Join(why, "; ")
 }
 
 // ListFolders lists every folder of the session's mailbox with its special
@@ -398,3 +471,7 @@ func Plan(ctx context.Context, src, tgt *Session, rules Rules) (plans []FolderPl
 	plans, excluded = PlanFolders(srcFolders, src.Namespace(), tgtFolders, tgt.Namespace(), rules)
 	return plans, excluded, nil
 }
+
+// CollisionNote is what FolderPlan.Renamed says of a folder renamed because
+// another source folder has its name.
+const CollisionNote = "another source folder has the name"
