@@ -27,6 +27,7 @@ type sideOptions struct {
 	AdminPasswordFile  string
 	TokenCommand       string
 	Profile            string
+	Compress           bool
 }
 
 func (o *sideOptions) addFlags(f *pflag.FlagSet) {
@@ -41,6 +42,7 @@ func (o *sideOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Admin, n+"-admin", "", "log on to every "+n+" mailbox as this admin (SASL PLAIN with the CSV's user name as authorization identity: "+
 		"Dovecot master users, Exchange, Zimbra and Cyrus proxy logons); the CSV's passwords may then be empty")
 	f.StringVar(&o.AdminPasswordFile, n+"-admin-password-file", "", "file holding the "+n+" admin's password (or env "+o.adminPasswordEnv()+")")
+	f.BoolVar(&o.Compress, n+"-compress", false, "deflate the connections to the "+n+" where it offers COMPRESS=DEFLATE (slow links; costs CPU)")
 	f.StringVar(&o.Profile, n+"-profile", "", "the "+n+" provider's limits to obey (connections per user, message size, daily transfer budget): "+
 		strings.Join(profile.Names(), ", ")+" (default: detected at logon; numbers changed by --profiles)")
 	f.StringVar(&o.TokenCommand, n+"-token-command", "", "command the workers run for an OAuth2 access token, with MAILMOVE_USER set to the user name "+
@@ -110,7 +112,7 @@ func (o *sideOptions) endpoint(skipVerify bool) (workflows.Endpoint, error) {
 		slices.Sort(versions)
 		return workflows.Endpoint{}, fmt.Errorf("--%s-min-tls %q: use one of %s", o.name, o.MinTLS, strings.Join(versions, ", "))
 	}
-	ep := workflows.Endpoint{Addr: o.Addr, Security: sec, InsecureSkipVerify: o.InsecureSkipVerify || skipVerify}
+	ep := workflows.Endpoint{Addr: o.Addr, Security: sec, InsecureSkipVerify: o.InsecureSkipVerify || skipVerify, Compress: o.Compress}
 	if o.MinTLS != "1.2" {
 		ep.MinTLS = o.MinTLS
 	}

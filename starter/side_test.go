@@ -23,15 +23,15 @@ func TestSideFlags(t *testing.T) {
 	f, _ := testFactory(t, nil)
 	cmd := newCmdBatchStart(f, func(o *batchStartOptions) error { opts = o; return nil })
 	if err := execute(cmd, "--name", "w", "--csv", "x.csv", "--source", "old:993", "--target", "new:143",
-		"--source-ca-file", ca, "--source-min-tls", "1.0", "--target-security", "starttls", "--target-insecure-skip-verify"); err != nil {
+		"--source-ca-file", ca, "--source-min-tls", "1.0", "--target-security", "starttls", "--target-insecure-skip-verify", "--target-compress"); err != nil {
 		t.Fatal(err)
 	}
 	src, tgt, err := endpoints(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(src.CA, "BEGIN CERTIFICATE") || src.MinTLS != "1.0" || src.InsecureSkipVerify ||
-		tgt.CA != "" || tgt.MinTLS != "" || !tgt.InsecureSkipVerify || tgt.Security != "starttls" {
+	if !strings.Contains(src.CA, "BEGIN CERTIFICATE") || src.MinTLS != "1.0" || src.InsecureSkipVerify || src.Compress ||
+		tgt.CA != "" || tgt.MinTLS != "" || !tgt.InsecureSkipVerify || tgt.Security != "starttls" || !tgt.Compress {
 		t.Fatalf("endpoints = %+v, %+v", src, tgt)
 	}
 	for _, tc := range []struct {

@@ -1,7 +1,9 @@
 package workflows
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -90,5 +92,69 @@ func TestReviewBudgetBothSidesWithDifferentWindows(t *testing.T) {
 	}
 	if most, from := maxInWindow(srv.calls, 24*time.Hour); most > daily {
 		t.Errorf("%d bytes uploaded in the day from %s, target budget %d per day", most, from.Format(time.TimeOnly), daily)
+	}
+}
+
+// Faults in twos: one lane waits for the daily budget while another waits
+// out a dropped connection. The two waits save and restore the status each
+// over the other: when the budget's window rolls, the move shows
+// CopyingMessages with no reason while its only unfinished lane is still
+// stalled, and when the stall ends it shows WaitingForDailyQuota_Source
+// again although no lane waits for the budget.
+func TestReviewQuotaWaitAndStallWaitKeepTheStatusRight(t *testing.T) {
+	env := newEnv(t)
+	plan := activities.ConnectResult{SourceProfile: profile.Gmail, Folders: []engine.FolderPlan{
+		{Source: "A", Target: "A", Messages: 10, Bytes: 1000},
+		{Source: "B", Target: "B", Messages: 1, Bytes: 100},
+	}}
+	var bFailed bool
+	sync := func(_ context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		res := engine.NewLaneProgress(append([]engine.Cursor(nil), in.Cursors...))
+		c := &res.Cursors[0]
+		if c.Source == "B" {
+			if !bFailed {
+				bFailed = true
+				time.Sleep(200 * time.Millisecond) // after A's result
+				return res, failed(failure.TypeServerUnavailable, failure.SideSource, "ConnectionDropped", "", nil)
+			}
+			if in.MaxBytes < 100 && !in.WholeBudget {
+				res.BudgetReached = true
+				return res, nil
+			}
+			res.Copied, res.Bytes, c.LastUID, res.Done[0] = 1, 100, 1, true
+			return res, nil
+		}
+		for c.LastUID < 10 && res.Bytes+100 <= in.MaxBytes {
+			c.LastUID++
+			res.Copied++
+			res.Bytes += 100
+		}
+		res.Done[0] = c.LastUID == 10
+		res.BudgetReached = !res.Done[0]
+		return res, nil
+	}
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(plan, nil)
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(sync)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(sync)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	seen := map[time.Duration]MoveStatus{}
+	for _, at := range []time.Duration{30 * time.Minute, 75 * time.Minute} {
+		env.RegisterDelayedCallback(func() { seen[at] = queryStatus(t, env) }, at)
+	}
+	pol := withRule(failure.TypeServerUnavailable, failure.Rule{InitialInterval: failure.Duration(90 * time.Minute), BackoffCoefficient: 1})
+	env.ExecuteWorkflow(MailboxMove, testInput(Settings{Policy: pol, ConnectionsPerMove: 2,
+		Profiles: map[string]profile.Limits{profile.Gmail: {DownloadBytesPerWindow: 1000, Window: failure.Duration(time.Hour)}}}))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error = %v", err)
+	}
+	// At 30 minutes both wait; at 75 lane A is done (its second window's
+	// share copied) and lane B is still stalled until 90.
+	for _, at := range []time.Duration{30 * time.Minute, 75 * time.Minute} {
+		st := seen[at]
+		t.Logf("at %v: %s / %s: %q", at, st.Status, st.StatusDetail, st.Reason)
+	}
+	if st := seen[75*time.Minute]; !strings.HasPrefix(st.StatusDetail, DetailStalledPrefix) || st.Reason == "" {
+		t.Fatalf("at 75 min, with lane A done and lane B stalled until 90 min: %s / %s, reason %q; want the stall shown", st.Status, st.StatusDetail, st.Reason)
 	}
 }

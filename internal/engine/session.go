@@ -57,6 +57,10 @@ type Endpoint struct {
 	// MinTLS is the oldest TLS version accepted: "1.2" when empty; "1.0"
 	// and "1.1" only for old servers, by the admin's choice.
 	MinTLS string `json:",omitempty"`
+	// Compress deflates the connection (COMPRESS=DEFLATE, RFC 4978) where
+	// the server offers it: for links where bandwidth, not latency, is the
+	// limit; it costs CPU on both ends.
+	Compress bool `json:",omitempty"`
 }
 
 // Host is the endpoint's host name or address, without the port.
@@ -108,6 +112,8 @@ type Session struct {
 	Delim  rune
 	Prefix string
 	Others []string
+	// Compressed: the connection is deflated (Endpoint.Compress).
+	Compressed bool
 
 	stop    func() bool
 	raw     net.Conn
@@ -189,6 +195,14 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 		return nil, failure.Classify(side, "capability", ctxErr(ctx, err))
 	}
 	s.Caps = caps
+	if ep.Compress && caps.Has(imap.Cap("COMPRESS=DEFLATE")) {
+		// Before the first folder command: everything after is deflated.
+		if err := c.Compress(); err != nil {
+			s.Close()
+			return nil, failure.Classify(side, "compress", ctxErr(ctx, err))
+		}
+		s.Compressed = true
+	}
 	s.readNamespace()
 	return s, nil
 }

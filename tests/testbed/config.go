@@ -256,6 +256,7 @@ type configData struct {
 	MaxUserConns int
 	MasterPath   string // empty: no master users
 	OAuth2Path   string // empty: no oauth2 passdb
+	Compress     bool
 }
 
 // configTemplate is a complete dovecot.conf for Dovecot 2.3; nothing is
@@ -318,6 +319,9 @@ protocol imap {
   mail_max_userip_connections = {{.MaxUserConns}}
 {{- if .Quota}}
   mail_plugins = $mail_plugins imap_quota
+{{- end}}
+{{- if .Compress}}
+  mail_plugins = $mail_plugins imap_zlib
 {{- end}}
 }
 
@@ -394,6 +398,7 @@ func (s *Server) writeConfig(opts Options, id identity) error {
 		Quota:        opts.QuotaBytes > 0 || opts.MaxMessageBytes > 0,
 		MaxUserConns: 50,
 	}
+	data.Compress = opts.Compress
 	if len(opts.MasterUsers) > 0 {
 		data.MasterPath = filepath.Join(s.dir, "master-passwd")
 	}

@@ -103,6 +103,8 @@ type Options struct {
 	// (RFC 7662 introspection) and accepts it when the answer says
 	// "active": true and names the user in "username".
 	OAuth2IntrospectionURL string
+	// Compress offers COMPRESS=DEFLATE (RFC 4978, the imap_zlib plugin).
+	Compress bool
 
 	// dieWithParent stops the instance when the starting process dies, so
 	// that a test binary killed by a timeout leaves no Dovecot behind.

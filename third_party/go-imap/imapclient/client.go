@@ -141,6 +141,7 @@ func (options *Options) dialer() *net.Dialer {
 // Authenticate, Idle) block the client during their execution.
 type Client struct {
 	conn     net.Conn
+	compress *compressCommand // answered OK, to be upgraded (decoder goroutine only)
 	options  Options
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -710,6 +711,10 @@ func (c *Client) readResponse() error {
 	if startTLS != nil {
 		c.upgradeStartTLS(startTLS)
 	}
+	if cmd := c.compress; cmd != nil {
+		c.compress = nil
+		c.upgradeCompress(cmd)
+	}
 
 	return nil
 }
@@ -842,6 +847,9 @@ func (c *Client) readResponseTagged(tag, typ string) (startTLS *startTLSCommand,
 
 	if cmd, ok := cmd.(*startTLSCommand); ok && cmdErr == nil {
 		startTLS = cmd
+	}
+	if cmd, ok := cmd.(*compressCommand); ok && cmdErr == nil {
+		c.compress = cmd // upgraded after the response's CRLF
 	}
 
 	if cmdErr == nil && code != "CAPABILITY" {
