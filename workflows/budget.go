@@ -16,8 +16,8 @@ import (
 // window (WaitingForDailyQuota_Source: Gmail's 2,500 MB a day of download).
 const DetailWaitingForDailyQuotaPrefix = "WaitingForDailyQuota_"
 
-// QuotaLedger counts what a move copied in the current window of its
-// daily transfer budget.
+// QuotaLedger counts what a move copied in the current window of one
+// side's daily transfer budget.
 type QuotaLedger struct {
 	WindowStart time.Time
 	// Used includes the grants of calls under way, charged when they
@@ -26,8 +26,8 @@ type QuotaLedger struct {
 	Used int64
 }
 
-// budget is the tighter of the source's download and the target's upload
-// budget.
+// budget is one side's daily transfer budget: the source profile's
+// download, the target profile's upload.
 type budget struct {
 	limit   int64
 	window  time.Duration
@@ -41,16 +41,18 @@ func (m *move) profiles() (src, tgt profile.Profile) {
 	return profile.Resolve(m.state.SourceProfile, m.settings.Profiles), profile.Resolve(m.state.TargetProfile, m.settings.Profiles)
 }
 
-func (m *move) budget() (budget, bool) {
+// budgets are the sides' budgets, source first; each holds in its own
+// window.
+func (m *move) budgets() []budget {
 	src, tgt := m.profiles()
-	var b budget
+	var bs []budget
 	if src.DownloadBytesPerWindow > 0 {
-		b = budget{limit: src.DownloadBytesPerWindow, window: time.Duration(src.Window), side: failure.SideSource, profile: src.Name}
+		bs = append(bs, budget{limit: src.DownloadBytesPerWindow, window: time.Duration(src.Window), side: failure.SideSource, profile: src.Name})
 	}
-	if l := tgt.UploadBytesPerWindow; l > 0 && (b.limit == 0 || l < b.limit) {
-		b = budget{limit: l, window: time.Duration(tgt.Window), side: failure.SideTarget, profile: tgt.Name}
+	if tgt.UploadBytesPerWindow > 0 {
+		bs = append(bs, budget{limit: tgt.UploadBytesPerWindow, window: time.Duration(tgt.Window), side: failure.SideTarget, profile: tgt.Name})
 	}
-	return b, b.limit > 0
+	return bs
 }
 
 // connections is the most connection pairs the move holds: the batch's
@@ -66,13 +68,17 @@ func (m *move) connections() int {
 	return n
 }
 
-// ledger rolls the budget's window over when it has passed and returns it.
+// ledger rolls the side's window over when it has passed and returns its
+// ledger.
 func (m *move) ledger(ctx workflow.Context, b budget) *QuotaLedger {
 	now := workflow.Now(ctx)
-	q := m.state.Quota
+	if m.state.Quota == nil {
+		m.state.Quota = map[failure.Side]*QuotaLedger{}
+	}
+	q := m.state.Quota[b.side]
 	if q == nil {
 		q = &QuotaLedger{WindowStart: now}
-		m.state.Quota = q
+		m.state.Quota[b.side] = q
 	}
 	if now.Sub(q.WindowStart) >= b.window {
 		// Calls under way stay charged to the new window too.
@@ -81,16 +87,31 @@ func (m *move) ledger(ctx workflow.Context, b budget) *QuotaLedger {
 	return q
 }
 
-// grant charges the budget with a call's share: what is free, split among
-// the lanes running (all of it for a lane whose share was too small for
-// its next message), and says whether it is the window's whole budget.
+// free is what the tightest budget has left, and that budget.
+func (m *move) free(ctx workflow.Context) (int64, budget, bool) {
+	var least int64
+	var tight budget
+	for i, b := range m.budgets() {
+		if f := b.limit - m.ledger(ctx, b).Used; i == 0 || f < least {
+			least, tight = f, b
+		}
+	}
+	return least, tight, tight.limit > 0
+}
+
+// grant charges every budget with a call's share: what the tightest has
+// free, split among the lanes running (all of it for a lane whose share
+// was too small for its next message). whole says no budget has anything
+// spent or under way: a message larger than the share may go alone.
 func (m *move) grant(ctx workflow.Context, lanes int, all bool) (bytes int64, whole bool) {
-	b, ok := m.budget()
+	free, _, ok := m.free(ctx)
 	if !ok {
 		return 0, false
 	}
-	q := m.ledger(ctx, b)
-	free := b.limit - q.Used
+	whole = true
+	for _, b := range m.budgets() {
+		whole = whole && m.ledger(ctx, b).Used == 0
+	}
 	if free <= 0 {
 		// A byte: the call still syncs flags and deletions, and reports
 		// BudgetReached if it had mail to copy (0 would mean no budget).
@@ -100,8 +121,10 @@ func (m *move) grant(ctx workflow.Context, lanes int, all bool) (bytes int64, wh
 		lanes = 1
 	}
 	bytes = max(free/int64(max(lanes, 1)), 1)
-	whole = bytes == b.limit
-	q.Used += bytes
+	whole = whole && bytes == free
+	for _, b := range m.budgets() {
+		m.ledger(ctx, b).Used += bytes
+	}
 	m.granted += bytes
 	return bytes, whole
 }
@@ -109,59 +132,48 @@ func (m *move) grant(ctx workflow.Context, lanes int, all bool) (bytes int64, wh
 // settle refunds what a call was granted and did not copy (or charges what
 // a larger-than-the-budget message took beyond it).
 func (m *move) settle(granted, copied int64) {
-	if granted == 0 || m.state.Quota == nil {
+	if granted == 0 {
 		return
 	}
-	m.state.Quota.Used -= granted - copied
+	//workflowcheck:ignore each ledger is settled on its own: the order is irrelevant
+	for _, q := range m.state.Quota {
+		q.Used -= granted - copied
+	}
 	m.granted -= granted
 }
 
-// awaitBudget waits, when the budget has no more than short bytes free
-// (0, or the grant that was too small for the lane's next message),
-// until the window rolls over or more is free: at a safe point, between
-// two calls, holding no connection.
+// awaitBudget waits, while a budget has no more than short bytes free (0,
+// or the grant that was too small for the lane's next message), until its
+// window rolls over or more is free: at a safe point, between two calls,
+// holding no connection.
 func (m *move) awaitBudget(ctx workflow.Context, short int64) error {
-	b, ok := m.budget()
-	if !ok {
+	free, b, ok := m.free(ctx)
+	if !ok || free > short {
 		return nil
 	}
 	q := m.ledger(ctx, b)
-	if b.limit-q.Used > short {
-		return nil
-	}
-	end := q.WindowStart.Add(b.window)
+	start, end := q.WindowStart, q.WindowStart.Add(b.window)
 	detail := DetailWaitingForDailyQuotaPrefix + sideName(b.side)
 	if m.quotaWaiters == 0 {
-		m.quotaWait = quotaWait{start: workflow.Now(ctx), status: m.state.Status, detail: m.state.StatusDetail, reason: m.state.Reason}
-		m.state.Reason = fmt.Sprintf("the %s's daily transfer budget (%s per %s, profile %s) is used up; copying resumes at %s",
-			b.side, humanize.Bytes(b.limit), b.window, b.profile, end.UTC().Format(time.RFC3339))
-		m.release(ctx)
-		m.setStatus(ctx, m.state.Status, detail)
+		m.quotaSince = workflow.Now(ctx)
 	}
 	m.quotaWaiters++
+	m.release(ctx)
+	id := m.beginWait(ctx, activeWait{status: m.phaseStatus(), detail: detail, next: end,
+		reason: fmt.Sprintf("the %s's daily transfer budget (%s per %s, profile %s) is used up; copying resumes at %s",
+			b.side, humanize.Bytes(b.limit), b.window, b.profile, end.UTC().Format(time.RFC3339))})
+	// One wait: a fresh window ends it even for a lane whose next message
+	// is larger than the whole budget (it then goes alone); another budget
+	// still short stops the next call, whose lane waits again.
 	_, err := workflow.AwaitWithTimeout(ctx, end.Sub(workflow.Now(ctx)), func() bool {
-		return m.state.Quota.Used < b.limit-short || m.state.Quota.WindowStart != q.WindowStart
+		return b.limit-q.Used > short || q.WindowStart != start
 	})
 	m.quotaWaiters--
 	if m.quotaWaiters == 0 {
-		w := m.quotaWait
-		m.state.StallTime[detail] += workflow.Now(ctx).Sub(w.start)
-		m.state.Reason = w.reason
-		m.setStatus(ctx, w.status, w.detail)
+		m.state.StallTime[detail] += workflow.Now(ctx).Sub(m.quotaSince)
 	}
-	if err != nil {
-		return err // cancelled
-	}
-	m.ledger(ctx, b)
-	return nil
-}
-
-// quotaWait is what the move showed before its lanes began to wait for the
-// budget.
-type quotaWait struct {
-	start          time.Time
-	status         Status
-	detail, reason string
+	m.endWait(ctx, id)
+	return err // cancelled, or nil
 }
 
 // sideName is a side as StatusDetail spells it.
@@ -172,14 +184,22 @@ func sideName(s failure.Side) string {
 	return "Source"
 }
 
-// budgetWindows is how many windows of its budget copying the whole
-// mailbox takes, 0 without a budget: the ETA before the copy starts.
+// budgetWindows is how many windows of its tightest budget copying the
+// whole mailbox takes (the one that takes longest), 0 without a budget:
+// the ETA before the copy starts.
 func (m *move) budgetWindows() (int, time.Duration) {
-	b, ok := m.budget()
-	if !ok || m.state.BytesTotal <= 0 {
-		return 0, 0
+	var n int
+	var window time.Duration
+	for _, b := range m.budgets() {
+		if m.state.BytesTotal <= 0 {
+			break
+		}
+		k := int((m.state.BytesTotal + b.limit - 1) / b.limit)
+		if time.Duration(k)*b.window > time.Duration(n)*window {
+			n, window = k, b.window
+		}
 	}
-	return int((m.state.BytesTotal + b.limit - 1) / b.limit), b.window
+	return n, window
 }
 
 // maxMessageBytes is the target profile's message size limit (0: none).

@@ -23,13 +23,12 @@ import (
 // copied again. faults makes calls fail after copying part of their share,
 // reporting it or not (a worker that died).
 type budgetServer struct {
-	env     interface{ Now() time.Time }
-	sizes   map[string][]int64
-	copied  map[string]map[int]int // folder → message → copies
-	calls   []budgetCall
-	rng     *rand.Rand
-	faults  bool
-	waiting []string // StatusDetails seen between calls
+	env    interface{ Now() time.Time }
+	sizes  map[string][]int64
+	copied map[string]map[int]int // folder → message → copies
+	calls  []budgetCall
+	rng    *rand.Rand
+	faults bool
 }
 
 type budgetCall struct {

@@ -91,7 +91,7 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 	var whole bool
 	defer func() { m.granted -= granted }()
 	apply := func(res activities.SyncResult) {
-		m.settle(granted, res.Bytes)
+		m.settle(granted, max(res.Bytes, res.Downloaded))
 		need = 0
 		if res.BudgetReached {
 			need = granted

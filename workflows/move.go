@@ -39,10 +39,14 @@ type move struct {
 	live     []liveCall
 	final    bool // the final pass is under way
 	// granted is the daily transfer budget granted to calls under way;
-	// quotaWaiters counts the lanes waiting for it, since quotaWait.
+	// quotaWaiters counts the lanes waiting for it, since quotaSince.
 	granted      int64
 	quotaWaiters int
-	quotaWait    quotaWait
+	quotaSince   time.Time
+	// waits are the waits under way, phase what the move showed before.
+	waits   []activeWait
+	waitSeq int
+	phase   phase
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -253,34 +257,81 @@ func (m *move) succeeded() {
 // wait shows the wait as StatusDetail with the next attempt's time, gives
 // the batch its concurrency slot back, sleeps, and accounts the time.
 func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure.Rule) error {
-	prevStatus, prevDetail := m.state.Status, m.state.StatusDetail
-	status, detail := waitDetail(d, prevStatus)
+	status, detail := waitDetail(d, m.phaseStatus())
 	delay := rule.Delay(n)
 	if d.RetryAfter > 0 {
 		// The server said how long (Exchange Online's suggested backoff).
 		delay = time.Duration(d.RetryAfter)
 	}
 	start := workflow.Now(ctx)
-	m.state.NextAttemptAt = start.Add(delay)
 	attempts := fmt.Sprintf("%d", n)
 	if rule.MaximumAttempts > 0 {
 		attempts = fmt.Sprintf("%d/%d", n, rule.MaximumAttempts)
 	}
-	m.state.Reason = fmt.Sprintf("%s (attempt %s, next at %s)", d, attempts, m.state.NextAttemptAt.UTC().Format(time.RFC3339))
+	next := start.Add(delay)
 	m.release(ctx)
-	m.setStatus(ctx, status, detail)
+	id := m.beginWait(ctx, activeWait{status: status, detail: detail, next: next,
+		reason: fmt.Sprintf("%s (attempt %s, next at %s)", d, attempts, next.UTC().Format(time.RFC3339))})
 
 	m.resume = false
-	if _, err := workflow.AwaitWithTimeout(ctx, delay, func() bool { return m.resume }); err != nil {
-		return err // cancelled
-	}
+	_, err := workflow.AwaitWithTimeout(ctx, delay, func() bool { return m.resume })
 	m.resume = false
-
 	m.state.StallTime[detail] += workflow.Now(ctx).Sub(start)
-	m.state.NextAttemptAt = time.Time{}
-	m.state.Reason = ""
-	m.setStatus(ctx, prevStatus, prevDetail)
-	return nil
+	m.endWait(ctx, id)
+	return err // cancelled, or nil
+}
+
+// activeWait is one wait under way: a lane waiting out a failure or for
+// the daily budget. Lanes wait at the same time, so the move shows the
+// latest wait still under way, and what it showed before the first once
+// the last ends.
+type activeWait struct {
+	id             int
+	status         Status
+	detail, reason string
+	next           time.Time // the next attempt, if any
+}
+
+// phase is what the move showed before its first wait under way.
+type phase struct {
+	status         Status
+	detail, reason string
+}
+
+// phaseStatus is the move's Status apart from its waits.
+func (m *move) phaseStatus() Status {
+	if len(m.waits) > 0 {
+		return m.phase.status
+	}
+	return m.state.Status
+}
+
+func (m *move) beginWait(ctx workflow.Context, w activeWait) int {
+	if len(m.waits) == 0 {
+		m.phase = phase{status: m.state.Status, detail: m.state.StatusDetail, reason: m.state.Reason}
+	}
+	m.waitSeq++
+	w.id = m.waitSeq
+	m.waits = append(m.waits, w)
+	m.showWaits(ctx)
+	return w.id
+}
+
+func (m *move) endWait(ctx workflow.Context, id int) {
+	m.waits = slices.DeleteFunc(m.waits, func(w activeWait) bool { return w.id == id })
+	m.showWaits(ctx)
+}
+
+// showWaits shows the latest wait under way, or the phase when none is.
+func (m *move) showWaits(ctx workflow.Context) {
+	if len(m.waits) == 0 {
+		m.state.Reason, m.state.NextAttemptAt = m.phase.reason, time.Time{}
+		m.setStatus(ctx, m.phase.status, m.phase.detail)
+		return
+	}
+	w := m.waits[len(m.waits)-1]
+	m.state.Reason, m.state.NextAttemptAt = w.reason, w.next
+	m.setStatus(ctx, w.status, w.detail)
 }
 
 // moveError ends a move with a reason an admin can act on.

@@ -3,9 +3,9 @@ package workflows
 import (
 	"context"
 	"fmt"
-	"strings"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,8 +99,7 @@ func TestReviewBudgetBothSidesWithDifferentWindows(t *testing.T) {
 // out a dropped connection. The two waits save and restore the status each
 // over the other: when the budget's window rolls, the move shows
 // CopyingMessages with no reason while its only unfinished lane is still
-// stalled, and when the stall ends it shows WaitingForDailyQuota_Source
-// again although no lane waits for the budget.
+// stalled (and no call runs).
 func TestReviewQuotaWaitAndStallWaitKeepTheStatusRight(t *testing.T) {
 	env := newEnv(t)
 	plan := activities.ConnectResult{SourceProfile: profile.Gmail, Folders: []engine.FolderPlan{

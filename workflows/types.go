@@ -261,8 +261,9 @@ type MoveState struct {
 	// as named in the settings or detected at logon.
 	SourceProfile string `json:",omitempty"`
 	TargetProfile string `json:",omitempty"`
-	// Quota counts the bytes copied in the daily transfer budget's window.
-	Quota *QuotaLedger `json:",omitempty"`
+	// Quota counts, per side with a daily transfer budget, the bytes
+	// copied in its window.
+	Quota map[failure.Side]*QuotaLedger `json:",omitempty"`
 }
 
 // MoveStatus is what the status query returns: the counters without cursors.

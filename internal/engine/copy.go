@@ -647,6 +647,16 @@ func (c *copier) send(ctx context.Context, metas []meta, units chan<- *unit) err
 		}
 	}
 	if len(toFetch) > 0 {
+		// The source may send every body asked for, whatever happens next.
+		var want int64
+		for _, m := range metas {
+			if m.fetch() {
+				want += m.size
+			}
+		}
+		c.mu.Lock()
+		c.st.Downloaded += want
+		c.mu.Unlock()
 		fetch := c.src.Client.Fetch(imap.UIDSetNum(toFetch...), &imap.FetchOptions{
 			UID:         true,
 			BodySection: []*imap.FetchItemBodySection{{Peek: true}},

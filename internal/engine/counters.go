@@ -13,10 +13,14 @@ import (
 // embed it, so a new counter is one field here (and its line in Add,
 // which TestCountersAddSumsEveryField holds to it).
 type Counters struct {
-	Copied   int   // messages appended
-	Bytes    int64 // bytes appended
-	Matched  int   // messages found already on the target (resumed copy)
-	Filtered int   // messages skipped by the size and date rules
+	Copied int   // messages appended
+	Bytes  int64 // bytes appended
+	// Downloaded is the bytes of the message bodies asked of the source:
+	// at least what it sent, also when a copy failed before the target
+	// confirmed them. A daily transfer budget is charged with it.
+	Downloaded int64 `json:",omitempty"`
+	Matched    int   // messages found already on the target (resumed copy)
+	Filtered   int   // messages skipped by the size and date rules
 	// FlagUpdates counts target messages whose flags were changed.
 	FlagUpdates int
 	// DeletedOnSource counts copied messages found gone from the source;
@@ -42,6 +46,7 @@ type Counters struct {
 func (c *Counters) Add(o Counters) {
 	c.Copied += o.Copied
 	c.Bytes += o.Bytes
+	c.Downloaded += o.Downloaded
 	c.Matched += o.Matched
 	c.Filtered += o.Filtered
 	c.FlagUpdates += o.FlagUpdates

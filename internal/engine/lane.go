@@ -67,7 +67,7 @@ type Lane struct {
 	// MaxMessages bounds the messages one Run copies or matches (0: no
 	// bound), so that progress reaches the caller's caller regularly.
 	MaxMessages int
-	// MaxBytes bounds the progress's Bytes (0: no bound): what the call
+	// MaxBytes bounds the progress's Bytes and Downloaded (0: no bound): what the call
 	// copied, counted from the zero counters a call starts with, so that a
 	// run resumed from a dead one's progress keeps to the same grant.
 	// WholeBudget as in Options.
@@ -155,8 +155,8 @@ func (l *laneRun) syncFolder(ctx context.Context, res *LaneProgress, i, budget i
 	opts.MaxMessages = budget
 	if l.MaxBytes > 0 {
 		// What the folders before this one copied is spent.
-		opts.MaxBytes = max(l.MaxBytes-base.Bytes, 1)
-		opts.WholeBudget = l.WholeBudget && base.Bytes == 0
+		opts.MaxBytes = max(l.MaxBytes-max(base.Bytes, base.Downloaded), 1)
+		opts.WholeBudget = l.WholeBudget && base.Bytes == 0 && base.Downloaded == 0
 	}
 	opts.Checkpoint = update
 	if l.Connections > 1 && l.TryDial != nil {

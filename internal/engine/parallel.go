@@ -184,8 +184,11 @@ func (p *parallel) merged() (Cursor, Stats, error) {
 	cur, st := p.start.Clone(), p.base
 	st.Counters = st.Counters.Clone()
 	complete := true
+	downloaded := p.base.Downloaded
 	for _, pt := range p.parts {
 		cur.SingleUntil = max(cur.SingleUntil, pt.cur.SingleUntil)
+		// Every block's download counts, confirmed or not.
+		downloaded += pt.st.Downloaded
 		if !complete {
 			continue
 		}
@@ -194,6 +197,7 @@ func (p *parallel) merged() (Cursor, Stats, error) {
 		st.Add(pt.st.Counters)
 		complete = pt.done && pt.err == nil
 	}
+	st.Downloaded = downloaded
 	cur.Claims = cur.Claims.After(cur.LastUID)
 	if st.Matched > 0 {
 		cur.HighestModSeq = 0
