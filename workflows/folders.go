@@ -31,7 +31,7 @@ func (m *move) connect(ctx workflow.Context) error {
 	m.state.SourceProfile = cmp.Or(m.settings.SourceProfile, res.SourceProfile)
 	m.state.TargetProfile = cmp.Or(m.settings.TargetProfile, res.TargetProfile)
 	for _, p := range res.Folders {
-		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
+		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive}})
 		m.state.MessagesTotal += int(p.Messages)
 		m.state.BytesTotal += p.Bytes
 	}
@@ -129,7 +129,7 @@ func (m *move) replan(ctx workflow.Context) error {
 			continue
 		}
 		apart(&p, "")
-		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target}})
+		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive}})
 		m.state.MessagesTotal += int(p.Messages)
 		m.state.BytesTotal += p.Bytes
 		m.state.FoldersAdded++

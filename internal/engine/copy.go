@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,10 @@ type Cursor struct {
 	// SourceGone: the source folder was not there at the last pass (the
 	// user deleted or renamed it): not a failure, the copy stays.
 	SourceGone bool `json:",omitempty"`
+	// GmailArchive: the source folder is Gmail's All Mail, of which only
+	// the messages without a label of their own folder are copied
+	// (FolderPlan.GmailArchive); the others count as filtered.
+	GmailArchive bool `json:",omitempty"`
 }
 
 // Clone returns a copy that shares no memory with c.
@@ -79,7 +84,7 @@ func (c *Cursor) resetSource(validity uint32) {
 // removed. The copies it knows stay claimed, so a copy the user deleted on
 // the target is not brought back.
 func (c Cursor) ForRepair() Cursor {
-	r := Cursor{Source: c.Source, Target: c.Target, UIDValidity: c.UIDValidity, TargetUIDValidity: c.TargetUIDValidity}
+	r := Cursor{Source: c.Source, Target: c.Target, UIDValidity: c.UIDValidity, TargetUIDValidity: c.TargetUIDValidity, GmailArchive: c.GmailArchive}
 	r.Claims = c.Map.Merge(c.Claims)
 	return r
 }
@@ -205,6 +210,7 @@ type meta struct {
 	// What the copy does with it, decided by decide before any is sent.
 	matched  imap.UID // already on the target as this UID (claimed)
 	filtered bool     // left out by the rules
+	labelled bool     // in Gmail's All Mail, with a label copied as its own folder
 	rejected string   // not sent: the target said it would refuse it
 }
 
@@ -220,7 +226,7 @@ func decide(metas []meta, claims UIDMap, rules Rules, appendLimit int64) {
 		switch t, ok := claims.Lookup(m.uid); {
 		case ok:
 			m.matched = t
-		case rules.Skips(m.size, m.date):
+		case rules.Skips(m.size, m.date) || m.labelled:
 			m.filtered = true
 		case appendLimit > 0 && m.size > appendLimit:
 			// The target said it takes nothing this large: a bad item,
@@ -228,6 +234,20 @@ func decide(metas []meta, claims UIDMap, rules Rules, appendLimit int64) {
 			m.rejected = fmt.Sprintf("larger than the target's APPENDLIMIT of %d bytes", appendLimit)
 		}
 	}
+}
+
+// hasFolderLabel reports a Gmail message (X-GM-LABELS) that is in a
+// folder copied on its own: the inbox, sent mail, drafts or a label of the
+// user's. \Important and \Starred are views, not folders.
+func hasFolderLabel(labels []string) bool {
+	for _, l := range labels {
+		switch strings.ToLower(l) {
+		case "\\important", "\\starred":
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 // withinBudget returns how many of metas, from the first, a call may take
@@ -329,7 +349,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		st.Remaining = len(pending) - opts.MaxMessages
 		pending = pending[:opts.MaxMessages]
 	}
-	metas, err := fetchMeta(ctx, src, pending)
+	metas, err := fetchMeta(ctx, src, pending, cur.GmailArchive)
 	if err != nil {
 		return cur, st, err
 	}
@@ -499,14 +519,15 @@ func (c *copier) result(err error) (Cursor, Stats, error) {
 }
 
 // fetchMeta reads flags, date and size of the given messages.
-func fetchMeta(ctx context.Context, s *Session, uids []imap.UID) ([]meta, error) {
-	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}).Collect()
+func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, gmailArchive bool) ([]meta, error) {
+	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+		GmailLabels: gmailArchive}).Collect()
 	if err != nil {
 		return nil, s.classify("fetch message list", ctxErr(ctx, err))
 	}
 	metas := make([]meta, 0, len(bufs))
 	for _, b := range bufs {
-		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate}
+		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, labelled: gmailArchive && hasFolderLabel(b.GmailLabels)}
 		for _, f := range b.Flags {
 			if !isRecent(f) {
 				m.flags = append(m.flags, f)

@@ -18,8 +18,12 @@ type Folder struct {
 	SpecialUse imap.MailboxAttr
 	Subscribed bool
 	NoSelect   bool
-	Messages   uint32
-	Bytes      int64 // 0 when the server lacks STATUS=SIZE
+	// View is \All, \Flagged or \Important: a folder that shows
+	// messages kept in other folders (Gmail's All Mail, Starred and
+	// Important).
+	View     imap.MailboxAttr
+	Messages uint32
+	Bytes    int64 // 0 when the server lacks STATUS=SIZE
 	// UIDValidity survives a rename on common servers, which is how a
 	// renamed source folder is told from a deleted one and a new one.
 	UIDValidity uint32
@@ -36,6 +40,10 @@ type FolderPlan struct {
 	Messages    uint32
 	Bytes       int64
 	UIDValidity uint32 // the source folder's
+	// GmailArchive: the source is Gmail's All Mail; only its messages
+	// without a label copied as a folder of its own are copied (archived
+	// mail), the others are in their label's folder already.
+	GmailArchive bool `json:",omitempty"`
 	// Renamed says why Target is not the source folder's own path: a
 	// character the target cannot hold in a name, or another source folder
 	// that already has the name (names are compared without case, as some
@@ -105,8 +113,28 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 		}
 		local := srcNS.local(f.Name)
 		path := translateName(local, srcDelim, '/')
-		if rules.excluded(path) {
+		// Gmail's Starred and Important show messages kept in other
+		// folders (starred ones keep their \Flagged flag).
+		if rules.excluded(path) || srcNS.Gmail && (f.View == imap.MailboxAttrFlagged || f.View == attrImportant) {
 			excluded = append(excluded, f.Name)
+			continue
+		}
+		if srcNS.Gmail && f.View == imap.MailboxAttrAll {
+			// All Mail holds every message; those with no label of their
+			// own folder are archived mail, which goes to the archive.
+			p := FolderPlan{Source: f.Name, Subscribed: f.Subscribed, Messages: f.Messages, Bytes: f.Bytes, UIDValidity: f.UIDValidity,
+				GmailArchive: true, Renamed: "Gmail's All Mail: only the messages without a label of their own folder"}
+			switch name, ok := tgtByUse[imap.MailboxAttrArchive]; {
+			case ok && !usedSpecial[imap.MailboxAttrArchive] && rules.TargetPrefix == "":
+				p.Target = name
+			default:
+				p.Target, _ = toTarget("Archive")
+			}
+			if !usedSpecial[imap.MailboxAttrArchive] && rules.TargetPrefix == "" {
+				usedSpecial[imap.MailboxAttrArchive] = true
+				p.SpecialUse = imap.MailboxAttrArchive
+			}
+			plans = append(plans, p)
 			continue
 		}
 		p := FolderPlan{Source: f.Name, Subscribed: f.Subscribed, Messages: f.Messages, Bytes: f.Bytes, UIDValidity: f.UIDValidity}
@@ -199,7 +227,16 @@ func UniqueName(name string, taken map[string]bool) string {
 type Namespace struct {
 	Prefix string
 	Delim  rune
+	// Gmail: the server shows labels as folders (X-GM-EXT-1), a message
+	// with several labels in each of their folders and in All Mail.
+	Gmail bool
 }
+
+// attrImportant is RFC 8457's \Important, Gmail's Important folder.
+const attrImportant imap.MailboxAttr = "\\Important"
+
+// CapGmail is Gmail's extension: labels, X-GM-MSGID.
+const CapGmail imap.Cap = "X-GM-EXT-1"
 
 // local is a folder's name without the namespace's prefix.
 func (ns Namespace) local(name string) string {
@@ -213,7 +250,9 @@ func (ns Namespace) local(name string) string {
 }
 
 // Namespace returns the session's personal namespace.
-func (s *Session) Namespace() Namespace { return Namespace{Prefix: s.Prefix, Delim: s.Delim} }
+func (s *Session) Namespace() Namespace {
+	return Namespace{Prefix: s.Prefix, Delim: s.Delim, Gmail: s.Caps.Has(CapGmail)}
+}
 
 // translateName rewrites a folder path from one hierarchy separator to
 // another. A target separator that occurs inside a source name component
@@ -310,6 +349,8 @@ func (s *Session) ListFolders(ctx context.Context) ([]Folder, error) {
 				f.Subscribed = true
 			case imap.MailboxAttrSent, imap.MailboxAttrDrafts, imap.MailboxAttrTrash, imap.MailboxAttrJunk, imap.MailboxAttrArchive:
 				f.SpecialUse = a
+			case imap.MailboxAttrAll, imap.MailboxAttrFlagged, attrImportant:
+				f.View = a
 			}
 		}
 		folders = append(folders, f)

@@ -53,10 +53,16 @@ func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, skip func
 			return cmp, err
 		}
 		reached := slices.DeleteFunc(all, func(u imap.UID) bool { return u > cur.LastUID })
+		var labelled map[imap.UID]bool
+		if cur.GmailArchive && len(reached) > 0 {
+			if labelled, err = gmailLabelled(ctx, src, reached); err != nil {
+				return cmp, err
+			}
+		}
 		read := 0
 		err = eachIdentity(ctx, src, cur.Source, reached, func(m identified) {
 			read++
-			if skip == nil || !skip(m.uid, m.size, m.date) {
+			if (skip == nil || !skip(m.uid, m.size, m.date)) && !labelled[m.uid] {
 				onSource[m.key()] = append(onSource[m.key()], m.uid)
 				cmp.SourceMessages++
 			}
@@ -160,4 +166,20 @@ func compareCounts(ctx context.Context, src, tgt *Session, cur Cursor, onSource,
 		}
 	}
 	return nil
+}
+
+// gmailLabelled returns the messages of Gmail's All Mail among uids that
+// have a label of their own folder: copied there, not to the archive.
+func gmailLabelled(ctx context.Context, s *Session, uids []imap.UID) (map[imap.UID]bool, error) {
+	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, GmailLabels: true}).Collect()
+	if err != nil {
+		return nil, s.classify("fetch labels", ctxErr(ctx, err))
+	}
+	labelled := make(map[imap.UID]bool, len(bufs))
+	for _, b := range bufs {
+		if hasFolderLabel(b.GmailLabels) {
+			labelled[b.UID] = true
+		}
+	}
+	return labelled, nil
 }

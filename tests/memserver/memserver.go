@@ -81,6 +81,12 @@ func (s *Session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 // without extensions, until the test ends, and returns the address.
 func Serve(t testing.TB, newSession func() imapserver.Session) string {
 	t.Helper()
+	return ServeCaps(t, newSession, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}})
+}
+
+// ServeCaps is Serve announcing caps.
+func ServeCaps(t testing.TB, newSession func() imapserver.Session, caps imap.CapSet) string {
+	t.Helper()
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return newSession(), nil, nil
@@ -88,7 +94,7 @@ func Serve(t testing.TB, newSession func() imapserver.Session) string {
 		// A client cutting its connection is no news in these tests.
 		Logger:       log.New(io.Discard, "", 0),
 		InsecureAuth: true,
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+		Caps:         caps,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -121,3 +127,60 @@ func Fill(t testing.TB, u *imapmemserver.User, folder string, from, n int) {
 type literal struct{ *bytes.Reader }
 
 func (l literal) Size() int64 { return l.Reader.Size() }
+
+// GmailMessage is a message of a Gmail imitation (Gmail): its labels are
+// "\\Inbox", "\\Sent", "\\Important", "\\Starred" or labels of the user's.
+type GmailMessage struct {
+	Raw    []byte
+	Date   time.Time
+	Labels []string
+}
+
+// Gmail serves an imitation of a Gmail account as Gmail shows it over
+// IMAP (X-GM-EXT-1): every label a folder, each message in the folder of
+// each of its labels and in [Gmail]/All Mail, starred ones also in
+// [Gmail]/Starred (\Flagged) and important ones in [Gmail]/Important;
+// FETCH X-GM-LABELS and X-GM-MSGID answer as Gmail does (go-imap patch 8).
+func Gmail(t testing.TB, msgs []GmailMessage) string {
+	t.Helper()
+	u := imapmemserver.NewUser(User, Password)
+	folders := map[string][]imap.MailboxAttr{
+		"INBOX": nil, "[Gmail]/All Mail": {imap.MailboxAttrAll}, "[Gmail]/Important": {"\\Important"},
+		"[Gmail]/Starred": {imap.MailboxAttrFlagged}, "[Gmail]/Sent Mail": {imap.MailboxAttrSent}, "[Gmail]/Drafts": {imap.MailboxAttrDrafts},
+	}
+	system := map[string]string{"\\Inbox": "INBOX", "\\Important": "[Gmail]/Important", "\\Starred": "[Gmail]/Starred", "\\Sent": "[Gmail]/Sent Mail", "\\Draft": "[Gmail]/Drafts"}
+	for _, m := range msgs {
+		for _, l := range m.Labels {
+			if !strings.HasPrefix(l, "\\") {
+				folders[l] = nil
+			}
+		}
+	}
+	for name, use := range folders {
+		if err := u.Create(name, &imap.CreateOptions{SpecialUse: use}); err != nil {
+			t.Fatalf("Create(%q) = %v", name, err)
+		}
+	}
+	for _, m := range msgs {
+		flags := []imap.Flag{imap.FlagSeen}
+		in := []string{"[Gmail]/All Mail"}
+		for _, l := range m.Labels {
+			if folder, ok := system[l]; ok {
+				flags = append(flags, imap.Flag(imapmemserver.GmailSystemPrefix+strings.TrimPrefix(l, "\\")))
+				in = append(in, folder)
+			} else {
+				flags = append(flags, imap.Flag(imapmemserver.GmailLabelPrefix+l))
+				in = append(in, l)
+			}
+			if l == "\\Starred" {
+				flags = append(flags, imap.FlagFlagged)
+			}
+		}
+		for _, folder := range in {
+			if _, err := u.Append(folder, literal{bytes.NewReader(m.Raw)}, &imap.AppendOptions{Flags: flags, Time: m.Date}); err != nil {
+				t.Fatalf("Append(%s) = %v", folder, err)
+			}
+		}
+	}
+	return ServeCaps(t, Sessions(u), imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapSpecialUse: {}, "X-GM-EXT-1": {}})
+}

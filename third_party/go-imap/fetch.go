@@ -19,6 +19,9 @@ type FetchOptions struct {
 	BinarySection     []*FetchItemBinarySection     // requires IMAP4rev2 or BINARY
 	BinarySectionSize []*FetchItemBinarySectionSize // requires IMAP4rev2 or BINARY
 	ModSeq            bool                          // requires CONDSTORE
+	// mailmove patch 8: Gmail's X-GM-EXT-1 items.
+	GmailLabels bool // X-GM-LABELS
+	GmailMsgID  bool // X-GM-MSGID
 
 	ChangedSince uint64 // requires CONDSTORE
 }

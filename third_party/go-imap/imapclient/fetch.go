@@ -57,6 +57,8 @@ func writeFetchItems(enc *imapwire.Encoder, numKind imapwire.NumKind, options *i
 		"INTERNALDATE":  options.InternalDate,
 		"RFC822.SIZE":   options.RFC822Size,
 		"MODSEQ":        options.ModSeq,
+		"X-GM-LABELS":   options.GmailLabels,
+		"X-GM-MSGID":    options.GmailMsgID,
 	}
 	for k, req := range m {
 		if req {
@@ -470,6 +472,22 @@ func (data *FetchItemDataBinarySectionSize) MatchCommand(item *imap.FetchItemBin
 	return intSliceEqual(item.Part, data.Part)
 }
 
+// FetchItemDataGmailLabels holds data returned by FETCH X-GM-LABELS
+// (mailmove patch 8).
+type FetchItemDataGmailLabels struct {
+	Labels []string
+}
+
+func (FetchItemDataGmailLabels) fetchItemData() {}
+
+// FetchItemDataGmailMsgID holds data returned by FETCH X-GM-MSGID
+// (mailmove patch 8).
+type FetchItemDataGmailMsgID struct {
+	ID uint64
+}
+
+func (FetchItemDataGmailMsgID) fetchItemData() {}
+
 // FetchItemDataModSeq holds data returned by FETCH MODSEQ.
 //
 // This requires the CONDSTORE extension.
@@ -508,6 +526,8 @@ type FetchMessageBuffer struct {
 	BinarySection     []FetchBinarySectionBuffer
 	BinarySectionSize []FetchItemDataBinarySectionSize
 	ModSeq            uint64 // requires CONDSTORE
+	GmailLabels       []string
+	GmailMsgID        uint64
 }
 
 func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
@@ -554,6 +574,10 @@ func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
 		buf.BinarySectionSize = append(buf.BinarySectionSize, item)
 	case FetchItemDataModSeq:
 		buf.ModSeq = item.ModSeq
+	case FetchItemDataGmailLabels:
+		buf.GmailLabels = item.Labels
+	case FetchItemDataGmailMsgID:
+		buf.GmailMsgID = item.ID
 	default:
 		panic(fmt.Errorf("unsupported fetch item data %T", item))
 	}
@@ -801,6 +825,39 @@ func (c *Client) handleFetch(seqNum uint32) error {
 				return dec.Err()
 			}
 			item = FetchItemDataModSeq{ModSeq: modSeq}
+		case "X-GM-LABELS":
+			var labels []string
+			if !dec.ExpectSP() {
+				return dec.Err()
+			}
+			err := dec.ExpectList(func() error {
+				// System labels look like flags (\Inbox), others are
+				// astrings.
+				if dec.Special('\\') {
+					var name string
+					if !dec.ExpectAtom(&name) {
+						return dec.Err()
+					}
+					labels = append(labels, "\\"+name)
+					return nil
+				}
+				var label string
+				if !dec.ExpectAString(&label) {
+					return dec.Err()
+				}
+				labels = append(labels, label)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			item = FetchItemDataGmailLabels{Labels: labels}
+		case "X-GM-MSGID":
+			var id uint64
+			if !dec.ExpectSP() || !dec.ExpectModSeq(&id) {
+				return dec.Err()
+			}
+			item = FetchItemDataGmailMsgID{ID: id}
 		default:
 			return fmt.Errorf("unsupported msg-att name: %q", attName)
 		}

@@ -93,6 +93,7 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
+			"X-GM-EXT-1", // mailmove patch 8: FETCH X-GM-LABELS, X-GM-MSGID
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {

@@ -106,6 +106,10 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.InternalDate = true
 	case "RFC822.SIZE":
 		options.RFC822Size = true
+	case "X-GM-LABELS":
+		options.GmailLabels = true
+	case "X-GM-MSGID":
+		options.GmailMsgID = true
 	case "UID":
 		options.UID = true
 	case "RFC822": // equivalent to BODY[]
@@ -364,6 +368,25 @@ func (w *FetchResponseWriter) WriteFlags(flags []imap.Flag) {
 	w.enc.Atom("FLAGS").SP().List(len(flags), func(i int) {
 		w.enc.Flag(flags[i])
 	})
+}
+
+// WriteGmailLabels writes the message's Gmail labels (mailmove patch 8);
+// system labels start with a backslash.
+func (w *FetchResponseWriter) WriteGmailLabels(labels []string) {
+	w.writeItemSep()
+	w.enc.Atom("X-GM-LABELS").SP().List(len(labels), func(i int) {
+		if strings.HasPrefix(labels[i], "\\") {
+			w.enc.Atom(labels[i])
+		} else {
+			w.enc.String(labels[i])
+		}
+	})
+}
+
+// WriteGmailMsgID writes the message's Gmail message ID (mailmove patch 8).
+func (w *FetchResponseWriter) WriteGmailMsgID(id uint64) {
+	w.writeItemSep()
+	w.enc.Atom("X-GM-MSGID").SP().ModSeq(id)
 }
 
 // WriteRFC822Size writes the message's full size.

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -36,6 +38,12 @@ func (msg *message) fetch(w *imapserver.FetchResponseWriter, options *imap.Fetch
 	}
 	if options.RFC822Size {
 		w.WriteRFC822Size(int64(len(msg.buf)))
+	}
+	if options.GmailLabels {
+		w.WriteGmailLabels(msg.gmailLabels())
+	}
+	if options.GmailMsgID {
+		w.WriteGmailMsgID(msg.gmailMsgID())
 	}
 	if options.Envelope {
 		w.WriteEnvelope(msg.envelope())
@@ -90,9 +98,49 @@ func (msg *message) envelope() *imap.Envelope {
 func (msg *message) flagList() []imap.Flag {
 	var flags []imap.Flag
 	for flag := range msg.flags {
-		flags = append(flags, flag)
+		if _, ok := gmailLabel(flag); !ok {
+			flags = append(flags, flag)
+		}
 	}
 	return flags
+}
+
+// mailmove patch 8 (for tests that imitate Gmail): a keyword
+// $X-GM-LABEL:name is the Gmail label "name", $X-GM-SYS:Name the system
+// label \Name. FETCH X-GM-LABELS shows them, FLAGS hides them, and
+// X-GM-MSGID is a hash of the message, the same in every folder.
+const (
+	GmailLabelPrefix  = "$X-GM-LABEL:"
+	GmailSystemPrefix = "$X-GM-SYS:"
+)
+
+func gmailLabel(flag imap.Flag) (string, bool) {
+	// Keywords are stored lower-cased (canonicalFlag): so are the labels.
+	f := string(flag)
+	if len(f) > len(GmailLabelPrefix) && strings.EqualFold(f[:len(GmailLabelPrefix)], GmailLabelPrefix) {
+		return f[len(GmailLabelPrefix):], true
+	}
+	if len(f) > len(GmailSystemPrefix) && strings.EqualFold(f[:len(GmailSystemPrefix)], GmailSystemPrefix) {
+		return "\\" + f[len(GmailSystemPrefix):], true
+	}
+	return "", false
+}
+
+func (msg *message) gmailLabels() []string {
+	labels := []string{}
+	for flag := range msg.flags {
+		if l, ok := gmailLabel(flag); ok {
+			labels = append(labels, l)
+		}
+	}
+	sort.Strings(labels)
+	return labels
+}
+
+func (msg *message) gmailMsgID() uint64 {
+	h := fnv.New64a()
+	h.Write(msg.buf)
+	return h.Sum64() >> 1 // a positive mod-sequence-like number
 }
 
 func (msg *message) store(store *imap.StoreFlags) {

@@ -138,7 +138,13 @@ func (u *User) Create(name string, options *imap.CreateOptions) error {
 	// UIDVALIDITY must change if a mailbox is deleted and re-created with the
 	// same name.
 	u.prevUidValidity++
-	u.mailboxes[name] = NewMailbox(name, u.prevUidValidity)
+	mbox := NewMailbox(name, u.prevUidValidity)
+	if options != nil {
+		// mailmove patch 8: CREATE-SPECIAL-USE, so tests can make
+		// Gmail's [Gmail]/All Mail (\All) and the like.
+		mbox.specialUse = options.SpecialUse
+	}
+	u.mailboxes[name] = mbox
 	return nil
 }
 
