@@ -382,6 +382,25 @@ func TestMoveWorkflowIDIsStable(t *testing.T) {
 	}
 }
 
+// mockReplan answers the first Connect with first and the later ones with
+// later, and records the CreateFolders calls; InitialSync copies all.
+func mockReplan(env *testsuite.TestWorkflowEnvironment, first, later activities.ConnectResult) *[]activities.CreateFoldersInput {
+	connects := 0
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(context.Context, activities.ConnectInput) (activities.ConnectResult, error) {
+		if connects++; connects == 1 {
+			return first, nil
+		}
+		return later, nil
+	})
+	var creates []activities.CreateFoldersInput
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateFoldersInput) error {
+		creates = append(creates, in)
+		return nil
+	})
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	return &creates
+}
+
 func TestIncrementalPassFollowsFolderChanges(t *testing.T) {
 	env := newEnv(t)
 	first := activities.ConnectResult{Folders: []engine.FolderPlan{
@@ -394,20 +413,7 @@ func TestIncrementalPassFollowsFolderChanges(t *testing.T) {
 		{Source: "Renamed", Target: "Renamed", Messages: 5, UIDValidity: 2},
 		{Source: "Fresh", Target: "Fresh", Messages: 1, UIDValidity: 4},
 	}}
-	connects := 0
-	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(context.Context, activities.ConnectInput) (activities.ConnectResult, error) {
-		connects++
-		if connects == 1 {
-			return first, nil
-		}
-		return later, nil
-	})
-	var creates []activities.CreateFoldersInput
-	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateFoldersInput) error {
-		creates = append(creates, in)
-		return nil
-	})
-	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	creates := mockReplan(env, first, later)
 	var finalCursors []engine.Cursor
 	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 		finalCursors = append(finalCursors, in.Cursors...)
@@ -418,9 +424,9 @@ func TestIncrementalPassFollowsFolderChanges(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if len(creates) != 2 || len(creates[1].Renames) != 1 || creates[1].Renames[0] != (activities.FolderRename{From: "Old", To: "Renamed"}) ||
-		len(creates[1].Folders) != 1 || creates[1].Folders[0].Source != "Fresh" {
-		t.Fatalf("CreateFolders calls = %+v; want the rename Old→Renamed and the new folder Fresh", creates)
+	if len(*creates) != 2 || len((*creates)[1].Renames) != 1 || (*creates)[1].Renames[0] != (activities.FolderRename{From: "Old", To: "Renamed"}) ||
+		len((*creates)[1].Folders) != 1 || (*creates)[1].Folders[0].Source != "Fresh" {
+		t.Fatalf("CreateFolders calls = %+v; want the rename Old→Renamed and the new folder Fresh", *creates)
 	}
 	st := queryStatus(t, env)
 	if st.FoldersRenamed != 1 || st.FoldersAdded != 1 || st.FoldersDeleted != 1 {
@@ -641,27 +647,15 @@ func TestNewFolderNeverMergesIntoAnother(t *testing.T) {
 		{Source: "a.b", Target: "a_b (2)", Messages: 1, UIDValidity: 2, Renamed: "'.' separates levels on the target; " + engine.CollisionNote},
 		{Source: "a_b", Target: "a_b", Messages: 1, UIDValidity: 3},
 	}}
-	connects := 0
-	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(context.Context, activities.ConnectInput) (activities.ConnectResult, error) {
-		if connects++; connects == 1 {
-			return first, nil
-		}
-		return later, nil
-	})
-	var creates []activities.CreateFoldersInput
-	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateFoldersInput) error {
-		creates = append(creates, in)
-		return nil
-	})
-	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	creates := mockReplan(env, first, later)
 	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
 	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
 	env.ExecuteWorkflow(MailboxMove, testInput(Settings{ConnectionsPerMove: 1}))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if len(creates) != 2 || len(creates[1].Folders) != 1 || creates[1].Folders[0].Target != "a_b (2)" || len(creates[1].Renames) != 0 {
-		t.Fatalf("CreateFolders calls = %+v; want a_b created as a_b (2), a.b left in a_b", creates)
+	if c := *creates; len(c) != 2 || len(c[1].Folders) != 1 || c[1].Folders[0].Target != "a_b (2)" || len(c[1].Renames) != 0 {
+		t.Fatalf("CreateFolders calls = %+v; want a_b created as a_b (2), a.b left in a_b", c)
 	}
 	st := queryStatus(t, env)
 	if !slices.Contains(st.FoldersRenamedForTarget, "a_b → a_b (2): "+engine.CollisionNote) ||
