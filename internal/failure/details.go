@@ -15,7 +15,10 @@ type Details struct {
 	Side   Side
 	Op     string
 	Server string
-	Hint   string
+	// Error is what went wrong when the server said nothing: a dropped
+	// connection, a malformed or oversized answer (at most 300 bytes).
+	Error string `json:",omitempty"`
+	Hint  string
 	// QuotaUsed and QuotaLimit, in bytes, accompany a TargetFull failure
 	// when the target reports its quota.
 	QuotaUsed  int64 `json:",omitempty"`
@@ -32,7 +35,14 @@ func DetailsOf(err error) Details {
 	if !ok {
 		return Details{}
 	}
-	return Details{Type: fe.Type, Reason: fe.Reason, Side: fe.Side, Op: fe.Op, Server: fe.Server, Hint: fe.Hint, RetryAfter: Duration(fe.RetryAfter)}
+	d := Details{Type: fe.Type, Reason: fe.Reason, Side: fe.Side, Op: fe.Op, Server: fe.Server, Hint: fe.Hint, RetryAfter: Duration(fe.RetryAfter)}
+	if fe.Server == "" && fe.Err != nil {
+		d.Error = fe.Err.Error()
+		if len(d.Error) > 300 {
+			d.Error = d.Error[:300] + "…"
+		}
+	}
+	return d
 }
 
 // String is the admin-readable account of a failure: type, side, what we
@@ -44,6 +54,8 @@ func (d Details) String() string {
 	}
 	if d.Server != "" {
 		s += fmt.Sprintf(": server said %q", d.Server)
+	} else if d.Error != "" {
+		s += ": " + d.Error
 	}
 	if d.QuotaLimit > 0 {
 		s += fmt.Sprintf(" (target quota: %s of %s used)", humanize.Bytes(d.QuotaUsed), humanize.Bytes(d.QuotaLimit))
