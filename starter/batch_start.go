@@ -91,6 +91,7 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f.StringArrayVar(&opts.IncludeOnly, "include-folder", nil, "copy only these source folders (patterns as --exclude-folder; repeat)")
 	f.StringArrayVar(&opts.Renames, "rename-folder", nil, `put a source folder, and its subfolders, elsewhere on the target: "Sent Items=Sent" (repeat)`)
 	f.StringVar(&opts.Settings.Rules.TargetPrefix, "target-prefix", "", `put every folder below this target folder, e.g. "Migrated"`)
+	f.BoolVar(&opts.Settings.Rules.IncludeShared, "include-shared", false, "copy the source's shared and other users' folders too (its NAMESPACE says which), each under its own path")
 	f.StringVar(&opts.MaxMessageSize, "max-message-size", "", "skip larger messages, e.g. 25MB")
 	f.StringVar(&opts.NewerThan, "newer-than", "", "copy only messages received on or after this date (YYYY-MM-DD)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "have the workers log on to both sides and print each mailbox's folder plan and counts; copy nothing, start no move")

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/mailmove/mailmove/internal/failure"
@@ -75,4 +76,46 @@ func TestTargetFolderDeletedDuringTheMove(t *testing.T) {
 		t.Fatalf("copied %d after the target folder was deleted, want all 7 again", st.Copied)
 	}
 	assertSame(t, src, dial(t, failure.SideTarget, tgtAddr), "Work", "Work")
+}
+
+// Shared and public folders are another's, left out unless the batch
+// asks for them (--include-shared); asked for, they are copied under
+// their own path.
+func TestSharedFoldersOnlyWhenAskedFor(t *testing.T) {
+	if err := testbed.EnsureDovecot(); err != nil {
+		t.Fatal(err)
+	}
+	dovecot := testbed.StartForTest(t, testbed.Options{Name: "public-source", PublicPrefix: "Public/", Users: []testbed.User{{Name: testUser, Password: testPass}}})
+	src := dial(t, failure.SideSource, dovecot.Addr())
+	if err := src.Client.Create("Public/News", nil).Wait(); err != nil {
+		t.Fatalf("create Public/News: %v\n%s", err, dovecot.LogTail())
+	}
+	seed(t, src, "Public/News", 0, 3)
+	seed(t, src, "INBOX", 10, 2)
+	if len(src.Others) == 0 {
+		t.Fatalf("NAMESPACE lists no shared namespace: %+v", src.Others)
+	}
+	for _, shared := range []bool{false, true} {
+		tgtAddr := memServer(t)
+		tgt := dial(t, failure.SideTarget, tgtAddr)
+		plans, _, err := Plan(context.Background(), src, tgt, Rules{IncludeShared: shared})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, p := range plans {
+			names = append(names, p.Target)
+		}
+		if has := slices.Contains(names, "Public/News"); has != shared {
+			t.Fatalf("IncludeShared %v: planned %v", shared, names)
+		}
+		if !shared {
+			continue
+		}
+		if err := tgt.CreateFolders(context.Background(), plans); err != nil {
+			t.Fatal(err)
+		}
+		syncAll(t, dovecot.Addr(), tgtAddr, Cursor{Source: "Public/News", Target: "Public/News"}, Options{})
+		assertSame(t, src, tgt, "Public/News", "Public/News")
+	}
 }

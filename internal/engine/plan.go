@@ -311,6 +311,12 @@ func targetName(name string, from, to rune) (string, string) {
 // ListFolders lists every folder of the session's mailbox with its special
 // use, subscription and message count.
 func (s *Session) ListFolders(ctx context.Context) ([]Folder, error) {
+	return s.listFolders(ctx, false)
+}
+
+// listFolders is ListFolders, with the shared and other users' folders
+// when shared is set.
+func (s *Session) listFolders(ctx context.Context, shared bool) ([]Folder, error) {
 	opts := &imap.ListOptions{}
 	if s.Caps.Has(imap.CapSpecialUse) {
 		opts.ReturnSpecialUse = true
@@ -337,7 +343,7 @@ func (s *Session) ListFolders(ctx context.Context) ([]Folder, error) {
 	folders := make([]Folder, 0, len(lists))
 	for _, l := range lists {
 		// Shared folders and other users' are not this mailbox's.
-		if slices.ContainsFunc(s.Others, func(p string) bool { return strings.HasPrefix(l.Mailbox, p) }) {
+		if !shared && slices.ContainsFunc(s.Others, func(p string) bool { return strings.HasPrefix(l.Mailbox, p) }) {
 			continue
 		}
 		f := Folder{Name: l.Mailbox, Subscribed: subscribed[l.Mailbox]}
@@ -501,7 +507,7 @@ func (s *Session) StorageQuota(ctx context.Context) (used, limit int64, ok bool)
 
 // Plan lists the folders of both sides and maps them with PlanFolders.
 func Plan(ctx context.Context, src, tgt *Session, rules Rules) (plans []FolderPlan, excluded []string, err error) {
-	srcFolders, err := src.ListFolders(ctx)
+	srcFolders, err := src.listFolders(ctx, rules.IncludeShared)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -28,6 +28,10 @@ type Rules struct {
 	MaxMessageSize int64 `json:",omitempty"`
 	// NewerThan skips messages whose internal date is before it.
 	NewerThan time.Time `json:",omitempty"`
+	// IncludeShared copies the source's shared and other users' folders
+	// too (NAMESPACE: not the user's personal folders), each under its
+	// own path; they are left out unless asked for.
+	IncludeShared bool `json:",omitempty"`
 }
 
 // Validate checks patterns and renames.

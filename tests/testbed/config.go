@@ -156,7 +156,7 @@ func prepareDir(opts Options, id identity) (*Server, error) {
 			return nil, fmt.Errorf("create dovecot base_dir: %w", err)
 		}
 	}
-	for _, d := range []string{"state", "mail"} {
+	for _, d := range []string{"state", "mail", "public"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("create dovecot dir: %w", err)
 		}
@@ -192,8 +192,10 @@ func prepareDir(opts Options, id identity) (*Server, error) {
 	}
 
 	if id.Root {
-		if err := os.Chown(filepath.Join(dir, "mail"), id.MailUID, id.MailGID); err != nil {
-			return nil, fmt.Errorf("chown mail dir: %w", err)
+		for _, d := range []string{"mail", "public"} {
+			if err := os.Chown(filepath.Join(dir, d), id.MailUID, id.MailGID); err != nil {
+				return nil, fmt.Errorf("chown %s dir: %w", d, err)
+			}
 		}
 		if err := makeTraversable(dir); err != nil {
 			return nil, err
@@ -257,6 +259,8 @@ type configData struct {
 	MasterPath   string // empty: no master users
 	OAuth2Path   string // empty: no oauth2 passdb
 	Compress     bool
+	PublicPrefix string
+	PublicDir    string
 }
 
 // configTemplate is a complete dovecot.conf for Dovecot 2.3; nothing is
@@ -364,6 +368,16 @@ namespace inbox {
   }
 {{- end}}
 }
+{{- if .PublicPrefix}}
+namespace public {
+  type = public
+  separator = {{.Separator}}
+  prefix = {{.PublicPrefix}}
+  location = maildir:{{.PublicDir}}
+  subscriptions = no
+  list = children
+}
+{{- end}}
 {{- if .Quota}}
 
 plugin {
@@ -399,6 +413,9 @@ func (s *Server) writeConfig(opts Options, id identity) error {
 		MaxUserConns: 50,
 	}
 	data.Compress = opts.Compress
+	if opts.PublicPrefix != "" {
+		data.PublicPrefix, data.PublicDir = opts.PublicPrefix, filepath.Join(s.dir, "public")
+	}
 	if len(opts.MasterUsers) > 0 {
 		data.MasterPath = filepath.Join(s.dir, "master-passwd")
 	}

@@ -105,6 +105,10 @@ type Options struct {
 	OAuth2IntrospectionURL string
 	// Compress offers COMPRESS=DEFLATE (RFC 4978, the imap_zlib plugin).
 	Compress bool
+	// PublicPrefix, when set, adds a public namespace with this prefix
+	// ("Public/", with the separator): folders every user sees, which are
+	// not theirs (NAMESPACE lists it as shared).
+	PublicPrefix string
 
 	// dieWithParent stops the instance when the starting process dies, so
 	// that a test binary killed by a timeout leaves no Dovecot behind.
