@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -125,7 +126,13 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 		return workflows.BatchInput{}, err
 	}
 	rows, err := readCSV(opts.CSV, csvbatch.Passwords{Source: opts.Source.needsPassword(), Target: opts.Target.needsPassword(),
-		Hint: " (or log on with --source-admin/--target-admin or --source-token-command/--target-token-command)"})
+		Hint: " (or log on with --source-admin/--target-admin or --source-token-command/--target-token-command)",
+		Auth: func(col, value string) error {
+			if col == "SourceAuth" {
+				return opts.Source.rowAuth(col, value)
+			}
+			return opts.Target.rowAuth(col, value)
+		}})
 	if err != nil {
 		return workflows.BatchInput{}, err
 	}
@@ -133,6 +140,8 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 	for _, r := range rows {
 		mv := workflows.MailboxMoveInput{Batch: opts.Name, Mailbox: r.EmailAddress, Settings: opts.Settings, Source: srcAcc, Target: tgtAcc}
 		mv.Source.User, mv.Target.User = r.UserName, r.TargetUserName
+		mv.Source.Auth = cmp.Or(r.SourceAuth, mv.Source.Auth)
+		mv.Target.Auth = cmp.Or(r.TargetAuth, mv.Target.Auth)
 		if opts.Source.needsPassword() {
 			if mv.Source.Password, err = key.Seal(r.Password); err != nil {
 				return in, err

@@ -69,6 +69,26 @@ func TestBatchInputFromFlagsAndCSV(t *testing.T) {
 	}
 }
 
+// A row may name its own logon mechanism, within how its side logs on.
+func TestBatchInputRowAuth(t *testing.T) {
+	key, _ := secret.Load(filepath.Join(t.TempDir(), "key"), true)
+	csv := writeFile(t, "b.csv", "EmailAddress,UserName,Password,SourceAuth,TargetAuth\nalice@example.com,alice,pw,LOGIN,\nbob@example.com,bob,pw,,xoauth2\n")
+	opts := parseStart(t, "--name", "w1", "--csv", csv, "--source", "old:993", "--target", "new:993", "--source-auth", "plain",
+		"--target-token-command", "get-token")
+	in, err := batchInput(opts, key)
+	if err != nil {
+		t.Fatalf("batchInput() = %v", err)
+	}
+	if a, b := in.Moves[0], in.Moves[1]; a.Source.Auth != "login" || b.Source.Auth != "plain" || a.Target.Auth != "" || b.Target.Auth != "xoauth2" {
+		t.Fatalf("auth = %q/%q, %q/%q; want the rows' over the batch's", a.Source.Auth, a.Target.Auth, b.Source.Auth, b.Target.Auth)
+	}
+	bad := writeFile(t, "bad.csv", "EmailAddress,UserName,Password,SourceAuth\nalice@example.com,alice,pw,xoauth2\n")
+	opts = parseStart(t, "--name", "w1", "--csv", bad, "--source", "old:993", "--target", "new:993")
+	if _, err := batchInput(opts, key); err == nil || !strings.Contains(err.Error(), `line 2: SourceAuth "xoauth2": the source logs on with a password here, so use login or plain`) {
+		t.Fatalf("batchInput() = %v, want the row's mechanism refused with its line", err)
+	}
+}
+
 func TestBatchInputErrorsNameWhatToFix(t *testing.T) {
 	key, _ := secret.Load(filepath.Join(t.TempDir(), "key"), true)
 	good := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,pw\n")

@@ -128,3 +128,21 @@ func (o *sideOptions) endpoint(skipVerify bool) (workflows.Endpoint, error) {
 	}
 	return ep, nil
 }
+
+// rowAuth checks a CSV row's own mechanism (column col) against how the
+// side logs on: tokens with xoauth2 or oauthbearer, an admin with plain,
+// a password with login or plain.
+func (o *sideOptions) rowAuth(col, value string) error {
+	allowed := []string{"login", "plain"}
+	how := "a password"
+	switch {
+	case o.TokenCommand != "":
+		allowed, how = []string{"xoauth2", "oauthbearer"}, "--"+o.name+"-token-command"
+	case o.Admin != "":
+		allowed, how = []string{"plain"}, "--"+o.name+"-admin"
+	}
+	if !slices.Contains(allowed, value) {
+		return fmt.Errorf("%s %q: the %s logs on with %s here, so use %s", col, value, o.name, how, strings.Join(allowed, " or "))
+	}
+	return nil
+}

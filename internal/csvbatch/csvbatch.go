@@ -1,6 +1,7 @@
 // Package csvbatch reads the CSV file of a batch: the columns admins already
 // use for IMAP migration batches, EmailAddress,UserName,Password, plus the
-// optional TargetUserName,TargetPassword.
+// optional TargetUserName,TargetPassword and SourceAuth,TargetAuth (a row's
+// own logon mechanism, over the batch's --source-auth/--target-auth).
 package csvbatch
 
 import (
@@ -19,10 +20,13 @@ type Row struct {
 	Password       string
 	TargetUserName string
 	TargetPassword string
+	// SourceAuth and TargetAuth, when set, are the row's logon mechanisms.
+	SourceAuth string
+	TargetAuth string
 }
 
 // Columns known to the parser, in canonical spelling.
-var columns = []string{"EmailAddress", "UserName", "Password", "TargetUserName", "TargetPassword"}
+var columns = []string{"EmailAddress", "UserName", "Password", "TargetUserName", "TargetPassword", "SourceAuth", "TargetAuth"}
 
 // Passwords says which sides log on with the CSV's passwords; a side that
 // logs on as an admin or with OAuth2 tokens needs none from it.
@@ -31,6 +35,9 @@ type Passwords struct {
 	// Hint names what logs on without them, for the error of a missing
 	// password.
 	Hint string
+	// Auth checks a row's SourceAuth or TargetAuth (col) against how that
+	// side logs on; nil accepts any.
+	Auth func(col, value string) error
 }
 
 // BothSides is every side logging on with its own password.
@@ -60,7 +67,7 @@ func Parse(r io.Reader, need Passwords) ([]Row, error) {
 			}
 		}
 		if !known {
-			return nil, fmt.Errorf("line 1: unknown column %q: the header must name EmailAddress,UserName,Password and optionally TargetUserName,TargetPassword", h)
+			return nil, fmt.Errorf("line 1: unknown column %q: the header must name EmailAddress,UserName,Password and optionally TargetUserName,TargetPassword,SourceAuth,TargetAuth", h)
 		}
 	}
 	for _, c := range columns[:3] {
@@ -92,7 +99,8 @@ func Parse(r io.Reader, need Passwords) ([]Row, error) {
 			return ""
 		}
 		row := Row{Line: line, EmailAddress: get("EmailAddress"), UserName: get("UserName"), Password: get("Password"),
-			TargetUserName: get("TargetUserName"), TargetPassword: get("TargetPassword")}
+			TargetUserName: get("TargetUserName"), TargetPassword: get("TargetPassword"),
+			SourceAuth: strings.ToLower(get("SourceAuth")), TargetAuth: strings.ToLower(get("TargetAuth"))}
 		var bad []string
 		if !strings.Contains(row.EmailAddress, "@") {
 			bad = append(bad, fmt.Sprintf("EmailAddress %q is not an email address", row.EmailAddress))
@@ -108,6 +116,13 @@ func Parse(r io.Reader, need Passwords) ([]Row, error) {
 		}
 		if !need.Source && need.Target && row.TargetPassword == "" && row.Password == "" {
 			bad = append(bad, "the target needs a password: TargetPassword or Password"+need.Hint)
+		}
+		for _, a := range []struct{ col, value string }{{"SourceAuth", row.SourceAuth}, {"TargetAuth", row.TargetAuth}} {
+			if a.value != "" && need.Auth != nil {
+				if err := need.Auth(a.col, a.value); err != nil {
+					bad = append(bad, err.Error())
+				}
+			}
 		}
 		if first, dup := seen[strings.ToLower(row.EmailAddress)]; dup && row.EmailAddress != "" {
 			bad = append(bad, fmt.Sprintf("EmailAddress %s already appears on line %d", row.EmailAddress, first))
