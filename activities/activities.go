@@ -433,7 +433,8 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	defer p.Close()
 	var res VerifyResult
 	for i, f := range in.Folders {
-		cur := engine.Cursor{Source: f.Source, Target: f.Target, LastUID: ^imap.UID(0), GmailArchive: f.GmailArchive}
+		cur := f.Cursor()
+		cur.LastUID = ^imap.UID(0)
 		if i < len(in.Cursors) {
 			cur = in.Cursors[i]
 		}

@@ -31,7 +31,7 @@ func (m *move) connect(ctx workflow.Context) error {
 	m.state.SourceProfile = cmp.Or(m.settings.SourceProfile, res.SourceProfile)
 	m.state.TargetProfile = cmp.Or(m.settings.TargetProfile, res.TargetProfile)
 	for _, p := range res.Folders {
-		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive}})
+		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: p.Cursor()})
 		m.state.MessagesTotal += int(p.Messages)
 		m.state.BytesTotal += p.Bytes
 	}
@@ -68,10 +68,17 @@ func (m *move) replan(ctx workflow.Context) error {
 			bySource[f.Plan.Source] = i
 		}
 	}
+	// UIDVALIDITY is unique per folder name only: a server that gives
+	// several folders one value (a constant, a creation second) tells no
+	// rename apart.
+	listed := map[uint32]int{}
+	for _, p := range res.Folders {
+		listed[p.UIDValidity]++
+	}
 	seen := make(map[int]bool)
 	var fresh []engine.FolderPlan
 	for _, p := range res.Folders {
-		if i, ok := bySource[p.Source]; ok {
+		if i, ok := bySource[p.Source]; ok && !m.renamedAway(i, p, res.Folders, listed) {
 			seen[i] = true
 			continue
 		}
@@ -108,13 +115,10 @@ func (m *move) replan(ctx workflow.Context) error {
 	}
 	var renames []activities.FolderRename
 	var created []engine.FolderPlan
-	// UIDVALIDITY is unique per folder name only: a server that gives
-	// several folders one value (a constant, a creation second) tells no
-	// rename apart.
-	listed := map[uint32]int{}
-	for _, p := range res.Folders {
-		listed[p.UIDValidity]++
-	}
+	// Renames first, as CreateFolders does them: a target name a renamed
+	// folder gives up is free for a new one ("Projects" renamed to
+	// "Projects old", "New" renamed to "Projects").
+	var added []engine.FolderPlan
 	for _, p := range fresh {
 		if idx := vanished[p.UIDValidity]; p.UIDValidity != 0 && len(idx) == 1 && listed[p.UIDValidity] == 1 {
 			delete(vanished, p.UIDValidity)
@@ -122,14 +126,18 @@ func (m *move) replan(ctx workflow.Context) error {
 			apart(&p, f.Plan.Target)
 			if f.Plan.Target != p.Target {
 				renames = append(renames, activities.FolderRename{From: f.Plan.Target, To: p.Target})
+				delete(taken, strings.ToLower(f.Plan.Target))
 			}
 			f.Plan.Source, f.Plan.Target, f.Plan.Subscribed, f.Plan.Renamed = p.Source, p.Target, p.Subscribed, p.Renamed
 			f.Cursor.Source, f.Cursor.Target = p.Source, p.Target
 			m.state.FoldersRenamed++
 			continue
 		}
+		added = append(added, p)
+	}
+	for _, p := range added {
 		apart(&p, "")
-		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: engine.Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive}})
+		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: p.Cursor()})
 		m.state.MessagesTotal += int(p.Messages)
 		m.state.BytesTotal += p.Bytes
 		m.state.FoldersAdded++
@@ -149,6 +157,22 @@ func (m *move) replan(ctx workflow.Context) error {
 		return activities.CreateFoldersInput{Mailbox: m.in.Mailbox, Target: m.in.Target, Renames: renames, Folders: created}
 	}
 	return m.call(ctx, shortOptions(ctx, m.settings), a.CreateFolders, cin, nil, nil)
+}
+
+// renamedAway reports that state folder i, listed again under its name p,
+// is not the folder it was: the name now has another UIDVALIDITY, and the
+// folder's own turns up under exactly one other name (renamed there, and
+// another folder renamed to its name).
+func (m *move) renamedAway(i int, p engine.FolderPlan, listing []engine.FolderPlan, listed map[uint32]int) bool {
+	f := m.state.Folders[i]
+	v := f.Cursor.UIDValidity
+	if v == 0 {
+		v = f.Plan.UIDValidity
+	}
+	if v == 0 || p.UIDValidity == 0 || p.UIDValidity == v || listed[v] != 1 {
+		return false
+	}
+	return slices.ContainsFunc(listing, func(o engine.FolderPlan) bool { return o.UIDValidity == v && o.Source != p.Source })
 }
 
 // verify compares the folders of both sides once the last pass is done.

@@ -59,9 +59,10 @@ type Cursor struct {
 	// user deleted or renamed it): not a failure, the copy stays.
 	SourceGone bool `json:",omitempty"`
 	// GmailArchive: the source folder is Gmail's All Mail, of which only
-	// the messages without a label of their own folder are copied
+	// the messages with none of GmailLabels are copied
 	// (FolderPlan.GmailArchive); the others count as filtered.
-	GmailArchive bool `json:",omitempty"`
+	GmailArchive bool     `json:",omitempty"`
+	GmailLabels  []string `json:",omitempty"`
 }
 
 // Clone returns a copy that shares no memory with c.
@@ -84,7 +85,8 @@ func (c *Cursor) resetSource(validity uint32) {
 // removed. The copies it knows stay claimed, so a copy the user deleted on
 // the target is not brought back.
 func (c Cursor) ForRepair() Cursor {
-	r := Cursor{Source: c.Source, Target: c.Target, UIDValidity: c.UIDValidity, TargetUIDValidity: c.TargetUIDValidity, GmailArchive: c.GmailArchive}
+	r := Cursor{Source: c.Source, Target: c.Target, UIDValidity: c.UIDValidity, TargetUIDValidity: c.TargetUIDValidity,
+		GmailArchive: c.GmailArchive, GmailLabels: c.GmailLabels}
 	r.Claims = c.Map.Merge(c.Claims)
 	return r
 }
@@ -236,14 +238,12 @@ func decide(metas []meta, claims UIDMap, rules Rules, appendLimit int64) {
 	}
 }
 
-// hasFolderLabel reports a Gmail message (X-GM-LABELS) that is in a
-// folder copied on its own: the inbox, sent mail, drafts or a label of the
-// user's. \Important and \Starred are views, not folders.
-func hasFolderLabel(labels []string) bool {
+// hasFolderLabel reports a Gmail message (X-GM-LABELS) with one of the
+// labels whose folders the move copies (Cursor.GmailLabels). Gmail
+// compares label names without case.
+func hasFolderLabel(labels, copied []string) bool {
 	for _, l := range labels {
-		switch strings.ToLower(l) {
-		case "\\important", "\\starred":
-		default:
+		if slices.ContainsFunc(copied, func(c string) bool { return strings.EqualFold(c, l) }) {
 			return true
 		}
 	}
@@ -349,7 +349,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		st.Remaining = len(pending) - opts.MaxMessages
 		pending = pending[:opts.MaxMessages]
 	}
-	metas, err := fetchMeta(ctx, src, pending, cur.GmailArchive)
+	metas, err := fetchMeta(ctx, src, pending, cur)
 	if err != nil {
 		return cur, st, err
 	}
@@ -519,7 +519,8 @@ func (c *copier) result(err error) (Cursor, Stats, error) {
 }
 
 // fetchMeta reads flags, date and size of the given messages.
-func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, gmailArchive bool) ([]meta, error) {
+func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, cur Cursor) ([]meta, error) {
+	gmailArchive := cur.GmailArchive
 	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
 		GmailLabels: gmailArchive}).Collect()
 	if err != nil {
@@ -527,7 +528,7 @@ func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, gmailArchive bo
 	}
 	metas := make([]meta, 0, len(bufs))
 	for _, b := range bufs {
-		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, labelled: gmailArchive && hasFolderLabel(b.GmailLabels)}
+		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, labelled: gmailArchive && hasFolderLabel(b.GmailLabels, cur.GmailLabels)}
 		for _, f := range b.Flags {
 			if !isRecent(f) {
 				m.flags = append(m.flags, f)

@@ -50,7 +50,7 @@ func TestGmailSourceCopiesEachLabelOnceAndArchivedMailToTheArchive(t *testing.T)
 	}
 	var total Counters
 	for _, p := range plans {
-		cur, st, err := SyncFolder(context.Background(), src, tgt, Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive}, Options{})
+		cur, st, err := SyncFolder(context.Background(), src, tgt, p.Cursor(), Options{})
 		if err != nil {
 			t.Fatalf("SyncFolder(%s) = %v", p.Source, err)
 		}

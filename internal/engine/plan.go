@@ -41,14 +41,21 @@ type FolderPlan struct {
 	Bytes       int64
 	UIDValidity uint32 // the source folder's
 	// GmailArchive: the source is Gmail's All Mail; only its messages
-	// without a label copied as a folder of its own are copied (archived
-	// mail), the others are in their label's folder already.
-	GmailArchive bool `json:",omitempty"`
+	// with none of GmailLabels, the labels whose folders the move copies,
+	// are copied (archived mail, and mail whose only labels are left out
+	// or hidden from IMAP); the others are in their label's folder.
+	GmailArchive bool     `json:",omitempty"`
+	GmailLabels  []string `json:",omitempty"`
 	// Renamed says why Target is not the source folder's own path: a
 	// character the target cannot hold in a name, or another source folder
 	// that already has the name (names are compared without case, as some
 	// servers fold it). Empty when the name was kept (or the rules chose it).
 	Renamed string `json:",omitempty"`
+}
+
+// Cursor is the cursor a plan's folder starts from.
+func (p FolderPlan) Cursor() Cursor {
+	return Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive, GmailLabels: p.GmailLabels}
 }
 
 // wellKnown names special folders on servers that do not announce
@@ -81,6 +88,10 @@ func specialUse(name string, delim rune, attr imap.MailboxAttr) imap.MailboxAttr
 // rules leave out.
 func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, rules Rules) (plans []FolderPlan, excluded []string) {
 	srcDelim, tgtDelim := srcNS.Delim, tgtNS.Delim
+	// Whatever order the servers list folders in, the same plan: of
+	// several folders of one use, one with the attribute announced wins
+	// over a name match, then the first in byte order.
+	src, tgt = byUseThenName(src), byUseThenName(tgt)
 	tgtByName := make(map[string]Folder, len(tgt))
 	tgtByUse := make(map[imap.MailboxAttr]string)
 	for _, f := range tgt {
@@ -89,8 +100,7 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 			continue
 		}
 		if use := specialUse(tgtNS.local(f.Name), tgtDelim, f.SpecialUse); use != "" {
-			// An announced attribute wins over a name match.
-			if _, seen := tgtByUse[use]; !seen || f.SpecialUse != "" {
+			if _, seen := tgtByUse[use]; !seen {
 				tgtByUse[use] = f.Name
 			}
 		}
@@ -170,6 +180,9 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 		}
 		plans = append(plans, p)
 	}
+	if srcNS.Gmail {
+		gmailLabels(plans, src, srcNS, rules)
+	}
 	// Names kept as they are first: a folder renamed for the target yields
 	// to one that has the name already ("a.b" becomes "a_b (2)" beside a
 	// real "a_b"); among equals, the first source name in byte order keeps
@@ -204,6 +217,60 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 	}
 	sort.SliceStable(plans, func(i, j int) bool { return plans[i].Target < plans[j].Target })
 	return plans, excluded
+}
+
+// gmailLabels gives the All Mail plan the labels whose messages do not
+// belong in the archive: those of the folders planned (the messages are
+// copied there) and of the folders --exclude-folder leaves out (the admin
+// does not want them). A message with none of them (archived mail, or
+// labelled only with a label hidden from IMAP or not among
+// --include-folder's) goes to the archive.
+func gmailLabels(plans []FolderPlan, src []Folder, ns Namespace, rules Rules) {
+	system := map[imap.MailboxAttr]string{imap.MailboxAttrSent: "\\Sent", imap.MailboxAttrDrafts: "\\Draft",
+		imap.MailboxAttrTrash: "\\Trash", imap.MailboxAttrJunk: "\\Spam"}
+	label := func(f Folder) string {
+		local := ns.local(f.Name)
+		switch {
+		case strings.EqualFold(local, "INBOX"):
+			return "\\Inbox"
+		case system[f.SpecialUse] != "":
+			return system[f.SpecialUse]
+		}
+		return translateName(local, ns.Delim, '/')
+	}
+	planned := map[string]bool{}
+	for _, p := range plans {
+		planned[p.Source] = !p.GmailArchive
+	}
+	var labels []string
+	for _, f := range src {
+		path := translateName(ns.local(f.Name), ns.Delim, '/')
+		if !f.NoSelect && f.View == "" && (planned[f.Name] || matchesAny(rules.Exclude, path)) {
+			labels = append(labels, label(f))
+		}
+	}
+	slices.Sort(labels)
+	for i := range plans {
+		if plans[i].GmailArchive {
+			plans[i].GmailLabels = labels
+		}
+	}
+}
+
+// byUseThenName orders folders with an announced special use first, then
+// by name.
+func byUseThenName(folders []Folder) []Folder {
+	out := slices.Clone(folders)
+	slices.SortStableFunc(out, func(a, b Folder) int {
+		if (a.SpecialUse != "") != (b.SpecialUse != "") {
+			if a.SpecialUse != "" {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
 }
 
 // UniqueName returns name, or, when an earlier source folder was planned into

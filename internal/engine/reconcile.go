@@ -91,6 +91,15 @@ func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all 
 	if err != nil {
 		return err
 	}
+	if cur.GmailArchive && len(candidates) > 0 {
+		// All Mail's labelled messages are copied elsewhere: a copy here is
+		// an archived twin's, never theirs.
+		labelled, err := gmailLabelled(ctx, src, candidates, cur.GmailLabels)
+		if err != nil {
+			return err
+		}
+		candidates = slices.DeleteFunc(candidates, func(u imap.UID) bool { return labelled[u] })
+	}
 	groups := map[identity]*copyGroup{}
 	err = eachIdentity(ctx, src, cur.Source, candidates, func(s identified) {
 		t, ok := cur.Map.Lookup(s.uid)

@@ -197,11 +197,16 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 	s.Caps = caps
 	if ep.Compress && caps.Has(imap.Cap("COMPRESS=DEFLATE")) {
 		// Before the first folder command: everything after is deflated.
-		if err := c.Compress(); err != nil {
+		// A server may refuse (RFC 4978: NO [COMPRESSIONACTIVE], or
+		// short of resources): the session goes on uncompressed.
+		var ie *imap.Error
+		switch err := c.Compress(); {
+		case err == nil:
+			s.Compressed = true
+		case !errors.As(err, &ie):
 			s.Close()
 			return nil, failure.Classify(side, "compress", ctxErr(ctx, err))
 		}
-		s.Compressed = true
 	}
 	s.readNamespace()
 	return s, nil

@@ -55,7 +55,7 @@ func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, skip func
 		reached := slices.DeleteFunc(all, func(u imap.UID) bool { return u > cur.LastUID })
 		var labelled map[imap.UID]bool
 		if cur.GmailArchive && len(reached) > 0 {
-			if labelled, err = gmailLabelled(ctx, src, reached); err != nil {
+			if labelled, err = gmailLabelled(ctx, src, reached, cur.GmailLabels); err != nil {
 				return cmp, err
 			}
 		}
@@ -170,14 +170,14 @@ func compareCounts(ctx context.Context, src, tgt *Session, cur Cursor, onSource,
 
 // gmailLabelled returns the messages of Gmail's All Mail among uids that
 // have a label of their own folder: copied there, not to the archive.
-func gmailLabelled(ctx context.Context, s *Session, uids []imap.UID) (map[imap.UID]bool, error) {
+func gmailLabelled(ctx context.Context, s *Session, uids []imap.UID, copied []string) (map[imap.UID]bool, error) {
 	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, GmailLabels: true}).Collect()
 	if err != nil {
 		return nil, s.classify("fetch labels", ctxErr(ctx, err))
 	}
 	labelled := make(map[imap.UID]bool, len(bufs))
 	for _, b := range bufs {
-		if hasFolderLabel(b.GmailLabels) {
+		if hasFolderLabel(b.GmailLabels, copied) {
 			labelled[b.UID] = true
 		}
 	}

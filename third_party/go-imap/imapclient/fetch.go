@@ -841,8 +841,9 @@ func (c *Client) handleFetch(seqNum uint32) error {
 					labels = append(labels, "\\"+name)
 					return nil
 				}
+				// Labels are encoded like mailbox names.
 				var label string
-				if !dec.ExpectAString(&label) {
+				if !dec.ExpectMailbox(&label) {
 					return dec.Err()
 				}
 				labels = append(labels, label)

@@ -378,7 +378,7 @@ func (w *FetchResponseWriter) WriteGmailLabels(labels []string) {
 		if strings.HasPrefix(labels[i], "\\") {
 			w.enc.Atom(labels[i])
 		} else {
-			w.enc.String(labels[i])
+			w.enc.Mailbox(labels[i])
 		}
 	})
 }
