@@ -28,8 +28,12 @@ func (m *move) connect(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	m.state.SourceProfile = cmp.Or(m.settings.SourceProfile, res.SourceProfile)
-	m.state.TargetProfile = cmp.Or(m.settings.TargetProfile, res.TargetProfile)
+	// A move started before profiles, whose Connect ran on a newer
+	// worker, keeps none: its history has no budget waits to replay.
+	src, tgt := cmp.Or(m.settings.SourceProfile, res.SourceProfile), cmp.Or(m.settings.TargetProfile, res.TargetProfile)
+	if (src != "" || tgt != "") && workflow.GetVersion(ctx, "provider-profiles", workflow.DefaultVersion, 1) == 1 {
+		m.state.SourceProfile, m.state.TargetProfile = src, tgt
+	}
 	for _, p := range res.Folders {
 		m.state.Folders = append(m.state.Folders, FolderState{Plan: p, Cursor: p.Cursor()})
 		m.state.MessagesTotal += int(p.Messages)
@@ -78,7 +82,10 @@ func (m *move) replan(ctx workflow.Context) error {
 	seen := make(map[int]bool)
 	var fresh []engine.FolderPlan
 	for _, p := range res.Folders {
-		if i, ok := bySource[p.Source]; ok && !m.renamedAway(i, p, res.Folders, listed) {
+		// Moves started before this patch keep matching by name alone
+		// (docs/evolving-workflows.md).
+		if i, ok := bySource[p.Source]; ok && !(m.renamedAway(i, p, res.Folders, listed) &&
+			workflow.GetVersion(ctx, "rename-onto-freed-name", workflow.DefaultVersion, 1) == 1) {
 			seen[i] = true
 			continue
 		}
