@@ -86,7 +86,8 @@ func setup(m *testing.M) (int, error) {
 	if env.source, err = testbed.Start(testbed.Options{Name: "source", Dir: filepath.Join(dir, "source"), SpecialUse: testbed.StandardSpecialUse()}); err != nil {
 		return 1, err
 	}
-	defer env.source.Stop()
+	// The chaos test restarts the source: stop the one running at the end.
+	defer func() { env.source.Stop() }()
 	// The target names its special folders the Microsoft way and separates
 	// levels with '.', so special-use mapping and separator translation are
 	// exercised.
