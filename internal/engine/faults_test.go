@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -121,21 +120,6 @@ func TestConnectionClosedBeforeGreetingIsADrop(t *testing.T) {
 	}
 }
 
-// hostileServer greets, then answers the first command with answer: an
-// endless line, a literal of gigabytes.
-func hostileServer(t *testing.T, answer func(w io.Writer, tag string)) string {
-	t.Helper()
-	return serveEach(t, listen(t), func(c net.Conn) {
-		fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1] hostile\r\n")
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			return
-		}
-		tag, _, _ := strings.Cut(line, " ")
-		answer(c, tag)
-	})
-}
-
 // listen opens a listener on a free local port.
 func listen(t *testing.T) net.Listener {
 	t.Helper()
@@ -170,8 +154,8 @@ func serveEach(t *testing.T, ln net.Listener, handle func(c net.Conn)) string {
 // literal of 4 GB fails the logon with a clear error, and the worker's
 // memory stays small.
 func TestHostileAnswersAreBounded(t *testing.T) {
-	for name, answer := range map[string]func(io.Writer, string){
-		"endless line": func(w io.Writer, tag string) {
+	for name, answer := range map[string]func(io.Writer){
+		"endless line": func(w io.Writer) {
 			line := bytes.Repeat([]byte("a"), 1<<20)
 			io.WriteString(w, "* OK ")
 			for range 200 { // 200 MiB without an end
@@ -180,7 +164,7 @@ func TestHostileAnswersAreBounded(t *testing.T) {
 				}
 			}
 		},
-		"4 GB literal": func(w io.Writer, tag string) {
+		"4 GB literal": func(w io.Writer) {
 			fmt.Fprintf(w, "* LIST () \"/\" {4000000000}\r\n")
 			chunk := bytes.Repeat([]byte("b"), 1<<20)
 			for range 200 {
@@ -191,7 +175,7 @@ func TestHostileAnswersAreBounded(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			addr := hostileServer(t, answer)
+			addr := faultproxy.Hostile(t, answer)
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)

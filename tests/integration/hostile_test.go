@@ -1,11 +1,9 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -51,7 +50,7 @@ func TestHostileServersFailClearlyWithBoundedMemory(t *testing.T) {
 			}
 		},
 	} {
-		addr := hostile(t, answer)
+		addr := faultproxy.Hostile(t, answer)
 		a := account{user: "hostile-" + name + "@example.com", password: "pw"}
 		startBatchTo(t, crashNamespace, "hostile-"+name, writeCSV(t, []account{a}, func(a account) string { return a.password }), addr, env.target.Addr(),
 			"--policy", policy)
@@ -69,32 +68,6 @@ func TestHostileServersFailClearlyWithBoundedMemory(t *testing.T) {
 		t.Fatalf("worker peak RSS %d MiB after two hostile servers", peak>>20)
 	}
 	t.Logf("worker peak RSS %d MiB", peak>>20)
-}
-
-// hostile serves a greeting, reads one command and answers it with answer.
-func hostile(t *testing.T, answer func(io.Writer)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1] hostile\r\n")
-				if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
-					answer(c)
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // peakRSS is a process's peak resident set (VmHWM), in bytes.
