@@ -184,6 +184,9 @@ type SyncInput struct {
 	// MaxMessageBytes: larger messages are bad items, not sent (the target
 	// profile's limit; 0: only what the target announces).
 	MaxMessageBytes int64 `json:",omitempty"`
+	// Gmail ranks a Gmail source's labels under the priority rule: the
+	// labels of every folder the move copies, not only this call's.
+	Gmail engine.GmailRanking `json:",omitempty"`
 	// Call numbers the call within its workflow run, for the live progress
 	// it signals (SignalSyncProgress); 0: it sends none.
 	Call int `json:",omitempty"`
@@ -373,6 +376,7 @@ func (a *Activities) lane(in SyncInput) *engine.Lane {
 			PropagateDeletes: in.PropagateDeletes,
 			Rules:            in.Rules,
 			Reconcile:        in.Reconcile,
+			Gmail:            in.Gmail,
 		},
 		NoProgressTimeout: a.NoProgressTimeout,
 	}
@@ -401,6 +405,8 @@ type VerifyInput struct {
 	Cursors  []engine.Cursor  `json:",omitempty"`
 	BadItems []engine.BadItem `json:",omitempty"`
 	Rules    engine.Rules     `json:",omitempty"`
+	// Gmail is the ranking the copy used (SyncInput.Gmail).
+	Gmail engine.GmailRanking `json:",omitempty"`
 }
 
 // FolderCount is the verification of one folder.
@@ -441,7 +447,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 		skip := func(uid imap.UID, size int64, date time.Time) bool {
 			return in.Rules.Skips(size, date) || slices.ContainsFunc(in.BadItems, func(b engine.BadItem) bool { return b.Folder == f.Source && b.UID == uid })
 		}
-		c, err := engine.CompareFolder(ctx, p.Src, p.Tgt, cur, skip)
+		c, err := engine.CompareFolder(ctx, p.Src, p.Tgt, cur, engine.CompareOptions{Skip: skip, Gmail: in.Gmail})
 		if err != nil {
 			return VerifyResult{}, toApplicationError(err)
 		}

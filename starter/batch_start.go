@@ -93,6 +93,10 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f.StringArrayVar(&opts.Renames, "rename-folder", nil, `put a source folder, and its subfolders, elsewhere on the target: "Sent Items=Sent" (repeat)`)
 	f.StringVar(&opts.Settings.Rules.TargetPrefix, "target-prefix", "", `put every folder below this target folder, e.g. "Migrated"`)
 	f.BoolVar(&opts.Settings.Rules.IncludeShared, "include-shared", false, "copy the source's shared and other users' folders too (its NAMESPACE says which), each under its own path")
+	f.StringVar(&opts.Settings.Rules.GmailLabels, "gmail-labels", workflows.GmailLabelFolders,
+		"from a Gmail source, a message with several labels goes into the folder of each label (folders), or only into the folder of its first label by --gmail-label-order, its other labels kept as keywords (priority)")
+	f.StringSliceVar(&opts.Settings.Rules.GmailLabelOrder, "gmail-label-order", nil,
+		`with --gmail-labels priority: labels in order, first wins, e.g. "Clients/*,Work,INBOX" (folder paths or patterns as --exclude-folder; INBOX, Sent, Drafts, Trash, Spam for Gmail's own); others follow: Trash and Spam, your labels by name, INBOX, Sent, Drafts`)
 	f.StringVar(&opts.MaxMessageSize, "max-message-size", "", "skip larger messages, e.g. 25MB")
 	f.StringVar(&opts.NewerThan, "newer-than", "", "copy only messages received on or after this date (YYYY-MM-DD)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "have the workers log on to both sides and print each mailbox's folder plan and counts; copy nothing, start no move")
@@ -314,6 +318,13 @@ func parseRules(opts *batchStartOptions) error {
 			return fmt.Errorf("--newer-than %q: write a date as YYYY-MM-DD", opts.NewerThan)
 		}
 		r.NewerThan = d
+	}
+	switch {
+	case r.GmailLabels != workflows.GmailLabelFolders && r.GmailLabels != workflows.GmailLabelPriority:
+		return fmt.Errorf("--gmail-labels %q: use %s (a copy in the folder of each label) or %s (one copy, the other labels as keywords)",
+			r.GmailLabels, workflows.GmailLabelFolders, workflows.GmailLabelPriority)
+	case len(r.GmailLabelOrder) > 0 && r.GmailLabels != workflows.GmailLabelPriority:
+		return errors.New("--gmail-label-order orders labels for --gmail-labels priority: add that, or leave the order out")
 	}
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("folder rules: %w", err)

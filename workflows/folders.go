@@ -222,10 +222,24 @@ func (m *move) verify(ctx workflow.Context) error {
 	return nil
 }
 
+// gmailRanking is what Gmail's priority rule ranks a message's labels
+// among: the labels of every folder the move copies, those that appeared
+// since it started too, so that a copy and its verification agree.
+func (m *move) gmailRanking() engine.GmailRanking {
+	var plans []engine.FolderPlan
+	for _, f := range m.state.Folders {
+		if !f.Gone {
+			plans = append(plans, f.Plan)
+		}
+	}
+	return engine.GmailRankingOf(plans, m.settings.Rules)
+}
+
 // compare runs Verify over the folders still on the source.
 func (m *move) compare(ctx workflow.Context) (activities.VerifyResult, error) {
 	in := func() interface{} {
-		in := activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, BadItems: m.state.BadItems, Rules: m.settings.Rules}
+		in := activities.VerifyInput{Mailbox: m.in.Mailbox, Source: m.in.Source, Target: m.in.Target, BadItems: m.state.BadItems, Rules: m.settings.Rules,
+			Gmail: m.gmailRanking()}
 		for _, f := range m.state.Folders {
 			// A folder the user deleted during the move has nothing to
 			// compare with: its copy is theirs.

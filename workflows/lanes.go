@@ -129,6 +129,7 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 		for _, i := range pending {
 			in.Cursors = append(in.Cursors, m.state.Folders[i].Cursor)
 		}
+		in.Gmail = m.gmailRanking()
 		return in
 	}
 	actx := syncOptions(ctx, m.settings)

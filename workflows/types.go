@@ -366,3 +366,9 @@ var TLSVersions = engine.TLSVersions
 
 // AuthMechanisms are the values of Account.Auth.
 var AuthMechanisms = engine.AuthMechanisms
+
+// The values of Rules.GmailLabels.
+const (
+	GmailLabelFolders  = engine.GmailLabelFolders
+	GmailLabelPriority = engine.GmailLabelPriority
+)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +62,11 @@ type Cursor struct {
 	// (FolderPlan.GmailArchive); the others count as filtered.
 	GmailArchive bool     `json:",omitempty"`
 	GmailLabels  []string `json:",omitempty"`
+	// GmailKeywords: the priority rule (GmailLabelPriority) is in use; a
+	// message is copied only into the folder of its best-ranked label,
+	// GmailOwn being this folder's, and its other labels become keywords.
+	GmailKeywords bool   `json:",omitempty"`
+	GmailOwn      string `json:",omitempty"`
 }
 
 // Clone returns a copy that shares no memory with c.
@@ -86,7 +90,7 @@ func (c *Cursor) resetSource(validity uint32) {
 // the target is not brought back.
 func (c Cursor) ForRepair() Cursor {
 	r := Cursor{Source: c.Source, Target: c.Target, UIDValidity: c.UIDValidity, TargetUIDValidity: c.TargetUIDValidity,
-		GmailArchive: c.GmailArchive, GmailLabels: c.GmailLabels}
+		GmailArchive: c.GmailArchive, GmailLabels: c.GmailLabels, GmailKeywords: c.GmailKeywords, GmailOwn: c.GmailOwn}
 	r.Claims = c.Map.Merge(c.Claims)
 	return r
 }
@@ -179,6 +183,9 @@ type Options struct {
 	// pairs at once. It may return fewer, or none. The caller owns the
 	// pairs; after an error they may be mid-command and must be closed.
 	Helpers func(ctx context.Context, n int) []Pair
+	// Gmail ranks the labels of a Gmail source's messages where the
+	// priority rule is in use (Cursor.GmailKeywords).
+	Gmail GmailRanking
 }
 
 // fence is Fence, or a fence that never closes.
@@ -212,7 +219,7 @@ type meta struct {
 	// What the copy does with it, decided by decide before any is sent.
 	matched  imap.UID // already on the target as this UID (claimed)
 	filtered bool     // left out by the rules
-	labelled bool     // in Gmail's All Mail, with a label copied as its own folder
+	labelled bool     // a Gmail message copied into another folder (Cursor.elsewhere)
 	rejected string   // not sent: the target said it would refuse it
 }
 
@@ -236,18 +243,6 @@ func decide(metas []meta, claims UIDMap, rules Rules, appendLimit int64) {
 			m.rejected = fmt.Sprintf("larger than the target's APPENDLIMIT of %d bytes", appendLimit)
 		}
 	}
-}
-
-// hasFolderLabel reports a Gmail message (X-GM-LABELS) with one of the
-// labels whose folders the move copies (Cursor.GmailLabels). Gmail
-// compares label names without case.
-func hasFolderLabel(labels, copied []string) bool {
-	for _, l := range labels {
-		if slices.ContainsFunc(copied, func(c string) bool { return strings.EqualFold(c, l) }) {
-			return true
-		}
-	}
-	return false
 }
 
 // withinBudget returns how many of metas, from the first, a call may take
@@ -325,7 +320,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	filter := newFlagFilter(tsel.PermanentFlags)
 	// First account for the target as it is: after it renumbered, the map
 	// is rebuilt here before flags and deletions use it.
-	if err := reconcile(ctx, src, tgt, &cur, tsel, fence, &st); err != nil {
+	if err := reconcile(ctx, src, tgt, &cur, tsel, opts.Gmail, fence, &st); err != nil {
 		return cur, st, err
 	}
 	if changed {
@@ -349,7 +344,7 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		st.Remaining = len(pending) - opts.MaxMessages
 		pending = pending[:opts.MaxMessages]
 	}
-	metas, err := fetchMeta(ctx, src, pending, cur)
+	metas, err := fetchMeta(ctx, src, pending, cur, opts.Gmail)
 	if err != nil {
 		return cur, st, err
 	}
@@ -518,22 +513,23 @@ func (c *copier) result(err error) (Cursor, Stats, error) {
 	return c.cur.Clone(), c.st, err
 }
 
-// fetchMeta reads flags, date and size of the given messages.
-func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, cur Cursor) ([]meta, error) {
-	gmailArchive := cur.GmailArchive
+// fetchMeta reads flags, date and size of the given messages, and on a
+// Gmail source their labels where they decide the copy.
+func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, cur Cursor, g GmailRanking) ([]meta, error) {
 	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
-		GmailLabels: gmailArchive}).Collect()
+		GmailLabels: cur.readsLabels()}).Collect()
 	if err != nil {
 		return nil, s.classify("fetch message list", ctxErr(ctx, err))
 	}
 	metas := make([]meta, 0, len(bufs))
 	for _, b := range bufs {
-		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, labelled: gmailArchive && hasFolderLabel(b.GmailLabels, cur.GmailLabels)}
+		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate, labelled: cur.elsewhere(b.GmailLabels, g)}
 		for _, f := range b.Flags {
 			if !isRecent(f) {
 				m.flags = append(m.flags, f)
 			}
 		}
+		m.flags = append(m.flags, cur.labelFlags(b.GmailLabels)...)
 		metas = append(metas, m)
 	}
 	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })

@@ -342,7 +342,7 @@ func TestCompareFolderSeesMissingAndDuplicated(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2, t2 := pair(t, srcAddr, tgtAddr)
-	got, err := CompareFolder(context.Background(), s2, t2, cur, func(uid imap.UID, _ int64, _ time.Time) bool { return uid == 9 })
+	got, err := CompareFolder(context.Background(), s2, t2, cur, CompareOptions{Skip: func(uid imap.UID, _ int64, _ time.Time) bool { return uid == 9 }})
 	if err != nil {
 		t.Fatal(err)
 	}

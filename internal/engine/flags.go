@@ -29,14 +29,15 @@ func flagKey(flags []imap.Flag) string {
 // source's, on the target folder selected in tgt with the UIDVALIDITY the
 // cursor's map was made in (selectTarget checked it). With CONDSTORE only
 // messages changed since the cursor's mod-sequence are read; without it
-// every copied message is compared.
+// every copied message is compared. Under Gmail's priority rule, a
+// message's other labels are part of its flags (Cursor.labelFlags).
 func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bool, filter *flagFilter, fence func() error) (int, error) {
 	if len(cur.Map) == 0 {
 		return 0, nil
 	}
 	var set imap.UIDSet
 	set.AddRange(1, cur.LastUID)
-	opts := &imap.FetchOptions{UID: true, Flags: true}
+	opts := &imap.FetchOptions{UID: true, Flags: true, GmailLabels: cur.GmailKeywords}
 	if condstore && cur.HighestModSeq > 0 {
 		opts.ChangedSince = cur.HighestModSeq
 	}
@@ -54,7 +55,7 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 		}
 		// Compare only what the target can keep, or a refused keyword would
 		// be stored again at every pass; the copy reported it already.
-		want[t] = filter.keep(b.Flags, &ignored)
+		want[t] = filter.keep(append(b.Flags, cur.labelFlags(b.GmailLabels)...), &ignored)
 		tgtSet.AddNum(t)
 	}
 	if len(want) == 0 {

@@ -1,12 +1,17 @@
 package engine
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/tests/memserver"
@@ -55,7 +60,7 @@ func TestGmailSourceCopiesEachLabelOnceAndArchivedMailToTheArchive(t *testing.T)
 			t.Fatalf("SyncFolder(%s) = %v", p.Source, err)
 		}
 		total.Add(st.Counters)
-		cmp, err := CompareFolder(context.Background(), src, tgt, cur, nil)
+		cmp, err := CompareFolder(context.Background(), src, tgt, cur, CompareOptions{})
 		if err != nil || cmp.Missing+cmp.Duplicated+cmp.Other > 0 {
 			t.Fatalf("CompareFolder(%s) = %+v, %v; want every message once", p.Source, cmp, err)
 		}
@@ -80,4 +85,226 @@ func TestGmailSourceCopiesEachLabelOnceAndArchivedMailToTheArchive(t *testing.T)
 	if flagged != 1 {
 		t.Errorf("%d flagged messages in the archive, want the starred one", flagged)
 	}
+}
+
+// labelHash is the contents() hash of the i-th message of gmailMailbox.
+func labelHash(i int) string {
+	h := sha256.Sum256(memserver.Message(7000 + i))
+	return fmt.Sprintf("%x", h[:8])
+}
+
+// placed is where each message of the target is, by hash: its folders
+// and the flags of its last copy.
+func placed(t *testing.T, tgtAddr string) (folders map[string][]string, flags map[string]string) {
+	t.Helper()
+	tgt := dial(t, failure.SideTarget, tgtAddr)
+	list, err := tgt.ListFolders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	folders, flags = map[string][]string{}, map[string]string{}
+	for _, f := range list {
+		if f.NoSelect {
+			continue
+		}
+		for _, m := range contents(t, tgt, f.Name) {
+			folders[m.hash] = append(folders[m.hash], f.Name)
+			flags[m.hash] = m.flags
+		}
+	}
+	return folders, flags
+}
+
+// Under the priority rule a message is copied once, into the folder of
+// its first label: the admin's order first (Travel), then Trash and Spam,
+// the user's labels by name, INBOX, Sent, Drafts. Its other labels become
+// keywords (not Starred: that is \Flagged). A label left out by the rules
+// takes no message away from a folder that is copied.
+func TestGmailPriorityRuleCopiesOnceAndKeepsTheOtherLabelsAsKeywords(t *testing.T) {
+	labels := [][]string{
+		{"\\Inbox", "Work"},                     // Work, keyword Inbox
+		{"Work", "Travel"},                      // Travel: listed first
+		{"\\Inbox"},                             // INBOX
+		{"Travel", "\\Sent"},                    // Travel, keyword Sent
+		{},                                      // the archive
+		{"Private", "Work"},                     // Work: Private is left out
+		{"Private"},                             // nowhere: the admin left it out
+		{"\\Inbox", "\\Starred", "\\Important"}, // INBOX, keyword Important
+		{"Büro", "\\Inbox"},                     // Büro, keyword Inbox
+		{"Work", "Büro", "\\Important"},         // Büro: before Work by name
+		{"\\Sent", "\\Inbox"},                   // INBOX: before Sent
+	}
+	srcAddr := gmailMailbox(t, labels...)
+	tgtAddr := memServer(t, "Archive")
+	rules := Rules{GmailLabels: GmailLabelPriority, GmailLabelOrder: []string{"travel"}, Exclude: []string{"Private"}}
+	plans, curs := gmailMove(t, srcAddr, tgtAddr, rules, nil, Options{})
+	for _, p := range plans {
+		if !p.GmailKeywords {
+			t.Fatalf("plan %+v does not record the priority rule", p)
+		}
+	}
+	want := []struct{ folder, keywords string }{
+		{"Work", "inbox"}, {"Travel", "work"}, {"INBOX", ""}, {"Travel", "sent"}, {"Archive", ""}, {"Work", "private"}, {"", ""},
+		{"INBOX", `\flagged important`}, {"Büro", "inbox"}, {"Büro", "important work"}, {"INBOX", "sent"},
+	}
+	check := func(when string) {
+		t.Helper()
+		folders, flags := placed(t, tgtAddr)
+		for i, w := range want {
+			h := labelHash(i)
+			got := strings.Join(folders[h], ",")
+			kw := strings.Join(slices.DeleteFunc(strings.Fields(flags[h]), func(f string) bool { return f == `\seen` }), " ")
+			if got != w.folder || w.folder != "" && kw != w.keywords {
+				t.Errorf("%s: message %d (labels %v) is in %q with %q, want %q with %q", when, i, labels[i], got, kw, w.folder, w.keywords)
+			}
+		}
+		if cmp := gmailVerify(t, srcAddr, tgtAddr, curs, rules.GmailLabelOrder...); cmp.Missing+cmp.Duplicated+cmp.Other > 0 {
+			t.Errorf("%s: verification %+v, want every message where the rule puts it", when, cmp)
+		}
+	}
+	check("after the copy")
+
+	// A label added on the source reaches the copy as a keyword at the
+	// next pass; one removed leaves it.
+	src := dial(t, failure.SideSource, srcAddr)
+	if _, err := src.Client.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var all imap.SeqSet
+	all.AddRange(1, 0)
+	store := func(op imap.StoreFlagsOp, label string) {
+		if err := src.Client.Store(all, &imap.StoreFlags{Op: op, Silent: true, Flags: []imap.Flag{imap.Flag(label)}}, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(imap.StoreFlagsAdd, "$X-GM-LABEL:Urgent") // no folder: a keyword only
+	store(imap.StoreFlagsDel, "$X-GM-SYS:Important")
+	_, curs = gmailMove(t, srcAddr, tgtAddr, rules, curs, Options{})
+	want[2].keywords, want[7].keywords, want[10].keywords = "urgent", `\flagged urgent`, "sent urgent"
+	check("after labels changed")
+}
+
+// LabelKeyword makes any label a keyword an IMAP server takes.
+func TestLabelKeyword(t *testing.T) {
+	for label, want := range map[string]imap.Flag{
+		"Work": "Work", `\Inbox`: "Inbox", "Work/2024": "Work/2024", "Two words": "Two_words",
+		`a(b)c{d}%*"e\]`: "a_b_c_d}___e__", "Büro": "B&APw-ro", "R&D": "R&-D", "日本語": "&ZeVnLIqe-", "": "_",
+	} {
+		if got := LabelKeyword(label); got != want {
+			t.Errorf("LabelKeyword(%q) = %q, want %q", label, got, want)
+		}
+	}
+}
+
+// Randomized priority rule under compound faults: attempts whose results
+// are lost after they wrote (the next one resumes into a populated
+// target), chunks, a parallel copy, a repair pass. Every message ends in
+// exactly one folder, the one its labels and the order choose (told by
+// the keywords its copy carries), and the verification agrees.
+func TestGmailPriorityRuleRandomizedFaults(t *testing.T) {
+	for seed := uint64(1); seed <= 6; seed++ {
+		r := rand.New(rand.NewPCG(seed, 7))
+		n := 20 + r.IntN(40)
+		if seed == 6 {
+			n = 1100 // enough for Options.Helpers to split the chunk
+		}
+		pool := []string{"\\Inbox", "\\Sent", "\\Draft", "\\Important", "\\Starred", "Work", "Work/Sub", "Travel", "Archive", "a.b", "Ünïcode"}
+		var labels [][]string
+		for i := 0; i < n; i++ {
+			var l []string
+			for _, p := range pool {
+				if r.IntN(4) == 0 {
+					l = append(l, p)
+				}
+			}
+			labels = append(labels, l)
+		}
+		var order []string
+		for _, i := range r.Perm(len(pool))[:r.IntN(4)] {
+			order = append(order, strings.TrimPrefix(pool[i], "\\"))
+		}
+		rules := Rules{GmailLabels: GmailLabelPriority, GmailLabelOrder: order}
+		srcAddr := gmailMailbox(t, labels...)
+		tgtAddr := memServer(t, "Archive")
+		opts := Options{MaxMessages: 1 + r.IntN(15)}
+		if seed == 6 {
+			lent := 0
+			opts = Options{Helpers: helpers(t, srcAddr, tgtAddr, "", &lent)}
+		}
+		// Lost results: a first pass writes everything and its cursors are
+		// thrown away; then chunked passes, some of whose results are lost
+		// too, until nothing changes.
+		_, _ = gmailMove(t, srcAddr, tgtAddr, rules, nil, opts)
+		var curs map[string]Cursor
+		for pass := 0; pass < 200; pass++ {
+			_, next := gmailMove(t, srcAddr, tgtAddr, rules, curs, opts)
+			if r.IntN(3) == 0 {
+				continue // this attempt's result never reached the workflow
+			}
+			if fmt.Sprint(next) == fmt.Sprint(curs) {
+				break
+			}
+			curs = next
+		}
+		for s, c := range curs {
+			curs[s] = c.ForRepair()
+		}
+		_, curs = gmailMove(t, srcAddr, tgtAddr, rules, curs, Options{})
+
+		folders, flags := placed(t, tgtAddr)
+		for i, l := range labels {
+			h := labelHash(i)
+			if len(folders[h]) != 1 {
+				t.Fatalf("seed %d: message %d (labels %v, order %v) is in %v, want exactly one folder", seed, i, l, order, folders[h])
+			}
+			// The copy's keywords are its labels but the one whose folder
+			// holds it (and Starred, Draft).
+			home := priorityHome(l, order)
+			var want []string
+			for _, x := range l {
+				if x != home && x != "\\Starred" && x != "\\Draft" {
+					// The imitation keeps labels lower-cased.
+					want = append(want, strings.ToLower(string(LabelKeyword(strings.ToLower(x)))))
+				}
+			}
+			if slices.Contains(l, "\\Starred") {
+				want = append(want, `\flagged`)
+			}
+			want = append(want, `\seen`)
+			slices.Sort(want)
+			if got := flags[h]; got != strings.Join(want, " ") {
+				t.Fatalf("seed %d: message %d (labels %v, order %v) has flags %q in %v, want %q (home %q)", seed, i, l, order, got, folders[h], strings.Join(want, " "), home)
+			}
+		}
+		if cmp := gmailVerify(t, srcAddr, tgtAddr, curs, order...); cmp.Missing+cmp.Duplicated+cmp.Other > 0 {
+			t.Fatalf("seed %d: verification %+v", seed, cmp)
+		}
+	}
+}
+
+// priorityHome is the rule, written out again for the test: the first
+// label the order names, else Trash/Spam, user labels by name, INBOX,
+// Sent, Drafts; Important and Starred are no folders.
+func priorityHome(labels, order []string) string {
+	var folders []string
+	for _, l := range labels {
+		if l != "\\Important" && l != "\\Starred" {
+			folders = append(folders, l)
+		}
+	}
+	for _, o := range order {
+		for _, l := range folders {
+			if strings.EqualFold(strings.TrimPrefix(l, "\\"), o) {
+				return l
+			}
+		}
+	}
+	class := map[string]int{"\\Inbox": 2, "\\Sent": 3, "\\Draft": 4}
+	slices.SortFunc(folders, func(a, b string) int {
+		return cmp.Or(cmp.Compare(class[a]+1, class[b]+1), strings.Compare(strings.ToLower(a), strings.ToLower(b)))
+	})
+	if len(folders) == 0 {
+		return ""
+	}
+	return folders[0]
 }

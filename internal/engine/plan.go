@@ -46,6 +46,9 @@ type FolderPlan struct {
 	// or hidden from IMAP); the others are in their label's folder.
 	GmailArchive bool     `json:",omitempty"`
 	GmailLabels  []string `json:",omitempty"`
+	// GmailKeywords and GmailOwn: the priority rule, as in Cursor.
+	GmailKeywords bool   `json:",omitempty"`
+	GmailOwn      string `json:",omitempty"`
 	// Renamed says why Target is not the source folder's own path: a
 	// character the target cannot hold in a name, or another source folder
 	// that already has the name (names are compared without case, as some
@@ -55,7 +58,8 @@ type FolderPlan struct {
 
 // Cursor is the cursor a plan's folder starts from.
 func (p FolderPlan) Cursor() Cursor {
-	return Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive, GmailLabels: p.GmailLabels}
+	return Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive, GmailLabels: p.GmailLabels,
+		GmailKeywords: p.GmailKeywords, GmailOwn: p.GmailOwn}
 }
 
 // wellKnown names special folders on servers that do not announce
@@ -217,44 +221,6 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 	}
 	sort.SliceStable(plans, func(i, j int) bool { return plans[i].Target < plans[j].Target })
 	return plans, excluded
-}
-
-// gmailLabels gives the All Mail plan the labels whose messages do not
-// belong in the archive: those of the folders planned (the messages are
-// copied there) and of the folders --exclude-folder leaves out (the admin
-// does not want them). A message with none of them (archived mail, or
-// labelled only with a label hidden from IMAP or not among
-// --include-folder's) goes to the archive.
-func gmailLabels(plans []FolderPlan, src []Folder, ns Namespace, rules Rules) {
-	system := map[imap.MailboxAttr]string{imap.MailboxAttrSent: "\\Sent", imap.MailboxAttrDrafts: "\\Draft",
-		imap.MailboxAttrTrash: "\\Trash", imap.MailboxAttrJunk: "\\Spam"}
-	label := func(f Folder) string {
-		local := ns.local(f.Name)
-		switch {
-		case strings.EqualFold(local, "INBOX"):
-			return "\\Inbox"
-		case system[f.SpecialUse] != "":
-			return system[f.SpecialUse]
-		}
-		return translateName(local, ns.Delim, '/')
-	}
-	planned := map[string]bool{}
-	for _, p := range plans {
-		planned[p.Source] = !p.GmailArchive
-	}
-	var labels []string
-	for _, f := range src {
-		path := translateName(ns.local(f.Name), ns.Delim, '/')
-		if !f.NoSelect && f.View == "" && (planned[f.Name] || matchesAny(rules.Exclude, path)) {
-			labels = append(labels, label(f))
-		}
-	}
-	slices.Sort(labels)
-	for i := range plans {
-		if plans[i].GmailArchive {
-			plans[i].GmailLabels = labels
-		}
-	}
 }
 
 // byUseThenName orders folders with an announced special use first, then

@@ -36,7 +36,7 @@ import (
 // messages higher, so the lowest copy of a message stays the lowest. The
 // cursor is only changed in memory: an attempt that dies here has
 // published nothing.
-func reconcile(ctx context.Context, src, tgt *Session, cur *Cursor, tsel *imap.SelectData, fence func() error, st *Stats) error {
+func reconcile(ctx context.Context, src, tgt *Session, cur *Cursor, tsel *imap.SelectData, g GmailRanking, fence func() error, st *Stats) error {
 	from := max(cur.TargetUIDNext, 1)
 	if tsel.NumMessages == 0 || (tsel.UIDNext != 0 && tsel.UIDNext <= from) {
 		cur.TargetUIDNext = max(cur.TargetUIDNext, tsel.UIDNext)
@@ -57,7 +57,7 @@ func reconcile(ctx context.Context, src, tgt *Session, cur *Cursor, tsel *imap.S
 	known.AddSet(cur.Claims.TargetSet())
 	unmapped := slices.DeleteFunc(slices.Clone(all), func(u imap.UID) bool { return u < from || known.Contains(u) })
 	if len(unmapped) > 0 {
-		if err := account(ctx, src, tgt, cur, unmapped, all, fence, st); err != nil {
+		if err := account(ctx, src, tgt, cur, unmapped, all, g, fence, st); err != nil {
 			return err
 		}
 	}
@@ -78,7 +78,7 @@ type groupSource struct {
 
 // account pairs the unrecorded target messages with source messages, as
 // reconcile says.
-func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all []imap.UID, fence func() error, st *Stats) error {
+func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all []imap.UID, g GmailRanking, fence func() error, st *Stats) error {
 	var targets []identified
 	if err := eachIdentity(ctx, tgt, cur.Target, unmapped, func(m identified) { targets = append(targets, m) }); err != nil {
 		return err
@@ -91,10 +91,11 @@ func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all 
 	if err != nil {
 		return err
 	}
-	if cur.GmailArchive && len(candidates) > 0 {
-		// All Mail's labelled messages are copied elsewhere: a copy here is
-		// an archived twin's, never theirs.
-		labelled, err := gmailLabelled(ctx, src, candidates, cur.GmailLabels)
+	if cur.readsLabels() && len(candidates) > 0 {
+		// Gmail messages copied into another folder: a copy here is a
+		// twin's (All Mail's archived one, or one the priority rule keeps
+		// here), never theirs.
+		labelled, err := gmailElsewhere(ctx, src, candidates, *cur, g)
 		if err != nil {
 			return err
 		}

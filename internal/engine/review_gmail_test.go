@@ -43,7 +43,7 @@ func gmailMove(t *testing.T, srcAddr, tgtAddr string, rules Rules, prev map[stri
 			cur = p.Cursor()
 		}
 		o := opts
-		o.Rules = rules
+		o.Rules, o.Gmail = rules, GmailRankingOf(plans, rules)
 		next, _, err := SyncFolder(context.Background(), src, tgt, cur, o)
 		if err != nil {
 			t.Fatalf("SyncFolder(%s) = %v", p.Source, err)
@@ -53,18 +53,26 @@ func gmailMove(t *testing.T, srcAddr, tgtAddr string, rules Rules, prev map[stri
 	return plans, out
 }
 
-// gmailVerify sums CompareFolder over the cursors.
-func gmailVerify(t *testing.T, srcAddr, tgtAddr string, curs map[string]Cursor) Comparison {
+// gmailVerify sums CompareFolder over the cursors, ranking labels by order
+// under the priority rule.
+func gmailVerify(t *testing.T, srcAddr, tgtAddr string, curs map[string]Cursor, order ...string) Comparison {
 	t.Helper()
 	src, tgt := pair(t, srcAddr, tgtAddr)
+	g := GmailRanking{Order: order}
+	for _, cur := range curs {
+		if cur.GmailOwn != "" {
+			g.Planned = append(g.Planned, cur.GmailOwn)
+		}
+	}
 	var sum Comparison
 	for _, cur := range curs {
-		c, err := CompareFolder(context.Background(), src, tgt, cur, nil)
+		c, err := CompareFolder(context.Background(), src, tgt, cur, CompareOptions{Gmail: g})
 		if err != nil {
 			t.Fatalf("CompareFolder(%s) = %v", cur.Source, err)
 		}
 		sum.Missing += c.Missing
 		sum.Duplicated += c.Duplicated
+		sum.Other += c.Other
 	}
 	return sum
 }
@@ -301,7 +309,7 @@ func TestReviewGmailResumedArchiveDoublesAnArchivedTwin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmp, err := CompareFolder(context.Background(), dial(t, failure.SideSource, srcAddr), dial(t, failure.SideTarget, tgtAddr), next, nil)
+	cmp, err := CompareFolder(context.Background(), dial(t, failure.SideSource, srcAddr), dial(t, failure.SideTarget, tgtAddr), next, CompareOptions{})
 	if n := len(contents(t, dial(t, failure.SideTarget, tgtAddr), "Archive")); n != 1 || err != nil {
 		t.Errorf("the archive holds %d copies of the one archived message, want 1 (verification %+v, %v)", n, cmp, err)
 	}

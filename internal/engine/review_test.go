@@ -300,7 +300,7 @@ func testIdentityBreaker(t *testing.T, target func(*hostile), message func(int) 
 	syncAll(t, srcAddr, tgtAddr, saved, Options{}) // its result is lost
 	cur, st := syncAll(t, srcAddr, tgtAddr, saved, Options{})
 	s4, t4 := pair(t, srcAddr, tgtAddr)
-	cmp, err := CompareFolder(context.Background(), s4, t4, cur, nil)
+	cmp, err := CompareFolder(context.Background(), s4, t4, cur, CompareOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestReviewUnreadableSourceMessageIsLostAndVerifiedPerfect(t *testing.T) {
 	tgtAddr := memServer(t, "Work")
 	cur, st := syncAll(t, srcAddr, tgtAddr, fresh("Work"), Options{})
 	s, tg := pair(t, srcAddr, tgtAddr)
-	cmp, err := CompareFolder(context.Background(), s, tg, cur, nil)
+	cmp, err := CompareFolder(context.Background(), s, tg, cur, CompareOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +427,7 @@ func TestReviewRepairPassUndoesTheUsersDeletionOnTheTarget(t *testing.T) {
 	expungeOnSource(t, tgt, "Work", cur.Map[0].Tgt+2)
 	cur, _ = syncAll(t, srcAddr, tgtAddr, cur, Options{Reconcile: true}) // the final pass
 	s, tg := pair(t, srcAddr, tgtAddr)
-	cmp, err := CompareFolder(context.Background(), s, tg, cur, nil)
+	cmp, err := CompareFolder(context.Background(), s, tg, cur, CompareOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +469,7 @@ func TestReviewSameIdentityDifferentBodyLosesOne(t *testing.T) {
 	put(tgt, b) // from an earlier run that got as far as B
 	cur, st := syncAll(t, srcAddr, tgtAddr, fresh("Work"), Options{})
 	s, tg := pair(t, srcAddr, tgtAddr)
-	cmp, err := CompareFolder(context.Background(), s, tg, cur, nil)
+	cmp, err := CompareFolder(context.Background(), s, tg, cur, CompareOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,12 @@ type Rules struct {
 	// too (NAMESPACE: not the user's personal folders), each under its
 	// own path; they are left out unless asked for.
 	IncludeShared bool `json:",omitempty"`
+	// GmailLabels is the rule for a Gmail source's messages with several
+	// labels: GmailLabelFolders ("" too) or GmailLabelPriority, which
+	// ranks labels by GmailLabelOrder (folder paths or patterns, as
+	// Exclude; system labels by name: INBOX, Sent, Drafts, Trash, Spam).
+	GmailLabels     string   `json:",omitempty"`
+	GmailLabelOrder []string `json:",omitempty"`
 }
 
 // Validate checks patterns and renames.
@@ -48,6 +54,14 @@ func (r Rules) Validate() error {
 		if strings.TrimSpace(from) == "" || strings.TrimSpace(to) == "" {
 			errs = append(errs, fmt.Errorf("rename %q=%q: both names are needed", from, to))
 		}
+	}
+	for _, p := range r.GmailLabelOrder {
+		if _, err := path.Match(strings.ToLower(p), ""); err != nil || strings.TrimSpace(p) == "" {
+			errs = append(errs, fmt.Errorf("Gmail label %q is not a valid name or pattern", p))
+		}
+	}
+	if err := validGmailRule(r.GmailLabels); err != nil {
+		errs = append(errs, err)
 	}
 	if r.MaxMessageSize < 0 {
 		errs = append(errs, errors.New("maximum message size must be positive"))

@@ -31,11 +31,21 @@ type Comparison struct {
 	Unreadable int `json:",omitempty"`
 }
 
+// CompareOptions tunes CompareFolder.
+type CompareOptions struct {
+	// Skip names the source messages the copy leaves out by design (bad
+	// items, the rules).
+	Skip func(uid imap.UID, size int64, date time.Time) bool
+	// Gmail ranks labels under the priority rule (Options.Gmail).
+	Gmail GmailRanking
+}
+
 // CompareFolder compares one folder pair. Source messages above the
-// cursor (arrived after the last pass) and those skip names are left out.
+// cursor (arrived after the last pass) and those opts.Skip names are left
+// out, and so are a Gmail source's messages copied into another folder.
 // It reads identities (a few headers each), streaming, and the start of
 // the bodies of messages that share one.
-func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, skip func(uid imap.UID, size int64, date time.Time) bool) (Comparison, error) {
+func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts CompareOptions) (Comparison, error) {
 	var cmp Comparison
 	sel, err := src.Client.Select(cur.Source, &imap.SelectOptions{ReadOnly: true}).Wait()
 	err = src.classify("select "+cur.Source, ctxErr(ctx, err))
@@ -54,15 +64,15 @@ func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, skip func
 		}
 		reached := slices.DeleteFunc(all, func(u imap.UID) bool { return u > cur.LastUID })
 		var labelled map[imap.UID]bool
-		if cur.GmailArchive && len(reached) > 0 {
-			if labelled, err = gmailLabelled(ctx, src, reached, cur.GmailLabels); err != nil {
+		if cur.readsLabels() && len(reached) > 0 {
+			if labelled, err = gmailElsewhere(ctx, src, reached, cur, opts.Gmail); err != nil {
 				return cmp, err
 			}
 		}
 		read := 0
 		err = eachIdentity(ctx, src, cur.Source, reached, func(m identified) {
 			read++
-			if (skip == nil || !skip(m.uid, m.size, m.date)) && !labelled[m.uid] {
+			if (opts.Skip == nil || !opts.Skip(m.uid, m.size, m.date)) && !labelled[m.uid] {
 				onSource[m.key()] = append(onSource[m.key()], m.uid)
 				cmp.SourceMessages++
 			}
@@ -166,20 +176,4 @@ func compareCounts(ctx context.Context, src, tgt *Session, cur Cursor, onSource,
 		}
 	}
 	return nil
-}
-
-// gmailLabelled returns the messages of Gmail's All Mail among uids that
-// have a label of their own folder: copied there, not to the archive.
-func gmailLabelled(ctx context.Context, s *Session, uids []imap.UID, copied []string) (map[imap.UID]bool, error) {
-	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, GmailLabels: true}).Collect()
-	if err != nil {
-		return nil, s.classify("fetch labels", ctxErr(ctx, err))
-	}
-	labelled := make(map[imap.UID]bool, len(bufs))
-	for _, b := range bufs {
-		if hasFolderLabel(b.GmailLabels, copied) {
-			labelled[b.UID] = true
-		}
-	}
-	return labelled, nil
 }

@@ -1,0 +1,264 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf16"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Gmail shows each label as a folder: a message with three labels is in
+// three folders, and in All Mail. Rules.GmailLabels chooses what a copy
+// makes of that:
+//   - GmailLabelFolders (the default): a copy in the folder of each
+//     label, archived mail (no label of its own folder) in the archive;
+//   - GmailLabelPriority: one copy, in the folder of the message's first
+//     label by Rules.GmailLabelOrder; its other labels become keywords.
+//
+// Either way All Mail, Starred and Important are not copied as folders.
+const (
+	GmailLabelFolders  = "folders"
+	GmailLabelPriority = "priority"
+)
+
+// gmailSystem are the labels Gmail writes with a backslash (X-GM-LABELS),
+// by the special use of their folder, and the names an admin may give
+// them in GmailLabelOrder.
+var gmailSystem = map[imap.MailboxAttr]string{imap.MailboxAttrSent: `\Sent`, imap.MailboxAttrDrafts: `\Draft`,
+	imap.MailboxAttrTrash: `\Trash`, imap.MailboxAttrJunk: `\Spam`}
+
+// gmailClass orders the labels no GmailLabelOrder pattern names: deleted
+// and spam mail stays where it is, a user's own labels come before the
+// places every message has (INBOX, Sent), and drafts last.
+var gmailClass = map[string]int{`\trash`: 0, `\spam`: 0, `\inbox`: 2, `\sent`: 3, `\draft`: 4}
+
+// gmailRank is a label's place in the priority rule: the first pattern of
+// order that names it (a folder path as the other rules take it, or a
+// system label without its backslash: "INBOX", "Sent", "Drafts"), then
+// its class, then its name. It depends on nothing but the label and the
+// order, so every pass and every folder ranks a message's labels alike.
+type gmailRank struct {
+	listed, class int
+	name          string
+}
+
+func rankLabel(label string, order []string) gmailRank {
+	lower := strings.ToLower(label)
+	r := gmailRank{listed: len(order), class: 1, name: lower}
+	if c, ok := gmailClass[lower]; ok {
+		r.class = c
+	} else if strings.HasPrefix(label, `\`) {
+		r.class = 5
+	}
+	names := []string{strings.TrimPrefix(label, `\`)}
+	if lower == `\draft` {
+		names = append(names, "Drafts")
+	}
+	for i, p := range order {
+		if slices.ContainsFunc(names, func(n string) bool { return matches(p, n) }) {
+			r.listed = i
+			break
+		}
+	}
+	return r
+}
+
+func (a gmailRank) compare(b gmailRank) int {
+	return cmp.Or(cmp.Compare(a.listed, b.listed), cmp.Compare(a.class, b.class), strings.Compare(a.name, b.name))
+}
+
+// GmailRanking is what the priority rule needs beyond a folder's cursor:
+// the admin's order and the labels of every folder the move copies. A
+// label the move does not copy (left out by the rules, hidden from IMAP)
+// never takes a message away from a folder that is copied.
+type GmailRanking struct {
+	Order   []string `json:",omitempty"`
+	Planned []string `json:",omitempty"`
+}
+
+// outranked reports a message of the folder whose label is own that has a
+// better-ranked label of another copied folder: its copy goes there.
+func (g GmailRanking) outranked(labels []string, own string) bool {
+	if own == "" {
+		return false
+	}
+	mine := rankLabel(own, g.Order)
+	for _, l := range labels {
+		if !strings.EqualFold(l, own) && containsFold(g.Planned, l) && rankLabel(l, g.Order).compare(mine) < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// elsewhere reports a Gmail message that the folder of cur does not copy:
+// in All Mail, one with a label of a copied or excluded folder
+// (Cursor.GmailLabels); under the priority rule, one with a better-ranked
+// label.
+func (c Cursor) elsewhere(labels []string, g GmailRanking) bool {
+	return containsAnyFold(labels, c.GmailLabels) || c.GmailKeywords && g.outranked(labels, c.GmailOwn)
+}
+
+// readsLabels says whether copying the folder needs the messages' labels.
+func (c Cursor) readsLabels() bool { return len(c.GmailLabels) > 0 || c.GmailKeywords }
+
+// labelFlags returns the keywords that record a message's other labels
+// under the priority rule.
+func (c Cursor) labelFlags(labels []string) []imap.Flag {
+	if !c.GmailKeywords {
+		return nil
+	}
+	var out []imap.Flag
+	for _, l := range labels {
+		switch strings.ToLower(l) {
+		case strings.ToLower(c.GmailOwn), `\starred`, `\draft`:
+			// Its own folder, and what \Flagged and \Draft say already.
+			continue
+		}
+		out = append(out, LabelKeyword(l))
+	}
+	return out
+}
+
+// LabelKeyword is the keyword that records a Gmail label: its name without
+// a system label's backslash, with what an IMAP atom cannot hold made
+// safe: spaces and IMAP's specials become "_", other characters are
+// written in modified UTF-7 as mailbox names are ("Büro" → "B&APw-ro"),
+// as Thunderbird writes its tags.
+func LabelKeyword(label string) imap.Flag {
+	var b strings.Builder
+	var wide []rune
+	flush := func() {
+		if len(wide) == 0 {
+			return
+		}
+		u := utf16.Encode(wide)
+		raw := make([]byte, 0, 2*len(u))
+		for _, c := range u {
+			raw = append(raw, byte(c>>8), byte(c))
+		}
+		b.WriteString("&" + mutf7.EncodeToString(raw) + "-")
+		wide = wide[:0]
+	}
+	for _, r := range strings.TrimPrefix(label, `\`) {
+		if r >= 0x80 {
+			wide = append(wide, r)
+			continue
+		}
+		flush()
+		switch {
+		case r == '&':
+			b.WriteString("&-")
+		case r <= ' ' || r == 0x7f || strings.ContainsRune(`(){%*"\]`, r):
+			b.WriteByte('_')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	flush()
+	if b.Len() == 0 {
+		return "_"
+	}
+	return imap.Flag(b.String())
+}
+
+var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
+
+// gmailLabels gives the plans of a Gmail source what decides where each
+// message goes. All Mail's plan gets the labels whose messages do not
+// belong in the archive: those of the folders planned (the messages are
+// copied there) and of the folders --exclude-folder leaves out (the admin
+// does not want them). A message with none of them (archived mail, or
+// labelled only with a label hidden from IMAP or not among
+// --include-folder's) goes to the archive. Under the priority rule every
+// plan records the rule, and a label folder's plan its own label.
+func gmailLabels(plans []FolderPlan, src []Folder, ns Namespace, rules Rules) {
+	label := func(f Folder) string {
+		local := ns.local(f.Name)
+		switch {
+		case strings.EqualFold(local, "INBOX"):
+			return `\Inbox`
+		case gmailSystem[f.SpecialUse] != "":
+			return gmailSystem[f.SpecialUse]
+		}
+		return translateName(local, ns.Delim, '/')
+	}
+	planned := map[string]bool{}
+	for _, p := range plans {
+		planned[p.Source] = !p.GmailArchive
+	}
+	var labels []string
+	own := map[string]string{}
+	for _, f := range src {
+		path := translateName(ns.local(f.Name), ns.Delim, '/')
+		if !f.NoSelect && f.View == "" && (planned[f.Name] || matchesAny(rules.Exclude, path)) {
+			labels = append(labels, label(f))
+			if planned[f.Name] {
+				own[f.Name] = label(f)
+			}
+		}
+	}
+	slices.Sort(labels)
+	priority := rules.GmailLabels == GmailLabelPriority
+	for i := range plans {
+		p := &plans[i]
+		if p.GmailArchive {
+			p.GmailLabels = labels
+		}
+		if priority {
+			p.GmailKeywords, p.GmailOwn = true, own[p.Source]
+		}
+	}
+}
+
+// GmailRankingOf returns the ranking of a move's plans (nil where the
+// priority rule is not in use): the labels of every folder it copies.
+func GmailRankingOf(plans []FolderPlan, rules Rules) GmailRanking {
+	g := GmailRanking{Order: rules.GmailLabelOrder}
+	for _, p := range plans {
+		if p.GmailOwn != "" {
+			g.Planned = append(g.Planned, p.GmailOwn)
+		}
+	}
+	return g
+}
+
+// gmailElsewhere returns the messages among uids that the folder of cur
+// does not copy (Cursor.elsewhere): copied to another folder, not here.
+func gmailElsewhere(ctx context.Context, s *Session, uids []imap.UID, cur Cursor, g GmailRanking) (map[imap.UID]bool, error) {
+	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, GmailLabels: true}).Collect()
+	if err != nil {
+		return nil, s.classify("fetch labels", ctxErr(ctx, err))
+	}
+	out := make(map[imap.UID]bool, len(bufs))
+	for _, b := range bufs {
+		if cur.elsewhere(b.GmailLabels, g) {
+			out[b.UID] = true
+		}
+	}
+	return out, nil
+}
+
+// containsAnyFold reports whether one of labels is in set; Gmail compares
+// label names without case.
+func containsAnyFold(labels, set []string) bool {
+	return slices.ContainsFunc(labels, func(l string) bool { return containsFold(set, l) })
+}
+
+func containsFold(set []string, s string) bool {
+	return slices.ContainsFunc(set, func(c string) bool { return strings.EqualFold(c, s) })
+}
+
+// validGmailRule checks Rules.GmailLabels.
+func validGmailRule(rule string) error {
+	switch rule {
+	case "", GmailLabelFolders, GmailLabelPriority:
+		return nil
+	}
+	return fmt.Errorf("Gmail label rule %q is not one of %s or %s", rule, GmailLabelFolders, GmailLabelPriority)
+}
