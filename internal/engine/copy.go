@@ -67,6 +67,11 @@ type Cursor struct {
 	// GmailOwn being this folder's, and its other labels become keywords.
 	GmailKeywords bool   `json:",omitempty"`
 	GmailOwn      string `json:",omitempty"`
+	// GmailTarget: both sides are Gmail. A message is uploaded once, into
+	// the folder of its best-ranked label, and given its other labels by
+	// COPY on the target; each label's folder then shows every message
+	// with the label, as on the source.
+	GmailTarget bool `json:",omitempty"`
 }
 
 // Clone returns a copy that shares no memory with c.
@@ -90,7 +95,7 @@ func (c *Cursor) resetSource(validity uint32) {
 // the target is not brought back.
 func (c Cursor) ForRepair() Cursor {
 	r := Cursor{Source: c.Source, Target: c.Target, UIDValidity: c.UIDValidity, TargetUIDValidity: c.TargetUIDValidity,
-		GmailArchive: c.GmailArchive, GmailLabels: c.GmailLabels, GmailKeywords: c.GmailKeywords, GmailOwn: c.GmailOwn}
+		GmailArchive: c.GmailArchive, GmailLabels: c.GmailLabels, GmailKeywords: c.GmailKeywords, GmailOwn: c.GmailOwn, GmailTarget: c.GmailTarget}
 	r.Claims = c.Map.Merge(c.Claims)
 	return r
 }
@@ -220,6 +225,7 @@ type meta struct {
 	matched  imap.UID // already on the target as this UID (claimed)
 	filtered bool     // left out by the rules
 	labelled bool     // a Gmail message copied into another folder (Cursor.elsewhere)
+	copyTo   []string // on a Gmail target, the folders of its other labels
 	rejected string   // not sent: the target said it would refuse it
 }
 
@@ -334,6 +340,13 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		}
 	}
 	cur.HighestModSeq = sel.HighestModSeq
+	if opts.Reconcile && cur.GmailTarget && cur.GmailOwn != "" {
+		n, err := labelMissing(ctx, src, tgt, cur, all, opts.Gmail, fence)
+		st.Labelled += n
+		if err != nil {
+			return cur, st, err
+		}
+	}
 
 	pending := slices.DeleteFunc(all, func(u imap.UID) bool { return u <= cur.LastUID })
 	if len(pending) == 0 {
@@ -530,6 +543,7 @@ func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, cur Cursor, g G
 			}
 		}
 		m.flags = append(m.flags, cur.labelFlags(b.GmailLabels)...)
+		m.copyTo = cur.labelFolders(b.GmailLabels, g)
 		metas = append(metas, m)
 	}
 	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
@@ -557,6 +571,14 @@ type copier struct {
 	st         Stats
 	lastSave   time.Time
 	unreturned []meta
+	labels     []labelCopy // confirmed copies to label (Gmail target)
+}
+
+// labelCopy is a copy on a Gmail target and the folders of its other
+// labels.
+type labelCopy struct {
+	uid imap.UID
+	to  []string
 }
 
 // step is one source message in UID order: appended by its unit's command,
@@ -595,6 +617,11 @@ func (c *copier) run(ctx context.Context, metas []meta) error {
 	err := <-waitErr
 	if err == nil {
 		err = sendErr
+	}
+	if err == nil {
+		// Copies whose labels are lost with an attempt that dies here are
+		// labelled at the final pass (labelMissing).
+		err = c.label(ctx)
 	}
 	if err == nil && c.opts.Checkpoint != nil {
 		c.mu.Lock()
@@ -1026,6 +1053,9 @@ func (c *copier) confirmSteps(steps []step, uids []imap.UID, upTo imap.UID, bad 
 		case s.appended:
 			if uids != nil {
 				tgtUID = uids[n]
+				if len(s.m.copyTo) > 0 {
+					c.labels = append(c.labels, labelCopy{uid: tgtUID, to: s.m.copyTo})
+				}
 			}
 			n++
 			c.st.Copied++

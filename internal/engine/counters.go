@@ -31,6 +31,9 @@ type Counters struct {
 	// target and removed: stored by an attempt that wrote after Temporal
 	// gave its task to another (docs/exactly-once.md).
 	DuplicatesRemoved int `json:",omitempty"`
+	// Labelled counts labels given on a Gmail target: a copy put into
+	// another label's folder with COPY, not uploaded again.
+	Labelled int `json:",omitempty"`
 	// BadItems are the messages the target refused, skipped and reported.
 	BadItems []BadItem
 	// RefusedKeywords counts, by keyword, the messages that lost a keyword
@@ -53,6 +56,7 @@ func (c *Counters) Add(o Counters) {
 	c.DeletedOnSource += o.DeletedOnSource
 	c.Expunged += o.Expunged
 	c.DuplicatesRemoved += o.DuplicatesRemoved
+	c.Labelled += o.Labelled
 	for _, b := range o.BadItems {
 		// A pass that walks a folder again (after the target renumbered
 		// it, or to repair it) meets the same refused messages again.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"unicode/utf16"
@@ -79,6 +80,25 @@ func (a gmailRank) compare(b gmailRank) int {
 type GmailRanking struct {
 	Order   []string `json:",omitempty"`
 	Planned []string `json:",omitempty"`
+	// Targets are the target folders of Planned, one each: where a Gmail
+	// target shows a label.
+	Targets []string `json:",omitempty"`
+}
+
+// home returns the target folder of the best-ranked copied label of a
+// message, "" when it has none.
+func (g GmailRanking) home(labels []string) (label, folder string) {
+	var best gmailRank
+	for _, l := range labels {
+		i := slices.IndexFunc(g.Planned, func(p string) bool { return strings.EqualFold(p, l) })
+		if i < 0 || i >= len(g.Targets) {
+			continue
+		}
+		if r := rankLabel(l, g.Order); folder == "" || r.compare(best) < 0 {
+			best, label, folder = r, l, g.Targets[i]
+		}
+	}
+	return label, folder
 }
 
 // outranked reports a message of the folder whose label is own that has a
@@ -98,14 +118,36 @@ func (g GmailRanking) outranked(labels []string, own string) bool {
 
 // elsewhere reports a Gmail message that the folder of cur does not copy:
 // in All Mail, one with a label of a copied or excluded folder
-// (Cursor.GmailLabels); under the priority rule, one with a better-ranked
-// label.
+// (Cursor.GmailLabels); under the priority rule or onto a Gmail target,
+// one with a better-ranked label.
 func (c Cursor) elsewhere(labels []string, g GmailRanking) bool {
-	return containsAnyFold(labels, c.GmailLabels) || c.GmailKeywords && g.outranked(labels, c.GmailOwn)
+	return containsAnyFold(labels, c.GmailLabels) || g.outranked(labels, c.GmailOwn)
+}
+
+// notHere reports a Gmail message that the target folder of cur does not
+// hold a copy of: one copied elsewhere, unless the target is Gmail, where
+// a label's folder shows every message with the label.
+func (c Cursor) notHere(labels []string, g GmailRanking) bool {
+	return containsAnyFold(labels, c.GmailLabels) || !c.GmailTarget && g.outranked(labels, c.GmailOwn)
 }
 
 // readsLabels says whether copying the folder needs the messages' labels.
-func (c Cursor) readsLabels() bool { return len(c.GmailLabels) > 0 || c.GmailKeywords }
+func (c Cursor) readsLabels() bool { return len(c.GmailLabels) > 0 || c.GmailKeywords || c.GmailOwn != "" }
+
+// labelFolders returns, for a message copied into the folder of cur on a
+// Gmail target, the target folders of its other copied labels.
+func (c Cursor) labelFolders(labels []string, g GmailRanking) []string {
+	if !c.GmailTarget || c.GmailOwn == "" {
+		return nil
+	}
+	var out []string
+	for i, p := range g.Planned {
+		if i < len(g.Targets) && !strings.EqualFold(p, c.GmailOwn) && containsFold(labels, p) {
+			out = append(out, g.Targets[i])
+		}
+	}
+	return out
+}
 
 // labelFlags returns the keywords that record a message's other labels
 // under the priority rule.
@@ -176,8 +218,9 @@ var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 // does not want them). A message with none of them (archived mail, or
 // labelled only with a label hidden from IMAP or not among
 // --include-folder's) goes to the archive. Under the priority rule every
-// plan records the rule, and a label folder's plan its own label.
-func gmailLabels(plans []FolderPlan, src []Folder, ns Namespace, rules Rules) {
+// plan records the rule, and a label folder's plan its own label; so does
+// every plan onto a Gmail target.
+func gmailLabels(plans []FolderPlan, src []Folder, ns Namespace, rules Rules, gmailTarget bool) {
 	label := func(f Folder) string {
 		local := ns.local(f.Name)
 		switch {
@@ -210,7 +253,12 @@ func gmailLabels(plans []FolderPlan, src []Folder, ns Namespace, rules Rules) {
 		if p.GmailArchive {
 			p.GmailLabels = labels
 		}
-		if priority {
+		switch {
+		case gmailTarget:
+			// Uploaded once, labelled with the rest: a Gmail target shows
+			// a message in the folder of each label, whatever the rule.
+			p.GmailTarget, p.GmailOwn = true, own[p.Source]
+		case priority:
 			p.GmailKeywords, p.GmailOwn = true, own[p.Source]
 		}
 	}
@@ -223,21 +271,153 @@ func GmailRankingOf(plans []FolderPlan, rules Rules) GmailRanking {
 	for _, p := range plans {
 		if p.GmailOwn != "" {
 			g.Planned = append(g.Planned, p.GmailOwn)
+			g.Targets = append(g.Targets, p.Target)
 		}
 	}
 	return g
 }
 
-// gmailElsewhere returns the messages among uids that the folder of cur
-// does not copy (Cursor.elsewhere): copied to another folder, not here.
-func gmailElsewhere(ctx context.Context, s *Session, uids []imap.UID, cur Cursor, g GmailRanking) (map[imap.UID]bool, error) {
+// label gives the copies this call confirmed on a Gmail target their
+// other labels: one UID COPY per label's folder, from the folder they were
+// appended to, which Gmail takes as adding the label, not as a new
+// message.
+func (c *copier) label(ctx context.Context) error {
+	c.mu.Lock()
+	todo := c.labels
+	c.labels = nil
+	c.mu.Unlock()
+	byFolder := map[string]*imap.UIDSet{}
+	for _, l := range todo {
+		for _, f := range l.to {
+			if byFolder[f] == nil {
+				byFolder[f] = &imap.UIDSet{}
+			}
+			byFolder[f].AddNum(l.uid)
+		}
+	}
+	n, err := copyInto(ctx, c.tgt, byFolder, c.opts.fence())
+	c.mu.Lock()
+	c.st.Labelled += n
+	c.mu.Unlock()
+	return err
+}
+
+// copyInto copies the given messages of the selected target folder into
+// other folders, in name order. A folder gone from the target (the user
+// deleted it) is skipped: its pass makes it again and its final pass
+// labels what is missing.
+func copyInto(ctx context.Context, tgt *Session, byFolder map[string]*imap.UIDSet, fence func() error) (int, error) {
+	n := 0
+	for _, f := range slices.Sorted(maps.Keys(byFolder)) {
+		if err := fence(); err != nil {
+			return n, err
+		}
+		_, err := tgt.Client.Copy(*byFolder[f], f).Wait()
+		if err = tgt.classify("label messages with "+f, ctxErr(ctx, err)); isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		c, _ := setSize(*byFolder[f])
+		n += int(c)
+	}
+	return n, nil
+}
+
+// labelMissing, at the final pass of a label's folder on a Gmail target,
+// gives the label to the copies that lack it: messages of the source
+// folder that the copy passed without storing (their best label is
+// another's) and that the target folder does not show, because the
+// attempt that uploaded them died before it labelled them. Each is found
+// in its home folder on the target by identity and copied here. The
+// target folder is selected again before it returns.
+func labelMissing(ctx context.Context, src, tgt *Session, cur Cursor, all []imap.UID, g GmailRanking, fence func() error) (int, error) {
+	var missing []imap.UID
+	for _, u := range all {
+		if _, ok := cur.Map.Lookup(u); u <= cur.LastUID && !ok {
+			missing = append(missing, u)
+		}
+	}
+	if len(missing) == 0 {
+		return 0, nil
+	}
+	bufs, err := src.Client.Fetch(imap.UIDSetNum(missing...), &imap.FetchOptions{UID: true, GmailLabels: true}).Collect()
+	if err != nil {
+		return 0, src.classify("fetch labels of "+cur.Source, ctxErr(ctx, err))
+	}
+	byHome := map[string][]imap.UID{}
+	for _, b := range bufs {
+		if label, folder := g.home(b.GmailLabels); folder != "" && !strings.EqualFold(label, cur.GmailOwn) {
+			byHome[folder] = append(byHome[folder], b.UID)
+		}
+	}
+	n := 0
+	for _, home := range slices.Sorted(maps.Keys(byHome)) {
+		k, err := labelFrom(ctx, src, tgt, cur, home, byHome[home], fence)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	if len(byHome) > 0 {
+		sel, err := tgt.Client.Select(cur.Target, nil).Wait()
+		if err = tgt.classify("select "+cur.Target, ctxErr(ctx, err)); err != nil {
+			return n, err
+		}
+		if sel.UIDValidity != cur.TargetUIDValidity {
+			return n, tgt.classify("select "+cur.Target, fmt.Errorf("the folder's UIDVALIDITY changed from %d to %d; trying again", cur.TargetUIDValidity, sel.UIDValidity))
+		}
+	}
+	return n, nil
+}
+
+// labelFrom finds the copies of the given source messages in the target
+// folder home, by identity, and copies them into the folder of cur.
+func labelFrom(ctx context.Context, src, tgt *Session, cur Cursor, home string, uids []imap.UID, fence func() error) (int, error) {
+	want := map[identity]int{}
+	var dates []int64
+	err := eachIdentity(ctx, src, cur.Source, uids, func(m identified) {
+		want[m.key()]++
+		dates = append(dates, m.date.Unix())
+	})
+	if err != nil || len(want) == 0 {
+		return 0, err
+	}
+	if _, err := tgt.Client.Select(home, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		if err = tgt.classify("select "+home, ctxErr(ctx, err)); isNotFound(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	candidates, err := sourceCandidates(ctx, tgt, home, dates)
+	if err != nil {
+		return 0, err
+	}
+	var found imap.UIDSet
+	err = eachIdentity(ctx, tgt, home, candidates, func(m identified) {
+		k := m.keyAmong(func(id identity) bool { return want[id] > 0 })
+		if want[k] > 0 {
+			want[k]--
+			found.AddNum(m.uid)
+		}
+	})
+	if err != nil || len(found) == 0 {
+		return 0, err
+	}
+	return copyInto(ctx, tgt, map[string]*imap.UIDSet{cur.Target: &found}, fence)
+}
+
+// gmailNotHere returns the messages among uids whose copies the target
+// folder of cur does not hold (Cursor.notHere).
+func gmailNotHere(ctx context.Context, s *Session, uids []imap.UID, cur Cursor, g GmailRanking) (map[imap.UID]bool, error) {
 	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, GmailLabels: true}).Collect()
 	if err != nil {
 		return nil, s.classify("fetch labels", ctxErr(ctx, err))
 	}
 	out := make(map[imap.UID]bool, len(bufs))
 	for _, b := range bufs {
-		if cur.elsewhere(b.GmailLabels, g) {
+		if cur.notHere(b.GmailLabels, g) {
 			out[b.UID] = true
 		}
 	}

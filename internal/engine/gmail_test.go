@@ -308,3 +308,130 @@ func priorityHome(labels, order []string) string {
 	}
 	return folders[0]
 }
+
+// gmailToGmail moves a Gmail imitation to another: every folder synced,
+// then a final pass (Options.Reconcile) of each. lose, when set, is asked
+// per sync call whether its result is lost (the cursor stays) and whether
+// its labelling is lost too (no COPY: the attempt died right after its
+// APPENDs were confirmed).
+func gmailToGmail(t *testing.T, srcAddr, tgtAddr string, rules Rules, opts Options, lose func() (result, labels bool)) (map[string]Cursor, Counters) {
+	t.Helper()
+	src, tgt := pair(t, srcAddr, tgtAddr)
+	plans, _, err := Plan(context.Background(), src, tgt, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tgt.CreateFolders(context.Background(), plans); err != nil {
+		t.Fatal(err)
+	}
+	g := GmailRankingOf(plans, rules)
+	curs := map[string]Cursor{}
+	for _, p := range plans {
+		curs[p.Source] = p.Cursor()
+	}
+	var total Counters
+	for pass := 0; pass < 100; pass++ {
+		changed := false
+		for _, p := range plans {
+			o := opts
+			o.Rules, o.Gmail = rules, g
+			lostResult, lostLabels := false, false
+			if lose != nil {
+				lostResult, lostLabels = lose()
+			}
+			if lostLabels {
+				o.Gmail.Targets = nil // no label folder known: no COPY
+			}
+			next, st, err := SyncFolder(context.Background(), src, tgt, curs[p.Source], o)
+			if err != nil {
+				t.Fatalf("SyncFolder(%s) = %v", p.Source, err)
+			}
+			total.Add(st.Counters)
+			if !lostResult && fmt.Sprint(next) != fmt.Sprint(curs[p.Source]) {
+				curs[p.Source], changed = next, true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	for _, p := range plans {
+		next, st, err := SyncFolder(context.Background(), src, tgt, curs[p.Source], Options{Rules: rules, Gmail: g, Reconcile: true})
+		if err != nil {
+			t.Fatalf("final SyncFolder(%s) = %v", p.Source, err)
+		}
+		total.Add(st.Counters)
+		curs[p.Source] = next
+	}
+	for _, cur := range curs {
+		cmp, err := CompareFolder(context.Background(), src, tgt, cur, CompareOptions{Gmail: g})
+		if err != nil || cmp.Missing+cmp.Duplicated+cmp.Other > 0 {
+			t.Fatalf("CompareFolder(%s) = %+v, %v; want every message of the label once", cur.Source, cmp, err)
+		}
+	}
+	return curs, total
+}
+
+// gmailFolders are the folders a Gmail imitation shows as labels.
+var gmailFolders = []string{"INBOX", "[Gmail]/Sent Mail", "[Gmail]/Drafts"}
+
+// From Gmail to Gmail a message is uploaded once, into the folder of its
+// first label, and copied into the folders of its other labels (a label
+// on Gmail, not a new message): each label's folder on the target shows
+// exactly the messages it shows on the source.
+func TestGmailTargetUploadsOnceAndLabelsTheRest(t *testing.T) {
+	labels := [][]string{
+		{"\\Inbox", "Work"}, {"Work", "Travel", "\\Starred"}, {"\\Inbox"}, {"Travel", "\\Sent"}, {}, {"\\Important"},
+		{"\\Inbox", "Work", "Travel", "\\Sent"},
+	}
+	srcAddr := gmailMailbox(t, labels...)
+	tgtAddr := memserver.Gmail(t, nil)
+	_, total := gmailToGmail(t, srcAddr, tgtAddr, Rules{}, Options{}, nil)
+	src, tgt := pair(t, srcAddr, tgtAddr)
+	for _, f := range append(gmailFolders, "Work", "Travel") {
+		assertSame(t, src, tgt, f, f)
+	}
+	if n := len(contents(t, tgt, "[Gmail]/All Mail")); n != 2 {
+		t.Errorf("the target's All Mail got %d messages, want the 2 archived ones (Gmail shows the others there by itself)", n)
+	}
+	// 7 messages, 7 uploads; 1+1+0+1+0+0+3 labels given by COPY.
+	if total.Copied != 7 || total.Labelled != 6 {
+		t.Errorf("uploaded %d and labelled %d, want 7 and 6", total.Copied, total.Labelled)
+	}
+}
+
+// Randomized Gmail-to-Gmail moves under compound faults: results lost
+// after the attempt wrote, attempts that died before labelling what they
+// uploaded, chunks. The final pass labels what is missing, and every
+// label's folder on the target ends equal to the source's.
+func TestGmailTargetRandomizedFaults(t *testing.T) {
+	for seed := uint64(1); seed <= 6; seed++ {
+		r := rand.New(rand.NewPCG(seed, 11))
+		pool := []string{"\\Inbox", "\\Sent", "\\Draft", "\\Important", "\\Starred", "Work", "Work/Sub", "Travel", "a.b"}
+		var labels [][]string
+		for i := 0; i < 15+r.IntN(40); i++ {
+			var l []string
+			for _, p := range pool {
+				if r.IntN(4) == 0 {
+					l = append(l, p)
+				}
+			}
+			labels = append(labels, l)
+		}
+		rules := Rules{}
+		if r.IntN(2) == 0 {
+			rules = Rules{GmailLabels: GmailLabelPriority, GmailLabelOrder: []string{"Travel", "Sent"}[:r.IntN(3)]}
+		}
+		srcAddr := gmailMailbox(t, labels...)
+		tgtAddr := memserver.Gmail(t, nil)
+		lose := func() (bool, bool) { return r.IntN(3) == 0, r.IntN(3) == 0 }
+		_, total := gmailToGmail(t, srcAddr, tgtAddr, rules, Options{MaxMessages: 1 + r.IntN(10)}, lose)
+		src, tgt := pair(t, srcAddr, tgtAddr)
+		for _, f := range append(gmailFolders, "Work", "Work/Sub", "Travel", "a.b") {
+			assertSame(t, src, tgt, f, f)
+		}
+		if total.Copied > len(labels) {
+			t.Errorf("seed %d: %d uploads for %d messages", seed, total.Copied, len(labels))
+		}
+	}
+}

@@ -46,9 +46,11 @@ type FolderPlan struct {
 	// or hidden from IMAP); the others are in their label's folder.
 	GmailArchive bool     `json:",omitempty"`
 	GmailLabels  []string `json:",omitempty"`
-	// GmailKeywords and GmailOwn: the priority rule, as in Cursor.
+	// GmailKeywords, GmailOwn, GmailTarget: the priority rule and a
+	// Gmail target, as in Cursor.
 	GmailKeywords bool   `json:",omitempty"`
 	GmailOwn      string `json:",omitempty"`
+	GmailTarget   bool   `json:",omitempty"`
 	// Renamed says why Target is not the source folder's own path: a
 	// character the target cannot hold in a name, or another source folder
 	// that already has the name (names are compared without case, as some
@@ -59,7 +61,7 @@ type FolderPlan struct {
 // Cursor is the cursor a plan's folder starts from.
 func (p FolderPlan) Cursor() Cursor {
 	return Cursor{Source: p.Source, Target: p.Target, GmailArchive: p.GmailArchive, GmailLabels: p.GmailLabels,
-		GmailKeywords: p.GmailKeywords, GmailOwn: p.GmailOwn}
+		GmailKeywords: p.GmailKeywords, GmailOwn: p.GmailOwn, GmailTarget: p.GmailTarget}
 }
 
 // wellKnown names special folders on servers that do not announce
@@ -98,8 +100,12 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 	src, tgt = byUseThenName(src), byUseThenName(tgt)
 	tgtByName := make(map[string]Folder, len(tgt))
 	tgtByUse := make(map[imap.MailboxAttr]string)
+	var tgtAll string // a Gmail target's All Mail
 	for _, f := range tgt {
 		tgtByName[f.Name] = f
+		if tgtNS.Gmail && f.View == imap.MailboxAttrAll && tgtAll == "" {
+			tgtAll = f.Name
+		}
 		if f.NoSelect {
 			continue
 		}
@@ -139,12 +145,15 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 			p := FolderPlan{Source: f.Name, Subscribed: f.Subscribed, Messages: f.Messages, Bytes: f.Bytes, UIDValidity: f.UIDValidity,
 				GmailArchive: true, Renamed: "Gmail's All Mail: only the messages without a label of their own folder"}
 			switch name, ok := tgtByUse[imap.MailboxAttrArchive]; {
+			case tgtAll != "" && rules.TargetPrefix == "":
+				// Gmail's archive is All Mail: a message with no label.
+				p.Target, p.Renamed = tgtAll, ""
 			case ok && !usedSpecial[imap.MailboxAttrArchive] && rules.TargetPrefix == "":
 				p.Target = name
 			default:
 				p.Target, _ = toTarget("Archive")
 			}
-			if !usedSpecial[imap.MailboxAttrArchive] && rules.TargetPrefix == "" {
+			if !usedSpecial[imap.MailboxAttrArchive] && rules.TargetPrefix == "" && tgtAll == "" {
 				usedSpecial[imap.MailboxAttrArchive] = true
 				p.SpecialUse = imap.MailboxAttrArchive
 			}
@@ -185,7 +194,7 @@ func PlanFolders(src []Folder, srcNS Namespace, tgt []Folder, tgtNS Namespace, r
 		plans = append(plans, p)
 	}
 	if srcNS.Gmail {
-		gmailLabels(plans, src, srcNS, rules)
+		gmailLabels(plans, src, srcNS, rules, tgtNS.Gmail)
 	}
 	// Names kept as they are first: a folder renamed for the target yields
 	// to one that has the name already ("a.b" becomes "a_b (2)" beside a

@@ -95,7 +95,7 @@ func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all 
 		// Gmail messages copied into another folder: a copy here is a
 		// twin's (All Mail's archived one, or one the priority rule keeps
 		// here), never theirs.
-		labelled, err := gmailElsewhere(ctx, src, candidates, *cur, g)
+		labelled, err := gmailNotHere(ctx, src, candidates, *cur, g)
 		if err != nil {
 			return err
 		}

@@ -65,7 +65,7 @@ func CompareFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Comp
 		reached := slices.DeleteFunc(all, func(u imap.UID) bool { return u > cur.LastUID })
 		var labelled map[imap.UID]bool
 		if cur.readsLabels() && len(reached) > 0 {
-			if labelled, err = gmailElsewhere(ctx, src, reached, cur, opts.Gmail); err != nil {
+			if labelled, err = gmailNotHere(ctx, src, reached, cur, opts.Gmail); err != nil {
 				return cmp, err
 			}
 		}
