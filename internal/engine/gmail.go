@@ -132,7 +132,9 @@ func (c Cursor) notHere(labels []string, g GmailRanking) bool {
 }
 
 // readsLabels says whether copying the folder needs the messages' labels.
-func (c Cursor) readsLabels() bool { return len(c.GmailLabels) > 0 || c.GmailKeywords || c.GmailOwn != "" }
+func (c Cursor) readsLabels() bool {
+	return len(c.GmailLabels) > 0 || c.GmailKeywords || c.GmailOwn != ""
+}
 
 // labelFolders returns, for a message copied into the folder of cur on a
 // Gmail target, the target folders of its other copied labels.
