@@ -88,6 +88,9 @@ func printMoveStatus(out io.Writer, id string, st workflows.MoveStatus, now time
 	for _, r := range st.FoldersRenamedForTarget {
 		fmt.Fprintf(tw, "Renamed for the target:\t%s\n", r)
 	}
+	if st.Labelled > 0 {
+		fmt.Fprintf(tw, "Gmail labels:\t%d given on the target by COPY (each message uploaded once)\n", st.Labelled)
+	}
 	if st.SourceProfile != "" || st.TargetProfile != "" {
 		fmt.Fprintf(tw, "Profiles:\tsource %s, target %s\n", cmp.Or(st.SourceProfile, "generic"), cmp.Or(st.TargetProfile, "generic"))
 	}
