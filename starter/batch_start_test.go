@@ -49,7 +49,8 @@ func TestBatchInputFromFlagsAndCSV(t *testing.T) {
 	csv := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,s3cret\n")
 	opts := parseStart(t, "--name", "w1", "--csv", csv, "--source", "old:993", "--target", "new:143", "--target-security", "starttls",
 		"--complete", "manual", "--concurrency", "4", "--logon-attempts", "2", "--exclude-folder", "Junk", "--rename-folder", "Sent Items=Sent",
-		"--max-message-size", "25MB", "--newer-than", "2024-01-01", "--propagate-deletes")
+		"--max-message-size", "25MB", "--newer-than", "2024-01-01", "--propagate-deletes",
+		"--gmail-labels", "priority", "--gmail-label-order", "Clients/*,INBOX")
 	in, err := batchInput(opts, key)
 	if err != nil {
 		t.Fatalf("batchInput() = %v", err)
@@ -64,7 +65,8 @@ func TestBatchInputFromFlagsAndCSV(t *testing.T) {
 	s := mv.Settings
 	if s.Complete != workflows.CompleteManual || !s.PropagateDeletes || s.Policy.Rule(failure.TypeLogonFailed).MaximumAttempts != 2 ||
 		s.Rules.Exclude[0] != "Junk" || s.Rules.Renames["Sent Items"] != "Sent" || s.Rules.MaxMessageSize != 25<<20 ||
-		!s.Rules.NewerThan.Equal(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)) || mv.Target.Endpoint.Security != "starttls" {
+		!s.Rules.NewerThan.Equal(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)) || mv.Target.Endpoint.Security != "starttls" ||
+		s.Rules.GmailLabels != "priority" || strings.Join(s.Rules.GmailLabelOrder, "|") != "Clients/*|INBOX" {
 		t.Fatalf("settings = %+v", s)
 	}
 }
@@ -113,6 +115,9 @@ func TestBatchInputErrorsNameWhatToFix(t *testing.T) {
 		{[]string{"--csv", good, "--source-profile", "gmial"}, `--source-profile "gmial": use one of gmail, office365`},
 		{[]string{"--csv", good, "--profiles", profiles}, "downloadBytesPerDay"},
 		{[]string{"--csv", good, "--profiles", unknownProfile}, `unknown profile "hotmail"`},
+		{[]string{"--csv", good, "--gmail-labels", "first"}, `--gmail-labels "first": use folders`},
+		{[]string{"--csv", good, "--gmail-label-order", "Work"}, "--gmail-label-order orders labels for --gmail-labels priority"},
+		{[]string{"--csv", good, "--gmail-labels", "priority", "--gmail-label-order", "[x"}, `Gmail label "[x" is not a valid name or pattern`},
 	} {
 		opts := parseStart(t, append(append([]string{}, base...), tc.args...)...)
 		if _, err := batchInput(opts, key); err == nil || !strings.Contains(err.Error(), tc.want) {
