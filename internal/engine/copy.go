@@ -572,6 +572,9 @@ type copier struct {
 	lastSave   time.Time
 	unreturned []meta
 	labels     []labelCopy // confirmed copies to label (Gmail target)
+	// labelLater: the copier is one block of a parallel copy, whose
+	// target session has no folder selected; the main session labels.
+	labelLater bool
 }
 
 // labelCopy is a copy on a Gmail target and the folders of its other

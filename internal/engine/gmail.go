@@ -284,10 +284,28 @@ func GmailRankingOf(plans []FolderPlan, rules Rules) GmailRanking {
 // appended to, which Gmail takes as adding the label, not as a new
 // message.
 func (c *copier) label(ctx context.Context) error {
+	if c.labelLater {
+		return nil
+	}
+	n, err := labelCopies(ctx, c.tgt, c.takeLabels(), c.opts.fence())
 	c.mu.Lock()
+	c.st.Labelled += n
+	c.mu.Unlock()
+	return err
+}
+
+// takeLabels returns the confirmed copies still to label, and forgets them.
+func (c *copier) takeLabels() []labelCopy {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	todo := c.labels
 	c.labels = nil
-	c.mu.Unlock()
+	return todo
+}
+
+// labelCopies copies the given messages of the target folder selected in
+// tgt into the folders of their other labels.
+func labelCopies(ctx context.Context, tgt *Session, todo []labelCopy, fence func() error) (int, error) {
 	byFolder := map[string]*imap.UIDSet{}
 	for _, l := range todo {
 		for _, f := range l.to {
@@ -297,11 +315,7 @@ func (c *copier) label(ctx context.Context) error {
 			byFolder[f].AddNum(l.uid)
 		}
 	}
-	n, err := copyInto(ctx, c.tgt, byFolder, c.opts.fence())
-	c.mu.Lock()
-	c.st.Labelled += n
-	c.mu.Unlock()
-	return err
+	return copyInto(ctx, tgt, byFolder, fence)
 }
 
 // copyInto copies the given messages of the selected target folder into

@@ -402,14 +402,20 @@ func TestGmailTargetUploadsOnceAndLabelsTheRest(t *testing.T) {
 
 // Randomized Gmail-to-Gmail moves under compound faults: results lost
 // after the attempt wrote, attempts that died before labelling what they
-// uploaded, chunks. The final pass labels what is missing, and every
-// label's folder on the target ends equal to the source's.
+// uploaded, chunks, and (seed 7) a parallel copy, whose blocks append
+// over helper connections that have no folder selected. The final pass
+// labels what is missing, and every label's folder on the target ends
+// equal to the source's.
 func TestGmailTargetRandomizedFaults(t *testing.T) {
-	for seed := uint64(1); seed <= 6; seed++ {
+	for seed := uint64(1); seed <= 7; seed++ {
 		r := rand.New(rand.NewPCG(seed, 11))
 		pool := []string{"\\Inbox", "\\Sent", "\\Draft", "\\Important", "\\Starred", "Work", "Work/Sub", "Travel", "a.b"}
 		var labels [][]string
-		for i := 0; i < 15+r.IntN(40); i++ {
+		n := 15 + r.IntN(40)
+		if seed == 7 {
+			n = 1100 // enough for Options.Helpers to split the chunk
+		}
+		for i := 0; i < n; i++ {
 			var l []string
 			for _, p := range pool {
 				if r.IntN(4) == 0 {
@@ -422,10 +428,25 @@ func TestGmailTargetRandomizedFaults(t *testing.T) {
 		if r.IntN(2) == 0 {
 			rules = Rules{GmailLabels: GmailLabelPriority, GmailLabelOrder: []string{"Travel", "Sent"}[:r.IntN(3)]}
 		}
+		if seed == 7 {
+			// Every message in INBOX, ranked first: one large folder.
+			for i := range labels {
+				labels[i] = append(slices.DeleteFunc(labels[i], func(l string) bool { return l == "\\Inbox" }), "\\Inbox")
+			}
+			rules = Rules{GmailLabelOrder: []string{"INBOX"}}
+		}
 		srcAddr := gmailMailbox(t, labels...)
 		tgtAddr := memserver.Gmail(t, nil)
 		lose := func() (bool, bool) { return r.IntN(3) == 0, r.IntN(3) == 0 }
-		_, total := gmailToGmail(t, srcAddr, tgtAddr, rules, Options{MaxMessages: 1 + r.IntN(10)}, lose)
+		opts := Options{MaxMessages: 1 + r.IntN(10)}
+		if seed == 7 {
+			lent := 0
+			opts, lose = Options{Helpers: helpers(t, srcAddr, tgtAddr, "", &lent)}, nil
+		}
+		_, total := gmailToGmail(t, srcAddr, tgtAddr, rules, opts, lose)
+		if seed == 7 && total.Labelled == 0 {
+			t.Errorf("seed 7: no label given by COPY")
+		}
 		src, tgt := pair(t, srcAddr, tgtAddr)
 		for _, f := range append(gmailFolders, "Work", "Work/Sub", "Travel", "a.b") {
 			assertSame(t, src, tgt, f, f)

@@ -57,6 +57,7 @@ func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Sta
 		popts.Helpers = nil
 		popts.Checkpoint = func(c Cursor, st Stats) { p.update(j, c, st, nil, false) }
 		p.parts[j] = part{copier: newCopier(pairs[j].Src, pairs[j].Tgt, cur, Stats{}, popts), cur: cur}
+		p.parts[j].copier.labelLater = true
 	}
 	var wg sync.WaitGroup
 	for j, block := range blocks {
@@ -75,10 +76,19 @@ func syncParallel(ctx context.Context, src, tgt *Session, start Cursor, base Sta
 	cur, st, err := p.merged()
 	if err == nil {
 		var missing []meta
+		var labels []labelCopy
 		for _, pt := range p.parts {
 			missing = append(missing, pt.copier.unreturned...)
+			labels = append(labels, pt.copier.takeLabels()...)
 		}
 		st.BadItems, err = unreturned(ctx, src, cur, missing, st.BadItems)
+		if err == nil {
+			// On the main pair, whose target session has the folder the
+			// blocks appended to selected.
+			var n int
+			n, err = labelCopies(ctx, tgt, labels, opts.fence())
+			st.Labelled += n
+		}
 	}
 	return cur, st, true, err
 }
