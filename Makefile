@@ -4,6 +4,9 @@ STATICCHECK_VERSION := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 GO ?= go
 BIN := $(CURDIR)/bin
+# What `mailmove --version` prints: the commit, marked when the checkout
+# has changes.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 
 .PHONY: all build test test-unit bench chaos record-histories demo demo-stop dev-server lint FORCE
 
@@ -12,7 +15,7 @@ all: build
 build: bin/mailmove bin/mailmove-worker bin/testbed bin/temporal
 
 bin/mailmove: FORCE
-	$(GO) build -o $@ ./starter
+	$(GO) build -ldflags "-X main.buildVersion=$(VERSION)" -o $@ ./starter
 
 bin/mailmove-worker: FORCE
 	$(GO) build -o $@ ./worker/cmd/mailmove-worker

@@ -102,6 +102,9 @@ func printMoveStatus(out io.Writer, id string, st workflows.MoveStatus, now time
 		fmt.Fprintf(tw, "Folder changes:\t%d added, %d renamed, %d deleted on the source\n", st.FoldersAdded, st.FoldersRenamed, st.FoldersDeleted)
 	}
 	fmt.Fprintf(tw, "Bad items:\t%d\n", len(st.BadItems))
+	for _, b := range st.BadItems {
+		fmt.Fprintf(tw, "\t%s UID %d, %s: %s\n", b.Folder, b.UID, humanize.Bytes(b.Size), oneLine(b.Reason))
+	}
 	fmt.Fprintf(tw, "Logon failures:\t%d\n", st.LogonFailures)
 	fmt.Fprintf(tw, "Lock relinquishes:\t%d\n", st.LockRelinquishes)
 	printWaits(tw, st.StallTime)

@@ -30,6 +30,7 @@ func TestMoveStatusPrintsTheStatusQuery(t *testing.T) {
 		StallTime:   map[string]time.Duration{"WaitingForLogonRetry": time.Minute},
 		LastFailure: &failure.Details{Type: failure.TypeLogonFailed, Side: failure.SideSource, Op: "LOGIN", Server: "NO bad"}}
 	st.Copied, st.Matched, st.Bytes = 30, 10, 2048
+	st.BadItems = []workflows.BadItem{{Folder: "Work", UID: 42, Size: 40 << 20, Reason: "NO [LIMIT] too big"}}
 	st.FoldersRenamedForTarget = []string{"a.b → a_b: '.' separates levels on the target"}
 	st.SourceProfile, st.BytesTotal, st.BudgetWindows, st.BudgetWindow = "gmail", 6<<30, 3, 24*time.Hour
 	c.queries[id+" "+workflows.QueryStatus] = st
@@ -40,7 +41,7 @@ func TestMoveStatusPrintsTheStatusQuery(t *testing.T) {
 	for _, want := range []string{
 		"Mailbox: a@x (batch w1)", "Status: InProgress / CopyingMessages", "Progress: 40%, 40/100 messages, 2.0 KiB copied, 1/3 folders",
 		"Renamed for the target: a.b → a_b: '.' separates levels on the target", "Profiles: source gmail, target generic", "Daily budget: 6.0 GiB needs 3 windows of 24h0m0s at the providers' daily transfer budget (at least 48h0m0s)",
-		"Logon failures: 2", "Waited: WaitingForLogonRetry 1m0s", `Last failure: LogonFailed on source: LOGIN: "NO bad"`, "Workflow: " + id,
+		"Bad items: 1", "Work UID 42, 40.0 MiB: NO [LIMIT] too big", "Logon failures: 2", "Waited: WaitingForLogonRetry 1m0s", `Last failure: LogonFailed on source: LOGIN: "NO bad"`, "Workflow: " + id,
 	} {
 		if !strings.Contains(squeeze(out.String()), want) {
 			t.Errorf("move status lacks %q:\n%s", want, out)

@@ -23,6 +23,7 @@ func newCmdRoot(f *factory) *cobra.Command {
 	cmd := newCmdGroup("mailmove", "Move mailboxes between IMAP servers, durably, through Temporal",
 		newCmdBatch(f), newCmdMove(f), newCmdKey(f), newCmdWorker(f, nil), newCmdDevServer(f, nil))
 	cmd.Long = rootLong
+	cmd.Version = version()
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	cmd.SetOut(f.Out)
 	cmd.SetErr(f.ErrOut)
