@@ -23,8 +23,8 @@ func newCmdBatchComplete(f *factory, runF func(*batchCompleteOptions) error) *co
 	return &cobra.Command{
 		Use:   "complete NAME",
 		Short: "Complete the moves of a batch: a last incremental pass, verification, report",
-		Long: "Completes every move of the batch that has not ended. A move still in its initial sync\n" +
-			"completes as soon as that sync is over.",
+		Long: "Completes every move of the batch that has not ended. A move still in its initial sync,\n" +
+			"or not started yet (queued behind --concurrency), completes as soon as its initial sync is over.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
@@ -45,11 +45,19 @@ func batchCompleteRun(ctx context.Context, opts *batchCompleteOptions) error {
 		return err
 	}
 	defer c.Close()
+	// First the batch, so that a move it starts while this runs completes
+	// too. A batch that has ended has nothing left to start.
+	batchErr := c.SignalWorkflow(ctx, workflows.BatchWorkflowID(opts.Name), "", workflows.SignalCompleteAll, nil)
 	completed, skipped := 0, 0
 	for _, m := range rep.Moves {
-		if m.Status.Terminal() || m.Status == workflows.StatusCompleting || m.Status == workflows.StatusQueued {
+		if m.Status.Terminal() || m.Status == workflows.StatusCompleting {
 			fmt.Fprintf(out, "%s: %s, skipped\n", m.Mailbox, m.Status)
 			skipped++
+			continue
+		}
+		if m.Status == workflows.StatusQueued && m.Started.IsZero() && batchErr == nil {
+			fmt.Fprintf(out, "%s: not started yet, completes after its initial sync\n", m.Mailbox)
+			completed++
 			continue
 		}
 		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -19,14 +20,20 @@ func TestBatchCompleteArgs(t *testing.T) {
 	}
 }
 
+// Every move that has not ended is completed: those running get the
+// update, including one started but still queued inside its workflow; the
+// batch is told first, so that those it has not started yet (queued behind
+// --concurrency) complete after their initial sync.
 func TestBatchCompleteUpdatesOnlyMovesThatHaveNotEnded(t *testing.T) {
 	c := newFakeClient()
 	var moves []workflows.MoveStatus
 	for mailbox, st := range map[string]workflows.Status{
 		"done@x": workflows.StatusCompleted, "failed@x": workflows.StatusFailed, "finishing@x": workflows.StatusCompleting,
 		"synced@x": workflows.StatusSynced, "copying@x": workflows.StatusInProgress, "waiting@x": workflows.StatusSuspended,
+		"starting@x": workflows.StatusQueued,
 	} {
-		moves = append(moves, workflows.MoveStatus{Mailbox: mailbox, Status: st})
+		m := workflows.MoveStatus{Mailbox: mailbox, Status: st, Started: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		moves = append(moves, m)
 	}
 	c.addBatch("w1", moves, "queued@x")
 	f, out := testFactory(t, c)
@@ -35,13 +42,18 @@ func TestBatchCompleteUpdatesOnlyMovesThatHaveNotEnded(t *testing.T) {
 	}
 	want := []string{
 		"mailmove/w1/copying@x " + workflows.UpdateComplete,
+		"mailmove/w1/starting@x " + workflows.UpdateComplete,
 		"mailmove/w1/synced@x " + workflows.UpdateComplete,
 		"mailmove/w1/waiting@x " + workflows.UpdateComplete,
 	}
 	if got := c.callsOf("UpdateWorkflow"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("updates = %q, want %q", got, want)
 	}
-	for _, line := range []string{"done@x: Completed, skipped", "queued@x: Queued, skipped", "finishing@x: Completing, skipped", "synced@x: completing", "3 moves completing, 4 skipped"} {
+	if got := c.callsOf("SignalWorkflow"); strings.Join(got, "") != workflows.BatchWorkflowID("w1")+" "+workflows.SignalCompleteAll {
+		t.Fatalf("signals = %q, want the batch told to complete the moves it starts", got)
+	}
+	for _, line := range []string{"done@x: Completed, skipped", "queued@x: not started yet, completes after its initial sync",
+		"finishing@x: Completing, skipped", "synced@x: completing", "5 moves completing, 3 skipped"} {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("batch complete output lacks %q:\n%s", line, out)
 		}

@@ -17,7 +17,9 @@ const DefaultConcurrency = 10
 // when it reaches Synced — it goes on with incremental passes, and a
 // manual-complete batch would otherwise stall after the first Concurrency
 // moves — or when it starts waiting out a failure, so that a mailbox that
-// cannot log on or is locked never delays the others.
+// cannot log on or is locked never delays the others. After `batch
+// complete` (SignalCompleteAll), the moves it starts complete after their
+// initial sync.
 func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	if in.Concurrency <= 0 {
 		in.Concurrency = DefaultConcurrency
@@ -46,12 +48,23 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			active--
 		}
 	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteAll), func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		st.CompleteRequested = true
+	})
 	open := 0
 	for i, mv := range in.Moves {
 		for active >= in.Concurrency {
 			sel.Select(ctx)
 		}
+		// A complete asked for while this move waited for its slot.
+		for sel.HasPending() {
+			sel.Select(ctx)
+		}
 		mv.Batch = in.Name
+		if st.CompleteRequested {
+			mv.Settings.Complete = CompleteAuto
+		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID: st.Entries[i].WorkflowID,
 			// A failed move may be started again by `batch retry`; a

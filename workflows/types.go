@@ -27,6 +27,7 @@ const (
 	UpdateComplete     = "complete"      // MailboxMove: finish the move after its sync
 	SignalResume       = "resume"        // MailboxMove: end a wait now (e.g. after the admin raised a quota)
 	SignalMoveReleased = "move-released" // MailboxMove → its Batch: stop counting me against the concurrency
+	SignalCompleteAll  = "complete-all"  // Batch: the moves it has not started yet complete after their initial sync
 )
 
 // Search attributes, registered on the dev server by `mailmove dev-server`
@@ -344,6 +345,9 @@ type BatchEntry struct {
 type BatchStatus struct {
 	Name    string
 	Entries []BatchEntry
+	// CompleteRequested: `batch complete` was asked; the moves started
+	// since complete after their initial sync.
+	CompleteRequested bool `json:",omitempty"`
 }
 
 // Types of the contract defined further down; the CLI names them from
