@@ -226,7 +226,10 @@ type meta struct {
 	filtered bool     // left out by the rules
 	labelled bool     // a Gmail message copied into another folder (Cursor.elsewhere)
 	copyTo   []string // on a Gmail target, the folders of its other labels
-	rejected string   // not sent: the target said it would refuse it
+	// shown: labelled, and on a Gmail target, which shows it here once its
+	// home folder's copy is labelled.
+	shown    bool
+	rejected string // not sent: the target said it would refuse it
 }
 
 // fetch says whether the message is to be copied.
@@ -238,12 +241,17 @@ func (m meta) fetch() bool { return m.matched == 0 && !m.filtered && m.rejected 
 func decide(metas []meta, claims UIDMap, rules Rules, appendLimit int64) {
 	for i := range metas {
 		m := &metas[i]
+		tooLarge := appendLimit > 0 && m.size > appendLimit
 		switch t, ok := claims.Lookup(m.uid); {
 		case ok:
 			m.matched = t
+		case m.shown && tooLarge && !rules.Skips(m.size, m.date):
+			// Refused at home, so never shown here either: a bad item of
+			// this folder too, or its verification would miss it.
+			m.rejected = fmt.Sprintf("larger than the target takes (%d bytes): not copied to its first label's folder", appendLimit)
 		case rules.Skips(m.size, m.date) || m.labelled:
 			m.filtered = true
-		case appendLimit > 0 && m.size > appendLimit:
+		case tooLarge:
 			// The target said it takes nothing this large: a bad item,
 			// without sending it.
 			m.rejected = fmt.Sprintf("larger than the target's APPENDLIMIT of %d bytes", appendLimit)
@@ -330,11 +338,12 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		return cur, st, err
 	}
 	if changed {
-		if st.FlagUpdates, err = syncFlags(ctx, src, tgt, &cur, condstore, filter, fence); err != nil {
+		var moved map[imap.UID]bool
+		if st.FlagUpdates, moved, err = syncFlags(ctx, src, tgt, &cur, condstore, filter, opts.Gmail, fence); err != nil {
 			return cur, st, err
 		}
 		var present imap.UIDSet
-		present.AddNum(slices.DeleteFunc(slices.Clone(all), func(u imap.UID) bool { return u > cur.LastUID })...)
+		present.AddNum(slices.DeleteFunc(slices.Clone(all), func(u imap.UID) bool { return u > cur.LastUID || moved[u] })...)
 		if st.DeletedOnSource, st.Expunged, err = syncExpunges(ctx, tgt, &cur, present, opts.PropagateDeletes, fence); err != nil {
 			return cur, st, err
 		}
@@ -544,6 +553,7 @@ func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, cur Cursor, g G
 		}
 		m.flags = append(m.flags, cur.labelFlags(b.GmailLabels)...)
 		m.copyTo = cur.labelFolders(b.GmailLabels, g)
+		m.shown = m.labelled && cur.GmailTarget && !cur.notHere(b.GmailLabels, g)
 		metas = append(metas, m)
 	}
 	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })

@@ -30,10 +30,13 @@ func flagKey(flags []imap.Flag) string {
 // cursor's map was made in (selectTarget checked it). With CONDSTORE only
 // messages changed since the cursor's mod-sequence are read; without it
 // every copied message is compared. Under Gmail's priority rule, a
-// message's other labels are part of its flags (Cursor.labelFlags).
-func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bool, filter *flagFilter, fence func() error) (int, error) {
+// message's other labels are part of its flags (Cursor.labelFlags), and
+// it returns the copied messages that got a better-ranked label: they
+// have moved to that label's folder, as a message moved between folders
+// on another server, and leave this one as expunged ones do.
+func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bool, filter *flagFilter, g GmailRanking, fence func() error) (int, map[imap.UID]bool, error) {
 	if len(cur.Map) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	var set imap.UIDSet
 	set.AddRange(1, cur.LastUID)
@@ -43,14 +46,22 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 	}
 	bufs, err := src.Client.Fetch(set, opts).Collect()
 	if err != nil {
-		return 0, src.classify("fetch flags of "+cur.Source, ctxErr(ctx, err))
+		return 0, nil, src.classify("fetch flags of "+cur.Source, ctxErr(ctx, err))
 	}
 	want := make(map[imap.UID][]imap.Flag, len(bufs))
 	var tgtSet imap.UIDSet
 	var ignored Stats
+	var moved map[imap.UID]bool
 	for _, b := range bufs {
 		t, ok := cur.Map.Lookup(b.UID)
 		if !ok {
+			continue
+		}
+		if cur.ranksHere() && g.outranked(b.GmailLabels, cur.GmailOwn) {
+			if moved == nil {
+				moved = map[imap.UID]bool{}
+			}
+			moved[b.UID] = true
 			continue
 		}
 		// Compare only what the target can keep, or a refused keyword would
@@ -59,11 +70,11 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 		tgtSet.AddNum(t)
 	}
 	if len(want) == 0 {
-		return 0, nil
+		return 0, moved, nil
 	}
 	have, err := tgt.Client.Fetch(tgtSet, &imap.FetchOptions{UID: true, Flags: true}).Collect()
 	if err != nil {
-		return 0, tgt.classify("fetch flags of "+cur.Target, ctxErr(ctx, err))
+		return 0, nil, tgt.classify("fetch flags of "+cur.Target, ctxErr(ctx, err))
 	}
 	// One STORE per distinct flag set instead of one per message.
 	type group struct {
@@ -90,15 +101,15 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 	}
 	for _, k := range order {
 		if err := fence(); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		g := groups[k]
 		store := tgt.Client.Store(g.uids, &imap.StoreFlags{Op: imap.StoreFlagsSet, Silent: true, Flags: g.flags}, nil)
 		if err := store.Close(); err != nil {
-			return 0, tgt.classify("store flags in "+cur.Target, ctxErr(ctx, err))
+			return 0, nil, tgt.classify("store flags in "+cur.Target, ctxErr(ctx, err))
 		}
 	}
-	return changed, nil
+	return changed, moved, nil
 }
 
 // flagFilter drops the flags a target folder does not keep. A server lists

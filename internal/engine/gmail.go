@@ -131,6 +131,11 @@ func (c Cursor) notHere(labels []string, g GmailRanking) bool {
 	return containsAnyFold(labels, c.GmailLabels) || !c.GmailTarget && g.outranked(labels, c.GmailOwn)
 }
 
+// ranksHere says the folder is a label's under the priority rule onto a
+// target that is not Gmail: its messages with a better-ranked label have
+// no copy here.
+func (c Cursor) ranksHere() bool { return c.GmailKeywords && c.GmailOwn != "" }
+
 // readsLabels says whether copying the folder needs the messages' labels.
 func (c Cursor) readsLabels() bool {
 	return len(c.GmailLabels) > 0 || c.GmailKeywords || c.GmailOwn != ""

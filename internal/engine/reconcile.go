@@ -74,6 +74,9 @@ type copyGroup struct {
 type groupSource struct {
 	uid imap.UID
 	tgt imap.UID // its copy in the map or the claims; 0: none
+	// away: its copy belongs in another folder (Gmail's priority rule);
+	// it owns none here.
+	away bool
 }
 
 // account pairs the unrecorded target messages with source messages, as
@@ -91,15 +94,23 @@ func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all 
 	if err != nil {
 		return err
 	}
+	var away map[imap.UID]bool
 	if cur.readsLabels() && len(candidates) > 0 {
 		// Gmail messages copied into another folder: a copy here is a
 		// twin's (All Mail's archived one, or one the priority rule keeps
-		// here), never theirs.
+		// here), never theirs. Under the priority rule a copy of theirs is
+		// an extra one, stored by an attempt that ranked the labels
+		// otherwise (a label folder it did not know yet): they stay in
+		// their groups, owning no copy.
 		labelled, err := gmailNotHere(ctx, src, candidates, *cur, g)
 		if err != nil {
 			return err
 		}
-		candidates = slices.DeleteFunc(candidates, func(u imap.UID) bool { return labelled[u] })
+		if cur.ranksHere() {
+			away = labelled
+		} else {
+			candidates = slices.DeleteFunc(candidates, func(u imap.UID) bool { return labelled[u] })
+		}
 	}
 	groups := map[identity]*copyGroup{}
 	err = eachIdentity(ctx, src, cur.Source, candidates, func(s identified) {
@@ -112,7 +123,7 @@ func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all 
 			g = &copyGroup{}
 			groups[s.key()] = g
 		}
-		g.sources = append(g.sources, groupSource{uid: s.uid, tgt: t})
+		g.sources = append(g.sources, groupSource{uid: s.uid, tgt: t, away: away[s.uid]})
 	})
 	if err != nil {
 		return err
@@ -155,6 +166,8 @@ func account(ctx context.Context, src, tgt *Session, cur *Cursor, unmapped, all 
 			extra.AddNum(t)
 		}
 	}
+	// A message whose copy belongs elsewhere keeps none here.
+	cur.Map, cur.Claims = cur.Map.Remove(away), cur.Claims.Remove(away)
 	cur.Map = cur.Map.Merge(mapOf(pairs))
 	cur.Claims = cur.Claims.Merge(mapOf(claims))
 	if n := countUIDs(extra); n > 0 {
@@ -231,7 +244,13 @@ func (g *copyGroup) kept(removable bool) []imap.UID {
 		// Other mail, or nothing can be removed: all stay.
 		return g.copies
 	}
-	return g.copies[:min(len(g.sources), len(g.copies))]
+	here := 0
+	for _, s := range g.sources {
+		if !s.away {
+			here++
+		}
+	}
+	return g.copies[:min(here, len(g.copies))]
 }
 
 // settle returns the new pairs of the group: each source message without a
@@ -242,6 +261,9 @@ func (g *copyGroup) settle(removable bool) []UIDRun {
 	taken := map[imap.UID]bool{}
 	var need []groupSource
 	for _, s := range g.sources {
+		if s.away {
+			continue
+		}
 		if s.tgt != 0 && slices.Contains(kept, s.tgt) && !taken[s.tgt] {
 			taken[s.tgt] = true
 			continue
