@@ -86,7 +86,7 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f.BoolVar(&opts.InsecureSkipVerify, "insecure-skip-verify", false, "")
 	f.MarkDeprecated("insecure-skip-verify", "use --source-insecure-skip-verify and --target-insecure-skip-verify")
 	f.StringVar(&opts.Complete, "complete", "auto", "auto: finish each move after its initial sync; manual: keep syncing until `batch complete`")
-	f.IntVar(&opts.Concurrency, "concurrency", workflows.DefaultConcurrency, "moves in their initial sync at once")
+	f.IntVar(&opts.Concurrency, "concurrency", workflows.DefaultConcurrency, "moves copying at once (initial sync, incremental and final passes, copying again after a wait); batch set changes it")
 	f.DurationVar(&opts.Settings.IncrementalInterval, "incremental-interval", workflows.DefaultIncrementalInterval, "time between incremental passes (manual completion)")
 	f.StringArrayVar(&opts.Exclude, "exclude-folder", nil, "leave out source folders: a name, a glob, or Name/* for a folder and its subfolders (repeat)")
 	f.StringArrayVar(&opts.IncludeOnly, "include-folder", nil, "copy only these source folders (patterns as --exclude-folder; repeat)")

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"slices"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
@@ -24,7 +25,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	if in.Concurrency <= 0 {
 		in.Concurrency = DefaultConcurrency
 	}
-	st := BatchStatus{Name: in.Name}
+	st := BatchStatus{Name: in.Name, Concurrency: in.Concurrency}
 	byMailbox := make(map[string]int, len(in.Moves))
 	for i, mv := range in.Moves {
 		st.Entries = append(st.Entries, BatchEntry{Mailbox: mv.Mailbox, WorkflowID: MoveWorkflowID(in.Name, mv.Mailbox)})
@@ -37,15 +38,48 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		workflow.GetLogger(ctx).Warn("search attributes not updated", "error", err)
 	}
 
-	active := 0 // moves started and neither released nor closed
-	released := workflow.GetSignalChannel(ctx, SignalMoveReleased)
+	active := 0     // moves started and neither released nor closed
+	var asking []int // moves asking for a slot again, in order
+	// grant gives free slots to the moves asking for one, before any new
+	// move starts: a move under way is finished before another begins.
+	grant := func() {
+		for active < in.Concurrency && len(asking) > 0 {
+			e := &st.Entries[asking[0]]
+			asking = asking[1:]
+			if e.Closed || !e.Released {
+				continue
+			}
+			e.Released = false
+			active++
+			// Not waited for: a move that is gone needs no slot.
+			workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalSlotGranted, nil)
+		}
+	}
 	sel := workflow.NewSelector(ctx)
-	sel.AddReceive(released, func(c workflow.ReceiveChannel, _ bool) {
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalMoveReleased), func(c workflow.ReceiveChannel, _ bool) {
 		var mailbox string
 		c.Receive(ctx, &mailbox)
 		if i, ok := byMailbox[mailbox]; ok && !st.Entries[i].Released && !st.Entries[i].Closed {
 			st.Entries[i].Released = true
 			active--
+			grant()
+		}
+	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalMoveAcquire), func(c workflow.ReceiveChannel, _ bool) {
+		var mailbox string
+		c.Receive(ctx, &mailbox)
+		if i, ok := byMailbox[mailbox]; ok && st.Entries[i].Released && !st.Entries[i].Closed && !slices.Contains(asking, i) {
+			asking = append(asking, i)
+			grant()
+		}
+	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalConcurrency), func(c workflow.ReceiveChannel, _ bool) {
+		var n int
+		c.Receive(ctx, &n)
+		if n > 0 {
+			in.Concurrency = n
+			st.Concurrency = n
+			grant()
 		}
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteAll), func(c workflow.ReceiveChannel, _ bool) {
@@ -54,7 +88,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	})
 	open := 0
 	for i, mv := range in.Moves {
-		for active >= in.Concurrency {
+		for active >= in.Concurrency || len(asking) > 0 {
 			sel.Select(ctx)
 		}
 		// A complete asked for while this move waited for its slot.
@@ -90,6 +124,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			if err := f.Get(ctx, nil); err != nil {
 				e.Error = reason(err)
 			}
+			grant()
 		})
 	}
 	for open > 0 {

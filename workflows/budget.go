@@ -173,7 +173,10 @@ func (m *move) awaitBudget(ctx workflow.Context, short int64) error {
 		m.state.StallTime[detail] += workflow.Now(ctx).Sub(m.quotaSince)
 	}
 	m.endWait(ctx, id)
-	return err // cancelled, or nil
+	if err != nil {
+		return err // cancelled
+	}
+	return m.hold(ctx)
 }
 
 // sideName is a side as StatusDetail spells it.

@@ -47,6 +47,8 @@ type move struct {
 	waits   []activeWait
 	waitSeq int
 	phase   phase
+	// holding: a lane is asking the batch for a slot (hold).
+	holding bool
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -135,6 +137,9 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 			if ok {
 				break
 			}
+			if err := m.hold(ctx); err != nil {
+				return MoveReport{}, err // cancelled
+			}
 			m.setStatus(ctx, StatusSynced, DetailIncrementalSync)
 			if err := m.replan(ctx); err != nil {
 				return m.fail(ctx, err)
@@ -142,6 +147,7 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 			if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
 				return m.fail(ctx, err)
 			}
+			m.release(ctx)
 			m.state.IncrementalPasses++
 			m.state.PassesThisRun++
 			if m.state.PassesThisRun >= m.settings.PassesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
@@ -150,6 +156,9 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 		}
 	}
 
+	if err := m.hold(ctx); err != nil {
+		return MoveReport{}, err // cancelled
+	}
 	m.setStatus(ctx, StatusCompleting, DetailFinalIncrementalSync)
 	if err := m.replan(ctx); err != nil {
 		return m.fail(ctx, err)
@@ -278,7 +287,10 @@ func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure
 	m.resume = false
 	m.state.StallTime[detail] += workflow.Now(ctx).Sub(start)
 	m.endWait(ctx, id)
-	return err // cancelled, or nil
+	if err != nil {
+		return err // cancelled
+	}
+	return m.hold(ctx)
 }
 
 // activeWait is one wait under way: a lane waiting out a failure or for
@@ -351,6 +363,41 @@ func (m *move) finalError(d failure.Details, n int, rule failure.Rule) error {
 		r += fmt.Sprintf(" (gave up after %d attempts)", n)
 	}
 	return &moveError{typ: d.Type, reason: r}
+}
+
+// hold takes one of the batch's concurrency slots again before the move
+// copies after it released its own (a wait ended, an incremental or the
+// final pass is due): --concurrency bounds the moves copying at once in
+// every state. It asks the batch and waits for its grant; lanes that come
+// while one asks wait for the same grant. A move without a batch, or
+// whose batch is gone, goes on at once. Moves started before this patch
+// never ask (docs/evolving-workflows.md).
+func (m *move) hold(ctx workflow.Context) error {
+	if !m.state.Released {
+		return nil
+	}
+	if m.holding {
+		return workflow.Await(ctx, func() bool { return !m.state.Released })
+	}
+	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
+	if parent == nil || workflow.GetVersion(ctx, "batch-slots", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	m.holding = true
+	defer func() { m.holding = false }()
+	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalMoveAcquire, m.in.Mailbox).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Info("the batch did not take the request for a slot; copying", "batch", parent.ID, "error", err)
+		m.state.Released = false
+		return nil
+	}
+	id := m.beginWait(ctx, activeWait{status: m.phaseStatus(), detail: DetailWaitingForBatchSlot,
+		reason: "waiting for one of the batch's slots (--concurrency): as many moves as it allows are copying"})
+	start := workflow.Now(ctx)
+	workflow.GetSignalChannel(ctx, SignalSlotGranted).Receive(ctx, nil)
+	m.state.StallTime[DetailWaitingForBatchSlot] += workflow.Now(ctx).Sub(start)
+	m.endWait(ctx, id)
+	m.state.Released = false
+	return ctx.Err()
 }
 
 // release tells the batch that started this move to stop counting it against

@@ -697,3 +697,69 @@ func TestBatchCompleteReachesMovesNotStartedYet(t *testing.T) {
 		t.Fatalf("status = %+v, want bob started after the request and completed", st)
 	}
 }
+
+// --concurrency holds in every state: synced moves doing incremental
+// passes ask the batch for a slot before each pass, so no more than the
+// batch allows copy at once, and a `batch set` raises the bound on the
+// running batch.
+func TestBatchConcurrencyHoldsForIncrementalPasses(t *testing.T) {
+	env := newEnv(t)
+	type span struct {
+		mailbox    string
+		start, end time.Time
+	}
+	var mu sync.Mutex
+	var spans []span
+	passes := 0
+	copyFor := func(d time.Duration) func(context.Context, activities.SyncInput) (activities.SyncResult, error) {
+		return func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+			mu.Lock()
+			spans = append(spans, span{in.Mailbox, env.Now(), env.Now().Add(d)})
+			passes++
+			if passes > 200 {
+				env.CancelWorkflow()
+			}
+			mu.Unlock()
+			return syncAllDone(ctx, in)
+		}
+	}
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).After(10 * time.Minute).Return(copyFor(10 * time.Minute))
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).After(10 * time.Minute).Return(copyFor(10 * time.Minute))
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	raisedAt := 2 * time.Hour
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalConcurrency, 3) }, raisedAt)
+	s := Settings{Complete: CompleteManual, IncrementalInterval: time.Minute, PassesPerRun: 1000}
+	var moves []MailboxMoveInput
+	for _, name := range []string{"a@x", "b@x", "c@x", "d@x", "e@x"} {
+		moves = append(moves, MailboxMoveInput{Mailbox: name, Settings: s})
+	}
+	start := env.Now()
+	env.ExecuteWorkflow(Batch, BatchInput{Name: "b1", Concurrency: 2, Moves: moves})
+	// The most mailboxes copying at once, before and after the raise.
+	most := func(from, to time.Time) int {
+		peak := 0
+		for _, x := range spans {
+			if x.start.Before(from) || !x.start.Before(to) {
+				continue
+			}
+			at := map[string]bool{}
+			for _, y := range spans {
+				if !y.start.After(x.start) && y.end.After(x.start) {
+					at[y.mailbox] = true
+				}
+			}
+			peak = max(peak, len(at))
+		}
+		return peak
+	}
+	before, after := most(start, start.Add(raisedAt)), most(start.Add(raisedAt+time.Minute), start.Add(1000*time.Hour))
+	copied := map[string]int{}
+	for _, x := range spans {
+		copied[x.mailbox]++
+	}
+	if before != 2 || after != 3 || len(copied) != 5 {
+		t.Fatalf("at most %d mailboxes copied at once with --concurrency 2, %d after it was raised to 3 (want 2 and 3); calls per mailbox %v", before, after, copied)
+	}
+}

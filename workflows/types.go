@@ -28,6 +28,9 @@ const (
 	SignalResume       = "resume"        // MailboxMove: end a wait now (e.g. after the admin raised a quota)
 	SignalMoveReleased = "move-released" // MailboxMove → its Batch: stop counting me against the concurrency
 	SignalCompleteAll  = "complete-all"  // Batch: the moves it has not started yet complete after their initial sync
+	SignalMoveAcquire  = "move-acquire"  // MailboxMove → its Batch: count me again before I copy (a pass, a retry)
+	SignalSlotGranted  = "slot-granted"  // Batch → MailboxMove: copy now, you count against the concurrency
+	SignalConcurrency  = "concurrency"   // Batch: a new --concurrency (int)
 )
 
 // Search attributes, registered on the dev server by `mailmove dev-server`
@@ -94,6 +97,7 @@ const (
 	DetailWaitingForLogonRetry    = "WaitingForLogonRetry"
 	DetailRelinquishedLocked      = "Relinquished_MailboxLocked"
 	DetailWaitingForQuota         = "WaitingForQuota"
+	DetailWaitingForBatchSlot     = "WaitingForBatchSlot"
 	// DetailStalledPrefix + "Source_" or "Target_" + a reason such as
 	// Unavailable, ConnectionDropped, TooManyConnections.
 	DetailStalledPrefix = "StalledDueTo"
@@ -348,6 +352,9 @@ type BatchStatus struct {
 	// CompleteRequested: `batch complete` was asked; the moves started
 	// since complete after their initial sync.
 	CompleteRequested bool `json:",omitempty"`
+	// Concurrency is the most moves copying at once (`batch set`
+	// changes it).
+	Concurrency int `json:",omitempty"`
 }
 
 // Types of the contract defined further down; the CLI names them from
