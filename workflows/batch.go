@@ -38,7 +38,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		workflow.GetLogger(ctx).Warn("search attributes not updated", "error", err)
 	}
 
-	active := 0     // moves started and neither released nor closed
+	active := 0      // moves started and neither released nor closed
 	var asking []int // moves asking for a slot again, in order
 	// grant gives free slots to the moves asking for one, before any new
 	// move starts: a move under way is finished before another begins.
