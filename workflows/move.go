@@ -47,8 +47,10 @@ type move struct {
 	waits   []activeWait
 	waitSeq int
 	phase   phase
-	// holding: a lane is asking the batch for a slot (hold).
+	// holding: a lane is asking the batch for a slot (hold); grants are
+	// the slots the batch granted and no hold has taken yet.
 	holding bool
+	grants  int
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -82,6 +84,13 @@ func (m *move) setup(ctx workflow.Context) error {
 		for {
 			resume.Receive(ctx, nil)
 			m.resume = true
+		}
+	})
+	granted := workflow.GetSignalChannel(ctx, SignalSlotGranted)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			granted.Receive(ctx, nil)
+			m.grants++
 		}
 	})
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateComplete, func(ctx workflow.Context) (MoveStatus, error) {
@@ -393,11 +402,18 @@ func (m *move) hold(ctx workflow.Context) error {
 	id := m.beginWait(ctx, activeWait{status: m.phaseStatus(), detail: DetailWaitingForBatchSlot,
 		reason: "waiting for one of the batch's slots (--concurrency): as many moves as it allows are copying"})
 	start := workflow.Now(ctx)
-	workflow.GetSignalChannel(ctx, SignalSlotGranted).Receive(ctx, nil)
+	// `move resume` ends this wait too: a batch terminated after it took
+	// the request would never answer.
+	m.resume = false
+	err := workflow.Await(ctx, func() bool { return m.grants > 0 || m.resume })
+	if m.grants > 0 {
+		m.grants--
+	}
+	m.resume = false
 	m.state.StallTime[DetailWaitingForBatchSlot] += workflow.Now(ctx).Sub(start)
 	m.endWait(ctx, id)
 	m.state.Released = false
-	return ctx.Err()
+	return err
 }
 
 // release tells the batch that started this move to stop counting it against
