@@ -117,7 +117,7 @@ func TestBatchInputErrorsNameWhatToFix(t *testing.T) {
 		{[]string{"--csv", good, "--profiles", unknownProfile}, `unknown profile "hotmail"`},
 		{[]string{"--csv", good, "--gmail-labels", "first"}, `--gmail-labels "first": use folders`},
 		{[]string{"--csv", good, "--gmail-label-order", "Work"}, "--gmail-label-order orders labels for --gmail-labels priority"},
-		{[]string{"--csv", good, "--gmail-labels", "priority", "--gmail-label-order", "[x"}, `Gmail label "[x" is not a valid name or pattern`},
+		{[]string{"--csv", good, "--gmail-labels", "priority", "--gmail-label-order", "[x"}, `label "[x" of the Gmail label order is not a valid name or pattern`},
 	} {
 		opts := parseStart(t, append(append([]string{}, base...), tc.args...)...)
 		if _, err := batchInput(opts, key); err == nil || !strings.Contains(err.Error(), tc.want) {

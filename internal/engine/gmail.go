@@ -461,5 +461,5 @@ func validGmailRule(rule string) error {
 	case "", GmailLabelFolders, GmailLabelPriority:
 		return nil
 	}
-	return fmt.Errorf("Gmail label rule %q is not one of %s or %s", rule, GmailLabelFolders, GmailLabelPriority)
+	return fmt.Errorf("the Gmail label rule %q is not one of %s or %s", rule, GmailLabelFolders, GmailLabelPriority)
 }

@@ -57,7 +57,7 @@ func (r Rules) Validate() error {
 	}
 	for _, p := range r.GmailLabelOrder {
 		if _, err := path.Match(strings.ToLower(p), ""); err != nil || strings.TrimSpace(p) == "" {
-			errs = append(errs, fmt.Errorf("Gmail label %q is not a valid name or pattern", p))
+			errs = append(errs, fmt.Errorf("label %q of the Gmail label order is not a valid name or pattern", p))
 		}
 	}
 	if err := validGmailRule(r.GmailLabels); err != nil {
