@@ -23,7 +23,7 @@ func newCmdMoveResume(f *factory, runF func(*moveResumeOptions) error) *cobra.Co
 	opts := &moveResumeOptions{Client: f.Client, Out: f.Out}
 	cmd := &cobra.Command{
 		Use:   "resume EMAIL --batch NAME",
-		Short: "End a move's current wait now (e.g. after raising a full target's quota)",
+		Short: "End a move's current wait now (e.g. after raising a full target's quota); a wait for a batch slot ends only when one is free",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Mailbox = args[0]

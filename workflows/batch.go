@@ -68,7 +68,14 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalMoveAcquire), func(c workflow.ReceiveChannel, _ bool) {
 		var mailbox string
 		c.Receive(ctx, &mailbox)
-		if i, ok := byMailbox[mailbox]; ok && st.Entries[i].Released && !st.Entries[i].Closed && !slices.Contains(asking, i) {
+		i, ok := byMailbox[mailbox]
+		switch {
+		case !ok || st.Entries[i].Closed || slices.Contains(asking, i):
+		case !st.Entries[i].Released:
+			// Counted already (its release did not reach the batch): it
+			// asks, so it waits; answer at once.
+			workflow.SignalExternalWorkflow(ctx, st.Entries[i].WorkflowID, "", SignalSlotGranted, nil)
+		default:
 			asking = append(asking, i)
 			grant()
 		}
@@ -88,11 +95,9 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	})
 	open := 0
 	for i, mv := range in.Moves {
-		for active >= in.Concurrency || len(asking) > 0 {
-			sel.Select(ctx)
-		}
-		// A complete asked for while this move waited for its slot.
-		for sel.HasPending() {
+		// Signals first (a complete asked for, a move asking for a slot
+		// again), then a free slot nobody asks for.
+		for active >= in.Concurrency || len(asking) > 0 || sel.HasPending() {
 			sel.Select(ctx)
 		}
 		mv.Batch = in.Name

@@ -158,7 +158,7 @@ func (m *move) awaitBudget(ctx workflow.Context, short int64) error {
 		m.quotaSince = workflow.Now(ctx)
 	}
 	m.quotaWaiters++
-	m.release(ctx)
+	m.releaseIdle(ctx)
 	id := m.beginWait(ctx, activeWait{status: m.phaseStatus(), detail: detail, next: end,
 		reason: fmt.Sprintf("the %s's daily transfer budget (%s per %s, profile %s) is used up; copying resumes at %s",
 			b.side, humanize.Bytes(b.limit), b.window, b.profile, end.UTC().Format(time.RFC3339))})

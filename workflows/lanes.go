@@ -32,6 +32,12 @@ func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
 			if err := m.syncLane(ctx, act, lane, pool); err != nil && firstErr == nil {
 				firstErr = err
 			}
+			// The last lane copying is done while others wait: their
+			// waits kept the slot for it.
+			if m.busy == 0 && len(m.waits) > 0 && !m.state.Released &&
+				workflow.GetVersion(ctx, "batch-slots", workflow.DefaultVersion, 1) == 1 {
+				m.release(ctx)
+			}
 		})
 	}
 	wg.Wait(ctx)

@@ -51,6 +51,9 @@ type move struct {
 	// the slots the batch granted and no hold has taken yet.
 	holding bool
 	grants  int
+	// busy counts the activity calls under way: a lane waiting while
+	// another copies does not give the move's slot back.
+	busy int
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -226,7 +229,9 @@ func (m *move) warnings() string {
 // for each attempt; progress receives what a failed sync attempt had done.
 func (m *move) call(ctx, actx workflow.Context, act interface{}, in func() interface{}, out interface{}, progress func(activities.SyncResult)) error {
 	for {
+		m.busy++
 		err := workflow.ExecuteActivity(actx, act, in()).Get(ctx, out)
+		m.busy--
 		if err == nil {
 			m.succeeded()
 			return nil
@@ -287,7 +292,7 @@ func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure
 		attempts = fmt.Sprintf("%d/%d", n, rule.MaximumAttempts)
 	}
 	next := start.Add(delay)
-	m.release(ctx)
+	m.releaseIdle(ctx)
 	id := m.beginWait(ctx, activeWait{status: status, detail: detail, next: next,
 		reason: fmt.Sprintf("%s (attempt %s, next at %s)", d, attempts, next.UTC().Format(time.RFC3339))})
 
@@ -402,18 +407,28 @@ func (m *move) hold(ctx workflow.Context) error {
 	id := m.beginWait(ctx, activeWait{status: m.phaseStatus(), detail: DetailWaitingForBatchSlot,
 		reason: "waiting for one of the batch's slots (--concurrency): as many moves as it allows are copying"})
 	start := workflow.Now(ctx)
-	// `move resume` ends this wait too: a batch terminated after it took
-	// the request would never answer.
-	m.resume = false
-	err := workflow.Await(ctx, func() bool { return m.grants > 0 || m.resume })
-	if m.grants > 0 {
+	// Only a grant ends it: a move that copied on without one would be
+	// counted by the batch once the grant comes, while idle.
+	err := workflow.Await(ctx, func() bool { return m.grants > 0 })
+	if err == nil {
 		m.grants--
 	}
-	m.resume = false
 	m.state.StallTime[DetailWaitingForBatchSlot] += workflow.Now(ctx).Sub(start)
 	m.endWait(ctx, id)
 	m.state.Released = false
 	return err
+}
+
+// releaseIdle gives the batch its slot back for a wait, unless another of
+// the move's calls is under way: the move copies on, and keeps its slot
+// until no lane copies (syncAll gives it back when a lane ends while the
+// others wait). Moves started before the batch-slots patch release at
+// every wait, as they did.
+func (m *move) releaseIdle(ctx workflow.Context) {
+	if m.busy > 0 && workflow.GetVersion(ctx, "batch-slots", workflow.DefaultVersion, 1) == 1 {
+		return
+	}
+	m.release(ctx)
 }
 
 // release tells the batch that started this move to stop counting it against
