@@ -55,9 +55,12 @@ func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.
 
 // batchReport is the JSON form of `batch status`.
 type batchReport struct {
-	Batch  string
-	Moves  []workflows.MoveStatus
-	Totals totals
+	Batch string
+	// Concurrency and Paused are the batch's own (batch set, batch pause).
+	Concurrency int  `json:",omitempty"`
+	Paused      bool `json:",omitempty"`
+	Moves       []workflows.MoveStatus
+	Totals      totals
 }
 
 type totals struct {
@@ -134,7 +137,7 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 	if err := v.Get(&bs); err != nil {
 		return batchReport{}, err
 	}
-	rep := batchReport{Batch: name, Moves: make([]workflows.MoveStatus, len(bs.Entries)), Totals: totals{ByStatus: map[workflows.Status]int{}}}
+	rep := batchReport{Batch: name, Concurrency: bs.Concurrency, Paused: bs.Paused, Moves: make([]workflows.MoveStatus, len(bs.Entries)), Totals: totals{ByStatus: map[workflows.Status]int{}}}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i, e := range bs.Entries {
@@ -196,6 +199,9 @@ func printBatchReport(out io.Writer, rep batchReport) {
 		}
 	}
 	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied))
+	if rep.Paused {
+		fmt.Fprintf(out, "Paused: no move copies until `mailmove batch resume %s`\n", rep.Batch)
+	}
 	for _, m := range rep.Moves {
 		if eta := budgetETA(m); eta != "" && m.SyncedAt.IsZero() {
 			fmt.Fprintf(out, "%s: %s\n", m.Mailbox, eta)

@@ -85,3 +85,20 @@ func TestBatchStatusOfAnUnknownBatch(t *testing.T) {
 		t.Fatalf("batchStatusRun(nope) = %v", err)
 	}
 }
+
+// A paused batch says so, with the command that resumes it.
+func TestBatchStatusShowsAPausedBatch(t *testing.T) {
+	c := newFakeClient()
+	threeMoves(c)
+	id := workflows.BatchWorkflowID("w1") + " " + workflows.QueryStatus
+	bs := c.queries[id].(workflows.BatchStatus)
+	bs.Paused, bs.Concurrency = true, 5
+	c.queries[id] = bs
+	f, out := testFactory(t, c)
+	if err := batchStatusRun(context.Background(), &batchStatusOptions{Client: f.Client, Out: f.Out, Name: "w1", Interval: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Paused: no move copies until `mailmove batch resume w1`") {
+		t.Errorf("batch status of a paused batch:\n%s", out)
+	}
+}

@@ -43,7 +43,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	// grant gives free slots to the moves asking for one, before any new
 	// move starts: a move under way is finished before another begins.
 	grant := func() {
-		for active < in.Concurrency && len(asking) > 0 {
+		for !st.Paused && active < in.Concurrency && len(asking) > 0 {
 			e := &st.Entries[asking[0]]
 			asking = asking[1:]
 			if e.Closed || !e.Released {
@@ -80,6 +80,25 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			grant()
 		}
 	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalPause), func(c workflow.ReceiveChannel, _ bool) {
+		var pause bool
+		c.Receive(ctx, &pause)
+		if pause == st.Paused {
+			return
+		}
+		st.Paused = pause
+		if !pause {
+			grant()
+			return
+		}
+		// The moves copying stop at their next safe point (between two
+		// activity calls), give their slots back and ask again.
+		for _, e := range st.Entries {
+			if e.Started && !e.Released && !e.Closed {
+				workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalYield, nil)
+			}
+		}
+	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalConcurrency), func(c workflow.ReceiveChannel, _ bool) {
 		var n int
 		c.Receive(ctx, &n)
@@ -97,7 +116,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	for i, mv := range in.Moves {
 		// Signals first (a complete asked for, a move asking for a slot
 		// again), then a free slot nobody asks for.
-		for active >= in.Concurrency || len(asking) > 0 || sel.HasPending() {
+		for st.Paused || active >= in.Concurrency || len(asking) > 0 || sel.HasPending() {
 			sel.Select(ctx)
 		}
 		mv.Batch = in.Name

@@ -54,6 +54,9 @@ type move struct {
 	// busy counts the activity calls under way: a lane waiting while
 	// another copies does not give the move's slot back.
 	busy int
+	// yield: the batch was paused; give the slot back before the next
+	// call and ask again.
+	yield bool
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -87,6 +90,13 @@ func (m *move) setup(ctx workflow.Context) error {
 		for {
 			resume.Receive(ctx, nil)
 			m.resume = true
+		}
+	})
+	yield := workflow.GetSignalChannel(ctx, SignalYield)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			yield.Receive(ctx, nil)
+			m.yield = true
 		}
 	})
 	granted := workflow.GetSignalChannel(ctx, SignalSlotGranted)
@@ -229,6 +239,15 @@ func (m *move) warnings() string {
 // for each attempt; progress receives what a failed sync attempt had done.
 func (m *move) call(ctx, actx workflow.Context, act interface{}, in func() interface{}, out interface{}, progress func(activities.SyncResult)) error {
 	for {
+		// Between two calls is a safe point: the batch paused gets its
+		// slot back here, and the move waits for the next grant.
+		if m.yield {
+			m.yield = false
+			m.release(ctx)
+		}
+		if err := m.hold(ctx); err != nil {
+			return err
+		}
 		m.busy++
 		err := workflow.ExecuteActivity(actx, act, in()).Get(ctx, out)
 		m.busy--
@@ -405,7 +424,7 @@ func (m *move) hold(ctx workflow.Context) error {
 		return nil
 	}
 	id := m.beginWait(ctx, activeWait{status: m.phaseStatus(), detail: DetailWaitingForBatchSlot,
-		reason: "waiting for one of the batch's slots (--concurrency): as many moves as it allows are copying"})
+		reason: "waiting for one of the batch's slots: as many moves as --concurrency allows are copying, or the batch is paused (batch resume)"})
 	start := workflow.Now(ctx)
 	// Only a grant ends it: a move that copied on without one would be
 	// counted by the batch once the grant comes, while idle.

@@ -763,3 +763,50 @@ func TestBatchConcurrencyHoldsForIncrementalPasses(t *testing.T) {
 		t.Fatalf("at most %d mailboxes copied at once with --concurrency 2, %d after it was raised to 3 (want 2 and 3); calls per mailbox %v", before, after, copied)
 	}
 }
+
+// batch pause stops every move at its next safe point (between two
+// activity calls: the calls under way finish), holding no slot and no
+// connection, until batch resume; then all complete.
+func TestBatchPauseStopsMovesBetweenCallsUntilResume(t *testing.T) {
+	env := newEnv(t)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var starts []time.Time
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).After(10 * time.Minute).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		starts = append(starts, env.Now().Add(-10*time.Minute)) // the mock runs when its delay is over
+		calls[in.Mailbox]++
+		res, err := syncAllDone(ctx, in)
+		if calls[in.Mailbox] < 12 {
+			res.Done = make([]bool, len(in.Cursors)) // more to copy
+		}
+		return res, err
+	})
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	pauseAt, resumeAt := 25*time.Minute, 3*time.Hour
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPause, true) }, pauseAt)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPause, false) }, resumeAt)
+	start := env.Now()
+	env.ExecuteWorkflow(Batch, BatchInput{Name: "b1", Concurrency: 2, Moves: []MailboxMoveInput{
+		{Mailbox: "a@x"}, {Mailbox: "b@x"}, {Mailbox: "c@x"},
+	}})
+	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
+		t.Fatalf("batch did not end: %v", env.GetWorkflowError())
+	}
+	var st BatchStatus
+	env.GetWorkflowResult(&st)
+	for _, e := range st.Entries {
+		if e.Error != "" || !e.Closed {
+			t.Fatalf("entries %+v, want every move completed", st.Entries)
+		}
+	}
+	for _, s := range starts {
+		if d := s.Sub(start); d > pauseAt && d < resumeAt {
+			t.Fatalf("a sync call started at +%s, while the batch was paused (+%s to +%s)", d, pauseAt, resumeAt)
+		}
+	}
+}

@@ -31,6 +31,8 @@ const (
 	SignalMoveAcquire  = "move-acquire"  // MailboxMove → its Batch: count me again before I copy (a pass, a retry)
 	SignalSlotGranted  = "slot-granted"  // Batch → MailboxMove: copy now, you count against the concurrency
 	SignalConcurrency  = "concurrency"   // Batch: a new --concurrency (int)
+	SignalPause        = "pause"         // Batch: true pauses it (moves stop copying at their next safe point), false resumes it
+	SignalYield        = "yield"         // Batch → MailboxMove: give your slot back at your next safe point and ask again
 )
 
 // Search attributes, registered on the dev server by `mailmove dev-server`
@@ -355,6 +357,8 @@ type BatchStatus struct {
 	// Concurrency is the most moves copying at once (`batch set`
 	// changes it).
 	Concurrency int `json:",omitempty"`
+	// Paused: `batch pause`; no move copies until `batch resume`.
+	Paused bool `json:",omitempty"`
 }
 
 // Types of the contract defined further down; the CLI names them from
