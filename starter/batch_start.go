@@ -45,6 +45,7 @@ type batchStartOptions struct {
 	MaxMessageSize     string
 	NewerThan          string
 	DryRun             bool
+	StartAfter         string
 	LogonAttempts      int
 	LogonRetryInterval time.Duration
 	Settings           workflows.Settings
@@ -99,6 +100,7 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 		`with --gmail-labels priority: labels in order, first wins, e.g. "Clients/*,Work,INBOX" (folder paths or patterns as --exclude-folder; INBOX, Sent, Drafts, Trash, Spam for Gmail's own); others follow: Trash and Spam, your labels by name, INBOX, Sent, Drafts`)
 	f.StringVar(&opts.MaxMessageSize, "max-message-size", "", "skip larger messages, e.g. 25MB")
 	f.StringVar(&opts.NewerThan, "newer-than", "", "copy only messages received on or after this date (YYYY-MM-DD)")
+	f.StringVar(&opts.StartAfter, "start-after", "", `start no move before this time: "19:00" (today, or tomorrow once past), "2026-12-05 19:00" (local time) or RFC 3339`)
 	f.BoolVar(&opts.DryRun, "dry-run", false, "have the workers log on to both sides and print each mailbox's folder plan and counts; copy nothing, start no move")
 	f.StringVar(&opts.PolicyFile, "policy", "", "YAML or JSON failure policy over the defaults (docs/failure-policy.md)")
 	f.StringVar(&opts.ProfilesFile, "profiles", "", "YAML or JSON file changing provider profiles' limits (docs/providers.md)")
@@ -141,6 +143,11 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 		return workflows.BatchInput{}, err
 	}
 	in := workflows.BatchInput{Name: opts.Name, Concurrency: opts.Concurrency}
+	if opts.StartAfter != "" {
+		if in.StartAfter, err = parseStartAfter(opts.StartAfter, time.Now()); err != nil {
+			return workflows.BatchInput{}, err
+		}
+	}
 	for _, r := range rows {
 		mv := workflows.MailboxMoveInput{Batch: opts.Name, Mailbox: r.EmailAddress, Settings: opts.Settings, Source: srcAcc, Target: tgtAcc}
 		mv.Source.User, mv.Target.User = r.UserName, r.TargetUserName
@@ -332,6 +339,26 @@ func parseRules(opts *batchStartOptions) error {
 	return nil
 }
 
+// parseStartAfter reads --start-after: a clock time today (tomorrow once
+// it has passed), a local date and time, or RFC 3339.
+func parseStartAfter(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02 15:04", s, now.Location()); err == nil {
+		return t, nil
+	}
+	if c, err := time.ParseInLocation("15:04", s, now.Location()); err == nil {
+		t := time.Date(now.Year(), now.Month(), now.Day(), c.Hour(), c.Minute(), 0, 0, now.Location())
+		if !t.After(now) {
+			t = t.AddDate(0, 0, 1)
+		}
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf(`--start-after %q: write "19:00", "2026-12-05 19:00" (local time) or RFC 3339 ("2026-12-05T19:00:00+01:00")`, s)
+}
+
 // parseSize reads 25MB, 512KB, 1GB or a number of bytes.
 func parseSize(s string) (int64, error) {
 	units := []struct {
@@ -388,6 +415,9 @@ func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
 		return fmt.Errorf("start batch: %w", err)
 	}
 	fmt.Fprintf(opts.Out, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(in.Moves), in.Concurrency, run.GetID(), run.GetRunID())
+	if !in.StartAfter.IsZero() {
+		fmt.Fprintf(opts.Out, "Its first move starts at %s\n", in.StartAfter.Local().Format("2006-01-02 15:04 MST"))
+	}
 	fmt.Fprintf(opts.Out, "Watch it with: mailmove batch status %s --watch\n", opts.Name)
 	return nil
 }

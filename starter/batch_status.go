@@ -57,8 +57,9 @@ func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.
 type batchReport struct {
 	Batch string
 	// Concurrency and Paused are the batch's own (batch set, batch pause).
-	Concurrency int  `json:",omitempty"`
-	Paused      bool `json:",omitempty"`
+	Concurrency int       `json:",omitempty"`
+	Paused      bool      `json:",omitempty"`
+	StartAfter  time.Time `json:",omitempty"`
 	Moves       []workflows.MoveStatus
 	Totals      totals
 }
@@ -137,7 +138,7 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 	if err := v.Get(&bs); err != nil {
 		return batchReport{}, err
 	}
-	rep := batchReport{Batch: name, Concurrency: bs.Concurrency, Paused: bs.Paused, Moves: make([]workflows.MoveStatus, len(bs.Entries)), Totals: totals{ByStatus: map[workflows.Status]int{}}}
+	rep := batchReport{Batch: name, Concurrency: bs.Concurrency, Paused: bs.Paused, StartAfter: bs.StartAfter, Moves: make([]workflows.MoveStatus, len(bs.Entries)), Totals: totals{ByStatus: map[workflows.Status]int{}}}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i, e := range bs.Entries {
@@ -199,6 +200,9 @@ func printBatchReport(out io.Writer, rep batchReport) {
 		}
 	}
 	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied))
+	if rep.StartAfter.After(time.Now()) {
+		fmt.Fprintf(out, "Starts at %s (--start-after)\n", rep.StartAfter.Local().Format("2006-01-02 15:04 MST"))
+	}
 	if rep.Paused {
 		fmt.Fprintf(out, "Paused: no move copies until `mailmove batch resume %s`\n", rep.Batch)
 	}

@@ -25,7 +25,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	if in.Concurrency <= 0 {
 		in.Concurrency = DefaultConcurrency
 	}
-	st := BatchStatus{Name: in.Name, Concurrency: in.Concurrency}
+	st := BatchStatus{Name: in.Name, Concurrency: in.Concurrency, StartAfter: in.StartAfter}
 	byMailbox := make(map[string]int, len(in.Moves))
 	for i, mv := range in.Moves {
 		st.Entries = append(st.Entries, BatchEntry{Mailbox: mv.Mailbox, WorkflowID: MoveWorkflowID(in.Name, mv.Mailbox)})
@@ -112,6 +112,13 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		c.Receive(ctx, nil)
 		st.CompleteRequested = true
 	})
+	if wait := in.StartAfter.Sub(workflow.Now(ctx)); wait > 0 {
+		// Signals that come meanwhile (pause, concurrency, complete) wait
+		// in their channels for the loop below.
+		if err := workflow.Sleep(ctx, wait); err != nil {
+			return st, err
+		}
+	}
 	open := 0
 	for i, mv := range in.Moves {
 		// Signals first (a complete asked for, a move asking for a slot

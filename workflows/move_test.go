@@ -810,3 +810,35 @@ func TestBatchPauseStopsMovesBetweenCallsUntilResume(t *testing.T) {
 		}
 	}
 }
+
+// --start-after: the batch starts no move before it, and answers its
+// status query meanwhile.
+func TestBatchStartsNoMoveBeforeStartAfter(t *testing.T) {
+	env := newEnv(t)
+	var first time.Time
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(context.Context, activities.ConnectInput) (activities.ConnectResult, error) {
+		if first.IsZero() {
+			first = env.Now()
+		}
+		return twoFolders, nil
+	})
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	start := env.Now()
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryStatus)
+		var st BatchStatus
+		if err == nil {
+			err = v.Get(&st)
+		}
+		if err != nil || st.StartAfter.IsZero() || len(st.Entries) != 1 || st.Entries[0].Started {
+			t.Errorf("status before the start = %+v, %v", st, err)
+		}
+	}, time.Hour)
+	env.ExecuteWorkflow(Batch, BatchInput{Name: "b1", Concurrency: 1, StartAfter: start.Add(3 * time.Hour), Moves: []MailboxMoveInput{{Mailbox: "a@x"}}})
+	if env.GetWorkflowError() != nil || first.Sub(start) < 3*time.Hour {
+		t.Fatalf("first move connected %s after the batch began, want not before 3h (error %v)", first.Sub(start), env.GetWorkflowError())
+	}
+}

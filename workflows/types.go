@@ -329,6 +329,8 @@ type MoveReport struct {
 // BatchInput starts a batch.
 type BatchInput struct {
 	Name string
+	// StartAfter: no move starts before it (batch start --start-after).
+	StartAfter time.Time `json:",omitempty"`
 	// Concurrency bounds the moves in their initial sync at once; moves that
 	// reached Synced no longer count.
 	Concurrency int
@@ -359,6 +361,8 @@ type BatchStatus struct {
 	Concurrency int `json:",omitempty"`
 	// Paused: `batch pause`; no move copies until `batch resume`.
 	Paused bool `json:",omitempty"`
+	// StartAfter: the batch starts no move before it.
+	StartAfter time.Time `json:",omitempty"`
 }
 
 // Types of the contract defined further down; the CLI names them from
