@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"slices"
+	"strings"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
@@ -108,6 +109,15 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			grant()
 		}
 	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteMove), func(c workflow.ReceiveChannel, _ bool) {
+		var mailbox string
+		c.Receive(ctx, &mailbox)
+		for i := range st.Entries {
+			if strings.EqualFold(st.Entries[i].Mailbox, mailbox) {
+				st.Entries[i].CompleteRequested = true
+			}
+		}
+	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteAll), func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
 		st.CompleteRequested = true
@@ -127,7 +137,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			sel.Select(ctx)
 		}
 		mv.Batch = in.Name
-		if st.CompleteRequested {
+		if st.CompleteRequested || st.Entries[i].CompleteRequested {
 			mv.Settings.Complete = CompleteAuto
 		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{

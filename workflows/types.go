@@ -28,6 +28,7 @@ const (
 	SignalResume       = "resume"        // MailboxMove: end a wait now (e.g. after the admin raised a quota)
 	SignalMoveReleased = "move-released" // MailboxMove → its Batch: stop counting me against the concurrency
 	SignalCompleteAll  = "complete-all"  // Batch: the moves it has not started yet complete after their initial sync
+	SignalCompleteMove = "complete-move" // Batch: this mailbox (string), if not started yet, completes after its initial sync
 	SignalMoveAcquire  = "move-acquire"  // MailboxMove → its Batch: count me again before I copy (a pass, a retry)
 	SignalSlotGranted  = "slot-granted"  // Batch → MailboxMove: copy now, you count against the concurrency
 	SignalConcurrency  = "concurrency"   // Batch: a new --concurrency (int)
@@ -347,6 +348,9 @@ type BatchEntry struct {
 	Released bool
 	Closed   bool
 	Error    string `json:",omitempty"`
+	// CompleteRequested: `move complete` asked before the move started; it
+	// completes after its initial sync.
+	CompleteRequested bool `json:",omitempty"`
 }
 
 // BatchStatus is what the batch's status query returns.
