@@ -22,6 +22,7 @@ import (
 	"github.com/mailmove/mailmove/internal/policy"
 	"github.com/mailmove/mailmove/internal/profile"
 	"github.com/mailmove/mailmove/internal/secret"
+	"github.com/mailmove/mailmove/internal/window"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -46,6 +47,7 @@ type batchStartOptions struct {
 	NewerThan          string
 	DryRun             bool
 	StartAfter         string
+	Window, WindowZone string
 	LogonAttempts      int
 	LogonRetryInterval time.Duration
 	Settings           workflows.Settings
@@ -101,6 +103,8 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f.StringVar(&opts.MaxMessageSize, "max-message-size", "", "skip larger messages, e.g. 25MB")
 	f.StringVar(&opts.NewerThan, "newer-than", "", "copy only messages received on or after this date (YYYY-MM-DD)")
 	f.StringVar(&opts.StartAfter, "start-after", "", `start no move before this time: "19:00" (today, or tomorrow once past), "2026-12-05 19:00" (local time) or RFC 3339`)
+	f.StringVar(&opts.Window, "window", "", `copy only in these hours, e.g. "Mon-Fri 19:00-07:00, Sat/Sun 00:00-24:00"; outside them moves stop at a safe point, holding no connection`)
+	f.StringVar(&opts.WindowZone, "window-zone", "", "time zone of --window, an IANA name such as Europe/Berlin (default: this machine's, from TZ or /etc/localtime, else UTC)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "have the workers log on to both sides and print each mailbox's folder plan and counts; copy nothing, start no move")
 	f.StringVar(&opts.PolicyFile, "policy", "", "YAML or JSON failure policy over the defaults (docs/failure-policy.md)")
 	f.StringVar(&opts.ProfilesFile, "profiles", "", "YAML or JSON file changing provider profiles' limits (docs/providers.md)")
@@ -146,6 +150,12 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 	if opts.StartAfter != "" {
 		if in.StartAfter, err = parseStartAfter(opts.StartAfter, time.Now()); err != nil {
 			return workflows.BatchInput{}, err
+		}
+	}
+	if opts.Window != "" {
+		in.Window, in.WindowZone = opts.Window, cmp.Or(opts.WindowZone, localZone())
+		if _, err := window.Parse(in.Window, in.WindowZone); err != nil {
+			return workflows.BatchInput{}, fmt.Errorf("--window %q (zone %s): %w", in.Window, in.WindowZone, err)
 		}
 	}
 	for _, r := range rows {
@@ -339,6 +349,20 @@ func parseRules(opts *batchStartOptions) error {
 	return nil
 }
 
+// localZone is this machine's IANA time zone name: TZ, or where
+// /etc/localtime points; UTC when neither says.
+func localZone() string {
+	if tz := strings.TrimPrefix(os.Getenv("TZ"), ":"); tz != "" {
+		return tz
+	}
+	if target, err := os.Readlink("/etc/localtime"); err == nil {
+		if _, name, ok := strings.Cut(target, "zoneinfo/"); ok {
+			return name
+		}
+	}
+	return "UTC"
+}
+
 // parseStartAfter reads --start-after: a clock time today (tomorrow once
 // it has passed), a local date and time, or RFC 3339.
 func parseStartAfter(s string, now time.Time) (time.Time, error) {
@@ -417,6 +441,9 @@ func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
 	fmt.Fprintf(opts.Out, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(in.Moves), in.Concurrency, run.GetID(), run.GetRunID())
 	if !in.StartAfter.IsZero() {
 		fmt.Fprintf(opts.Out, "Its first move starts at %s\n", in.StartAfter.Local().Format("2006-01-02 15:04 MST"))
+	}
+	if in.Window != "" {
+		fmt.Fprintf(opts.Out, "It copies only %s (%s)\n", in.Window, in.WindowZone)
 	}
 	fmt.Fprintf(opts.Out, "Watch it with: mailmove batch status %s --watch\n", opts.Name)
 	return nil

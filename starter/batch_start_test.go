@@ -116,6 +116,8 @@ func TestBatchInputErrorsNameWhatToFix(t *testing.T) {
 		{[]string{"--csv", good, "--profiles", profiles}, "downloadBytesPerDay"},
 		{[]string{"--csv", good, "--profiles", unknownProfile}, `unknown profile "hotmail"`},
 		{[]string{"--csv", good, "--gmail-labels", "first"}, `--gmail-labels "first": use folders`},
+		{[]string{"--csv", good, "--window", "weekdays 19:00-07:00"}, `--window "weekdays 19:00-07:00" (zone`},
+		{[]string{"--csv", good, "--window", "Mon 19:00-07:00", "--window-zone", "Mars/Olympus"}, "IANA name"},
 		{[]string{"--csv", good, "--gmail-label-order", "Work"}, "--gmail-label-order orders labels for --gmail-labels priority"},
 		{[]string{"--csv", good, "--gmail-labels", "priority", "--gmail-label-order", "[x"}, `label "[x" of the Gmail label order is not a valid name or pattern`},
 	} {

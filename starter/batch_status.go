@@ -60,8 +60,11 @@ type batchReport struct {
 	Concurrency int       `json:",omitempty"`
 	Paused      bool      `json:",omitempty"`
 	StartAfter  time.Time `json:",omitempty"`
-	Moves       []workflows.MoveStatus
-	Totals      totals
+	// OutsideWindow and WindowChange: the allowed hours (--window).
+	OutsideWindow bool      `json:",omitempty"`
+	WindowChange  time.Time `json:",omitempty"`
+	Moves         []workflows.MoveStatus
+	Totals        totals
 }
 
 type totals struct {
@@ -138,7 +141,8 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 	if err := v.Get(&bs); err != nil {
 		return batchReport{}, err
 	}
-	rep := batchReport{Batch: name, Concurrency: bs.Concurrency, Paused: bs.Paused, StartAfter: bs.StartAfter, Moves: make([]workflows.MoveStatus, len(bs.Entries)), Totals: totals{ByStatus: map[workflows.Status]int{}}}
+	rep := batchReport{Batch: name, Concurrency: bs.Concurrency, Paused: bs.Paused, StartAfter: bs.StartAfter,
+		OutsideWindow: bs.OutsideWindow, WindowChange: bs.WindowChange, Moves: make([]workflows.MoveStatus, len(bs.Entries)), Totals: totals{ByStatus: map[workflows.Status]int{}}}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i, e := range bs.Entries {
@@ -202,6 +206,13 @@ func printBatchReport(out io.Writer, rep batchReport) {
 	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied))
 	if rep.StartAfter.After(time.Now()) {
 		fmt.Fprintf(out, "Starts at %s (--start-after)\n", rep.StartAfter.Local().Format("2006-01-02 15:04 MST"))
+	}
+	if !rep.WindowChange.IsZero() {
+		state := "inside the allowed hours (--window) until"
+		if rep.OutsideWindow {
+			state = "outside the allowed hours (--window): no move copies until"
+		}
+		fmt.Fprintf(out, "Window: %s %s\n", state, rep.WindowChange.Local().Format("2006-01-02 15:04 MST"))
 	}
 	if rep.Paused {
 		fmt.Fprintf(out, "Paused: no move copies until `mailmove batch resume %s`\n", rep.Batch)

@@ -8,6 +8,9 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/window"
 )
 
 // DefaultConcurrency is the number of moves of a batch in their initial sync
@@ -44,7 +47,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	// grant gives free slots to the moves asking for one, before any new
 	// move starts: a move under way is finished before another begins.
 	grant := func() {
-		for !st.Paused && active < in.Concurrency && len(asking) > 0 {
+		for !st.Paused && !st.OutsideWindow && active < in.Concurrency && len(asking) > 0 {
 			e := &st.Entries[asking[0]]
 			asking = asking[1:]
 			if e.Closed || !e.Released {
@@ -54,6 +57,15 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			active++
 			// Not waited for: a move that is gone needs no slot.
 			workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalSlotGranted, nil)
+		}
+	}
+	// yieldAll has the moves copying stop at their next safe point
+	// (between two activity calls), give their slots back and ask again.
+	yieldAll := func() {
+		for _, e := range st.Entries {
+			if e.Started && !e.Released && !e.Closed {
+				workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalYield, nil)
+			}
 		}
 	}
 	sel := workflow.NewSelector(ctx)
@@ -92,14 +104,28 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			grant()
 			return
 		}
-		// The moves copying stop at their next safe point (between two
-		// activity calls), give their slots back and ask again.
-		for _, e := range st.Entries {
-			if e.Started && !e.Released && !e.Closed {
-				workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalYield, nil)
+		yieldAll()
+	})
+	if in.Window != "" {
+		win, err := window.Parse(in.Window, in.WindowZone)
+		if err != nil {
+			return st, temporal.NewNonRetryableApplicationError("--window: "+err.Error(), string(failure.TypeInvalidInput), nil)
+		}
+		var follow func()
+		follow = func() {
+			open, next := win.Open(workflow.Now(ctx))
+			st.OutsideWindow, st.WindowChange = !open, next
+			if open {
+				grant()
+			} else {
+				yieldAll()
+			}
+			if !next.IsZero() {
+				sel.AddFuture(workflow.NewTimer(ctx, next.Sub(workflow.Now(ctx))), func(workflow.Future) { follow() })
 			}
 		}
-	})
+		follow()
+	}
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalConcurrency), func(c workflow.ReceiveChannel, _ bool) {
 		var n int
 		c.Receive(ctx, &n)
@@ -133,7 +159,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	for i, mv := range in.Moves {
 		// Signals first (a complete asked for, a move asking for a slot
 		// again), then a free slot nobody asks for.
-		for st.Paused || active >= in.Concurrency || len(asking) > 0 || sel.HasPending() {
+		for st.Paused || st.OutsideWindow || active >= in.Concurrency || len(asking) > 0 || sel.HasPending() {
 			sel.Select(ctx)
 		}
 		mv.Batch = in.Name

@@ -846,3 +846,44 @@ func TestBatchStartsNoMoveBeforeStartAfter(t *testing.T) {
 		t.Fatalf("first move connected %s after the batch began, want not before 3h (error %v)", first.Sub(start), env.GetWorkflowError())
 	}
 }
+
+// --window: outside the allowed hours no sync call starts (one under way
+// finishes its chunk), and the moves go on in the next window.
+func TestBatchCopiesOnlyInsideItsWindow(t *testing.T) {
+	env := newEnv(t)
+	day := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	env.SetStartTime(day)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var starts []time.Time
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).After(10 * time.Minute).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		starts = append(starts, env.Now().Add(-10*time.Minute))
+		calls[in.Mailbox]++
+		res, err := syncAllDone(ctx, in)
+		if calls[in.Mailbox] < 30 {
+			res.Done = make([]bool, len(in.Cursors)) // more to copy
+		}
+		return res, err
+	})
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	env.ExecuteWorkflow(Batch, BatchInput{Name: "b1", Concurrency: 2, Window: "Mon-Sun 02:00-04:00", WindowZone: "UTC",
+		Moves: []MailboxMoveInput{{Mailbox: "a@x"}, {Mailbox: "b@x"}}})
+	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
+		t.Fatalf("batch did not end: %v", env.GetWorkflowError())
+	}
+	days := map[int]bool{}
+	for _, s := range starts {
+		if h := s.Hour(); h < 2 || h >= 4 {
+			t.Fatalf("a sync call started at %s, outside 02:00-04:00", s.Format(time.RFC3339))
+		}
+		days[s.YearDay()] = true
+	}
+	if len(days) < 2 {
+		t.Errorf("calls on %d days, want the copy spread over several windows", len(days))
+	}
+}

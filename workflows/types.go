@@ -332,6 +332,10 @@ type BatchInput struct {
 	Name string
 	// StartAfter: no move starts before it (batch start --start-after).
 	StartAfter time.Time `json:",omitempty"`
+	// Window: the allowed hours, "Mon-Fri 19:00-07:00" in WindowZone
+	// (internal/window): outside them no move copies.
+	Window     string `json:",omitempty"`
+	WindowZone string `json:",omitempty"`
 	// Concurrency bounds the moves in their initial sync at once; moves that
 	// reached Synced no longer count.
 	Concurrency int
@@ -367,6 +371,10 @@ type BatchStatus struct {
 	Paused bool `json:",omitempty"`
 	// StartAfter: the batch starts no move before it.
 	StartAfter time.Time `json:",omitempty"`
+	// OutsideWindow: outside the allowed hours (--window) until
+	// WindowChange, when they begin (or end, when inside).
+	OutsideWindow bool      `json:",omitempty"`
+	WindowChange  time.Time `json:",omitempty"`
 }
 
 // Types of the contract defined further down; the CLI names them from
