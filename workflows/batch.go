@@ -149,10 +149,12 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		st.CompleteRequested = true
 	})
 	if wait := in.StartAfter.Sub(workflow.Now(ctx)); wait > 0 {
-		// Signals that come meanwhile (pause, concurrency, complete) wait
-		// in their channels for the loop below.
-		if err := workflow.Sleep(ctx, wait); err != nil {
-			return st, err
+		// Signals that come meanwhile (pause, concurrency, complete) are
+		// taken at once: the status shows them.
+		due := false
+		sel.AddFuture(workflow.NewTimer(ctx, wait), func(workflow.Future) { due = true })
+		for !due {
+			sel.Select(ctx)
 		}
 	}
 	open := 0

@@ -239,13 +239,7 @@ func (m *move) warnings() string {
 // for each attempt; progress receives what a failed sync attempt had done.
 func (m *move) call(ctx, actx workflow.Context, act interface{}, in func() interface{}, out interface{}, progress func(activities.SyncResult)) error {
 	for {
-		// Between two calls is a safe point: the batch paused gets its
-		// slot back here, and the move waits for the next grant.
-		if m.yield {
-			m.yield = false
-			m.release(ctx)
-		}
-		if err := m.hold(ctx); err != nil {
+		if err := m.yieldAndHold(ctx); err != nil {
 			return err
 		}
 		m.busy++
@@ -436,6 +430,31 @@ func (m *move) hold(ctx workflow.Context) error {
 	m.endWait(ctx, id)
 	m.state.Released = false
 	return err
+}
+
+// yieldAndHold is the safe point before an activity call. A yield (the
+// batch paused, or left its window) stops the lane here; the slot goes
+// back once none of the move's calls runs (its other lanes finish theirs),
+// and the move asks again. A yield that comes while it asks is honoured
+// before it copies.
+func (m *move) yieldAndHold(ctx workflow.Context) error {
+	for {
+		if m.yield {
+			if err := workflow.Await(ctx, func() bool { return m.busy == 0 || !m.yield }); err != nil {
+				return err
+			}
+			if m.yield {
+				m.yield = false
+				m.release(ctx)
+			}
+		}
+		if err := m.hold(ctx); err != nil {
+			return err
+		}
+		if !m.yield {
+			return nil
+		}
+	}
 }
 
 // releaseIdle gives the batch its slot back for a wait, unless another of
