@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -33,9 +34,9 @@ func newCmdBatchReport(f *factory, runF func(*batchReportOptions) error) *cobra.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
 			switch opts.Format {
-			case "text", "csv", "json":
+			case "text", "csv", "json", "html":
 			default:
-				return usageErrorf("--format %q: use text, csv or json", opts.Format)
+				return usageErrorf("--format %q: use text, csv, json or html", opts.Format)
 			}
 			if runF != nil {
 				return runF(opts)
@@ -43,7 +44,7 @@ func newCmdBatchReport(f *factory, runF func(*batchReportOptions) error) *cobra.
 			return batchReportRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Format, "format", "text", "text, csv or json")
+	cmd.Flags().StringVar(&opts.Format, "format", "text", "text, csv, json, or html (one file for management: every mailbox with its status, counts, bytes, time, waits, bad items, grade, and what to do)")
 	return cmd
 }
 
@@ -103,6 +104,8 @@ func batchReportRun(ctx context.Context, opts *batchReportOptions) error {
 	c.Close()
 	ps := problems(rep)
 	switch opts.Format {
+	case "html":
+		return writeHTMLReport(out, rep, time.Now())
 	case "json":
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/workflows"
@@ -100,5 +101,36 @@ func TestBatchReportJSON(t *testing.T) {
 	var ps []problem
 	if err := json.Unmarshal([]byte(out.String()), &ps); err != nil || len(ps) != 2 || ps[0].Mailbox != "bad@x" || ps[0].Side != failure.SideSource {
 		t.Fatalf("batch report --format json = %v, %+v:\n%s", err, ps, out)
+	}
+}
+
+// The HTML report is one page with every mailbox (status, counts, bytes,
+// time, waits, bad items, grade) and what to do; what servers said is
+// escaped.
+func TestBatchReportHTML(t *testing.T) {
+	started := time.Date(2026, 11, 29, 20, 0, 0, 0, time.UTC)
+	ok := workflows.MoveStatus{Mailbox: "ok@x", Status: workflows.StatusCompleted, Grade: workflows.GradePerfect, MessagesTotal: 10,
+		Started: started, SyncedAt: started.Add(90 * time.Second), StallTime: map[string]time.Duration{"WaitingForLogonRetry": time.Minute}}
+	ok.Copied, ok.Bytes = 10, 2048
+	warn := workflows.MoveStatus{Mailbox: "warn@x", Status: workflows.StatusCompletedWithWarnings, Grade: workflows.GradeGood, Reason: "1 bad items"}
+	warn.BadItems = []workflows.BadItem{{Folder: "Work", UID: 7, Size: 99, Reason: "NO [LIMIT] <too big>"}}
+	failed := workflows.MoveStatus{Mailbox: "bad@x", Status: workflows.StatusFailed, StatusDetail: "Failed_LogonFailed", Reason: "LogonFailed: <script>alert(1)</script>"}
+	rep := batchReport{Batch: "w1", Moves: []workflows.MoveStatus{ok, warn, failed},
+		Totals: totals{Mailboxes: 3, ByStatus: map[workflows.Status]int{workflows.StatusCompleted: 1, workflows.StatusCompletedWithWarnings: 1, workflows.StatusFailed: 1}, MessagesCopied: 10}}
+	var out strings.Builder
+	if err := writeHTMLReport(&out, rep, started.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	page := out.String()
+	for _, want := range []string{
+		"<h1>Batch w1</h1>", "3 mailboxes: 1 Completed; 1 CompletedWithWarnings; 1 Failed;", "ok@x", "Perfect", "10 copied, 0 found, of 10", "2.0 KiB", "1m30s",
+		"WaitingForLogonRetry 1m0s", "Work UID 7 (99 bytes): NO [LIMIT] &lt;too big&gt;", "&lt;script&gt;", "What to do",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the HTML report lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<script>") {
+		t.Error("the HTML report carries a server's words unescaped")
 	}
 }
