@@ -230,6 +230,7 @@ func assertNoSecrets(t *testing.T, namespace, batch string, secrets ...string) {
 	texts["worker log"] = string(logText)
 	texts["batch status --json"] = mailmove(t, namespace, "batch", "status", batch, "--json")
 	texts["batch report --format json"] = mailmove(t, namespace, "batch", "report", batch, "--format", "json")
+	texts["batch report --format html"] = mailmove(t, namespace, "batch", "report", batch, "--format", "html")
 	for where, text := range texts {
 		for _, s := range secrets {
 			if strings.Contains(text, s) {
