@@ -351,6 +351,18 @@ func TestBatchMovesThreeMailboxesExactly(t *testing.T) {
 	}
 	t.Logf("moved %d messages in %v through Temporal: %.0f messages/s", copied, elapsed.Round(time.Millisecond), float64(copied)/elapsed.Seconds())
 
+	// batch list reads the visibility store, which follows the moves'
+	// search attributes a moment later.
+	listed := ""
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if listed = mailmove(t, "default", "batch", "list"); strings.Contains(strings.Join(strings.Fields(lineWith(listed, "three ")), " "), " 3 3 Completed") {
+			break
+		}
+	}
+	if line := lineWith(listed, "three "); !strings.Contains(strings.Join(strings.Fields(line), " "), " 3 3 Completed") {
+		t.Errorf("batch list: %q, want batch three with 3 mailboxes, 3 Completed:\n%s", line, listed)
+	}
+
 	// Starting the same batch again is refused, not a second copy.
 	args := []string{"batch", "start", "--name", "three", "--csv", csv, "--source", env.source.Addr(), "--target", env.target.Addr(),
 		"--address", env.temporal.Addr, "--secret-key-file", env.keyFile}
@@ -455,4 +467,14 @@ func TestWorkerKilledMidCopyResumesWithoutDuplicates(t *testing.T) {
 		t.Fatalf("%s: %s (%s), want Completed", m.Mailbox, m.Status, m.Reason)
 	}
 	assertIdentical(t, a)
+}
+
+// lineWith is the first line of text that starts with prefix.
+func lineWith(text, prefix string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
 }
