@@ -94,7 +94,7 @@ func batchListRun(ctx context.Context, opts *batchListOptions) error {
 		b.Mailboxes++
 		b.ByStatus[workflows.Status(cmp.Or(e.attr(workflows.SearchAttrStatus.GetName()), string(workflows.StatusQueued)))]++
 	}
-	var list []batchSummary
+	list := []batchSummary{}
 	for _, b := range byName {
 		list = append(list, *b)
 	}
