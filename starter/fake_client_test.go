@@ -112,6 +112,10 @@ func (c *fakeClient) SignalWorkflow(_ context.Context, id, _ string, signal stri
 	return c.record("SignalWorkflow", id, signal)
 }
 
+func (c *fakeClient) CancelWorkflow(_ context.Context, id, _ string) error {
+	return c.record("CancelWorkflow", id)
+}
+
 func (c *fakeClient) TerminateWorkflow(_ context.Context, id, _ string, _ string, _ ...any) error {
 	return c.record("TerminateWorkflow", id)
 }

@@ -69,6 +69,10 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		}
 	}
 	sel := workflow.NewSelector(ctx)
+	// batch cancel: the moves it started are cancelled with it (a child's
+	// context is its parent's), and it starts no other.
+	cancelled := false
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { cancelled = true })
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalMoveReleased), func(c workflow.ReceiveChannel, _ bool) {
 		var mailbox string
 		c.Receive(ctx, &mailbox)
@@ -153,7 +157,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		// taken at once: the status shows them.
 		due := false
 		sel.AddFuture(workflow.NewTimer(ctx, wait), func(workflow.Future) { due = true })
-		for !due {
+		for !due && !cancelled {
 			sel.Select(ctx)
 		}
 	}
@@ -161,8 +165,11 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	for i, mv := range in.Moves {
 		// Signals first (a complete asked for, a move asking for a slot
 		// again), then a free slot nobody asks for.
-		for st.Paused || st.OutsideWindow || active >= in.Concurrency || len(asking) > 0 || sel.HasPending() {
+		for !cancelled && (st.Paused || st.OutsideWindow || active >= in.Concurrency || len(asking) > 0 || sel.HasPending()) {
 			sel.Select(ctx)
+		}
+		if cancelled {
+			return st, ctx.Err()
 		}
 		mv.Batch = in.Name
 		if st.CompleteRequested || st.Entries[i].CompleteRequested {
@@ -196,10 +203,10 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			grant()
 		})
 	}
-	for open > 0 {
+	for open > 0 && !cancelled {
 		sel.Select(ctx)
 	}
-	return st, nil
+	return st, ctx.Err()
 }
 
 // reason is the message a move failed with.

@@ -887,3 +887,29 @@ func TestBatchCopiesOnlyInsideItsWindow(t *testing.T) {
 		t.Errorf("calls on %d days, want the copy spread over several windows", len(days))
 	}
 }
+
+// batch cancel ends the batch at once, whatever it waits for (here a
+// slot), and its moves with it; it starts no other.
+func TestBatchCancelEndsTheBatchAndItsMoves(t *testing.T) {
+	env := newEnv(t)
+	var mu sync.Mutex
+	started := map[string]bool{}
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ConnectInput) (activities.ConnectResult, error) {
+		mu.Lock()
+		started[in.Mailbox] = true
+		mu.Unlock()
+		return twoFolders, nil
+	})
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).After(10 * time.Hour).Return(syncAllDone)
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Hour)
+	env.ExecuteWorkflow(Batch, BatchInput{Name: "b1", Concurrency: 1, Moves: []MailboxMoveInput{{Mailbox: "a@x"}, {Mailbox: "b@x"}}})
+	if !env.IsWorkflowCompleted() || !temporal.IsCanceledError(env.GetWorkflowError()) {
+		t.Fatalf("batch error = %v, want cancelled", env.GetWorkflowError())
+	}
+	if !started["a@x"] || started["b@x"] {
+		t.Errorf("moves started: %v, want a only", started)
+	}
+}

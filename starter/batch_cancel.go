@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/mailmove/mailmove/workflows"
+)
+
+type batchCancelOptions struct {
+	Client func() (client.Client, error)
+	Out    io.Writer
+
+	Name string
+}
+
+func newCmdBatchCancel(f *factory, runF func(*batchCancelOptions) error) *cobra.Command {
+	opts := &batchCancelOptions{Client: f.Client, Out: f.Out}
+	return &cobra.Command{
+		Use:   "cancel NAME",
+		Short: "Stop a batch for good: its moves end where they are, what they copied stays",
+		Long: "Cancels the batch and every move of it that has not ended: each stops its copy (what it\n" +
+			"copied stays on the target), and the batch starts no other. To stop for a while instead,\n" +
+			"use batch pause.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return batchCancelRun(cmd.Context(), opts)
+		},
+	}
+}
+
+// batchCancelRun cancels the batch first, so that it starts no move while
+// the moves it started are cancelled.
+func batchCancelRun(ctx context.Context, opts *batchCancelOptions) error {
+	c, rep, err := dialBatch(ctx, opts.Client, opts.Name)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.CancelWorkflow(ctx, workflows.BatchWorkflowID(opts.Name), ""); err != nil {
+		return fmt.Errorf("cancel batch %q: %w", opts.Name, err)
+	}
+	cancelled := 0
+	for _, m := range rep.Moves {
+		if m.Status.Terminal() {
+			continue
+		}
+		err := c.CancelWorkflow(ctx, workflows.MoveWorkflowID(opts.Name, m.Mailbox), "")
+		var notFound *serviceerror.NotFound
+		switch {
+		case errors.As(err, &notFound):
+			continue // never started
+		case err != nil:
+			fmt.Fprintf(opts.Out, "%s: not cancelled: %v\n", m.Mailbox, err)
+			continue
+		}
+		cancelled++
+	}
+	fmt.Fprintf(opts.Out, "%s: cancelled, with %d moves under way\n", opts.Name, cancelled)
+	return nil
+}
