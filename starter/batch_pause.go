@@ -47,13 +47,8 @@ func newCmdBatchPause(f *factory, pause bool, runF func(*batchPauseOptions) erro
 
 // batchPauseRun signals the batch to pause or resume.
 func batchPauseRun(ctx context.Context, opts *batchPauseOptions) error {
-	c, err := opts.Client()
-	if err != nil {
+	if err := signalBatch(ctx, opts.Client, opts.Name, workflows.SignalPause, opts.Pause); err != nil {
 		return err
-	}
-	defer c.Close()
-	if err := c.SignalWorkflow(ctx, workflows.BatchWorkflowID(opts.Name), "", workflows.SignalPause, opts.Pause); err != nil {
-		return fmt.Errorf("batch %q: %w", opts.Name, err)
 	}
 	if opts.Pause {
 		fmt.Fprintf(opts.Out, "%s: pausing; its moves stop at their next safe point (batch status shows WaitingForBatchSlot)\n", opts.Name)

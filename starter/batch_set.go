@@ -47,14 +47,8 @@ func newCmdBatchSet(f *factory, runF func(*batchSetOptions) error) *cobra.Comman
 
 // batchSetRun signals the batch its new concurrency.
 func batchSetRun(ctx context.Context, opts *batchSetOptions) error {
-	c, err := opts.Client()
-	if err != nil {
+	if err := signalBatch(ctx, opts.Client, opts.Name, workflows.SignalConcurrency, opts.Concurrency); err != nil {
 		return err
-	}
-	defer c.Close()
-	id := workflows.BatchWorkflowID(opts.Name)
-	if err := c.SignalWorkflow(ctx, id, "", workflows.SignalConcurrency, opts.Concurrency); err != nil {
-		return fmt.Errorf("batch %q: %w", opts.Name, err)
 	}
 	fmt.Fprintf(opts.Out, "%s: at most %d moves copying at once\n", opts.Name, opts.Concurrency)
 	return nil
