@@ -17,14 +17,18 @@ import (
 // at once when the batch does not say.
 const DefaultConcurrency = 10
 
-// Batch starts the moves of a batch as child workflows, at most Concurrency
-// of them at work at once, and waits for all of them. A move frees its slot
-// when it reaches Synced — it goes on with incremental passes, and a
-// manual-complete batch would otherwise stall after the first Concurrency
-// moves — or when it starts waiting out a failure, so that a mailbox that
-// cannot log on or is locked never delays the others. After `batch
-// complete` (SignalCompleteAll), the moves it starts complete after their
-// initial sync.
+// Batch starts the moves of a batch as child workflows and waits for all
+// of them, with at most Concurrency moves copying at once in every state.
+// A move holds a slot while it copies and gives it back when it waits: for
+// its next incremental pass (a manual-complete batch would otherwise stall
+// after the first Concurrency moves), or out a failure (a mailbox that
+// cannot log on or is locked never delays the others). Before it copies
+// again it asks for one (SignalMoveAcquire); the batch grants the moves
+// that ask before it starts new ones. `batch set` changes Concurrency,
+// `batch pause` (and the hours outside --window) has the moves yield at
+// their next safe point, `batch cancel` ends it and its moves. After
+// `batch complete` (SignalCompleteAll), the moves it starts complete after
+// their initial sync.
 func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	if in.Concurrency <= 0 {
 		in.Concurrency = DefaultConcurrency

@@ -147,7 +147,13 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 		}
 		m.state.SyncedAt = workflow.Now(ctx)
 		m.setStatus(ctx, StatusSynced, DetailSynced)
-		m.release(ctx)
+		// A move that waits for its next pass gives its slot back; one that
+		// goes on to its final pass at once keeps it (moves started
+		// before the batch-slots patch gave it back either way).
+		if m.settings.Complete == CompleteManual && !m.state.CompleteRequested ||
+			workflow.GetVersion(ctx, "batch-slots", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			m.release(ctx)
+		}
 	}
 	if m.settings.Complete == CompleteManual {
 		for !m.state.CompleteRequested {
