@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -15,25 +16,45 @@ type batchCompleteOptions struct {
 	Client func() (client.Client, error)
 	Out    io.Writer
 
-	Name string
+	Name  string
+	After string // --after: a time, as --start-after takes it
 }
 
 func newCmdBatchComplete(f *factory, runF func(*batchCompleteOptions) error) *cobra.Command {
 	opts := &batchCompleteOptions{Client: f.Client, Out: f.Out}
-	return &cobra.Command{
-		Use:   "complete NAME",
+	cmd := &cobra.Command{
+		Use:   "complete NAME [--after TIME]",
 		Short: "Complete the moves of a batch: a last incremental pass, verification, report",
 		Long: "Completes every move of the batch that has not ended. A move still in its initial sync,\n" +
-			"or not started yet (queued behind --concurrency), completes as soon as its initial sync is over.",
+			"or not started yet (queued behind --concurrency), completes as soon as its initial sync is over.\n" +
+			"With --after, the batch does this itself at that time (the cutover weekend's Friday 18:00).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
 			if runF != nil {
 				return runF(opts)
 			}
+			if opts.After != "" {
+				return batchCompleteAfterRun(cmd.Context(), opts, time.Now())
+			}
 			return batchCompleteRun(cmd.Context(), opts)
 		},
 	}
+	cmd.Flags().StringVar(&opts.After, "after", "", `complete at this time instead of now: "18:00", "2026-12-05 18:00" or RFC 3339`)
+	return cmd
+}
+
+// batchCompleteAfterRun tells the batch when to complete its moves.
+func batchCompleteAfterRun(ctx context.Context, opts *batchCompleteOptions, now time.Time) error {
+	at, err := parseTime("--after", opts.After, now)
+	if err != nil {
+		return usageError(err)
+	}
+	if err := signalBatch(ctx, opts.Client, opts.Name, workflows.SignalCompleteAt, at); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.Out, "%s: its moves complete at %s\n", opts.Name, at.Local().Format("2006-01-02 15:04 MST"))
+	return nil
 }
 
 // batchCompleteRun sends the complete update to every move that has not

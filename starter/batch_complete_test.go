@@ -59,3 +59,19 @@ func TestBatchCompleteUpdatesOnlyMovesThatHaveNotEnded(t *testing.T) {
 		}
 	}
 }
+
+// --after: the batch is told when, and does it itself.
+func TestBatchCompleteAfterTellsTheBatchWhen(t *testing.T) {
+	c := newFakeClient()
+	f, out := testFactory(t, c)
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.Local)
+	if err := batchCompleteAfterRun(context.Background(), &batchCompleteOptions{Client: f.Client, Out: f.Out, Name: "w1", After: "18:00"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.callsOf("SignalWorkflow"); strings.Join(got, "") != workflows.BatchWorkflowID("w1")+" "+workflows.SignalCompleteAt || !strings.Contains(out.String(), "w1: its moves complete at 2026-12-04 18:00") {
+		t.Fatalf("signals %q, output %q", got, out)
+	}
+	if err := batchCompleteAfterRun(context.Background(), &batchCompleteOptions{Client: f.Client, Out: f.Out, Name: "w1", After: "friday"}, now); err == nil || !strings.Contains(err.Error(), `--after "friday"`) || exitCode(err) != exitUsage {
+		t.Fatalf("--after friday = %v", err)
+	}
+}

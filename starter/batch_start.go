@@ -148,7 +148,7 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 	}
 	in := workflows.BatchInput{Name: opts.Name, Concurrency: opts.Concurrency}
 	if opts.StartAfter != "" {
-		if in.StartAfter, err = parseStartAfter(opts.StartAfter, time.Now()); err != nil {
+		if in.StartAfter, err = parseTime("--start-after", opts.StartAfter, time.Now()); err != nil {
 			return workflows.BatchInput{}, err
 		}
 	}
@@ -363,9 +363,9 @@ func localZone() string {
 	return "UTC"
 }
 
-// parseStartAfter reads --start-after: a clock time today (tomorrow once
-// it has passed), a local date and time, or RFC 3339.
-func parseStartAfter(s string, now time.Time) (time.Time, error) {
+// parseTime reads a time flag (--start-after, --after): a clock time today
+// (tomorrow once it has passed), a local date and time, or RFC 3339.
+func parseTime(flag, s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
@@ -380,7 +380,7 @@ func parseStartAfter(s string, now time.Time) (time.Time, error) {
 		}
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf(`--start-after %q: write "19:00", "2026-12-05 19:00" (local time) or RFC 3339 ("2026-12-05T19:00:00+01:00")`, s)
+	return time.Time{}, fmt.Errorf(`%s %q: write "19:00", "2026-12-05 19:00" (local time) or RFC 3339 ("2026-12-05T19:00:00+01:00")`, flag, s)
 }
 
 // parseSize reads 25MB, 512KB, 1GB or a number of bytes.

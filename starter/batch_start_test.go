@@ -203,7 +203,7 @@ func TestBatchStartRunRefusesAnExistingBatch(t *testing.T) {
 	}
 }
 
-func TestParseStartAfter(t *testing.T) {
+func TestParseTime(t *testing.T) {
 	loc := time.FixedZone("X", 3600)
 	now := time.Date(2026, 11, 29, 20, 0, 0, 0, loc)
 	for in, want := range map[string]time.Time{
@@ -212,11 +212,11 @@ func TestParseStartAfter(t *testing.T) {
 		"2026-12-05 19:00":          time.Date(2026, 12, 5, 19, 0, 0, 0, loc),
 		"2026-12-05T19:00:00+01:00": time.Date(2026, 12, 5, 19, 0, 0, 0, loc),
 	} {
-		if got, err := parseStartAfter(in, now); err != nil || !got.Equal(want) {
-			t.Errorf("parseStartAfter(%q) = %v, %v; want %v", in, got, err, want)
+		if got, err := parseTime("--start-after", in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseTime(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	if _, err := parseStartAfter("tonight", now); err == nil || !strings.Contains(err.Error(), `--start-after "tonight": write "19:00"`) {
-		t.Errorf("parseStartAfter(tonight) = %v", err)
+	if _, err := parseTime("--start-after", "tonight", now); err == nil || !strings.Contains(err.Error(), `--start-after "tonight": write "19:00"`) {
+		t.Errorf("parseTime(tonight) = %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
@@ -151,6 +152,28 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 				st.Entries[i].CompleteRequested = true
 			}
 		}
+	})
+	// completeAll completes every move started (a signal: a workflow
+	// cannot send updates) and has those started later complete after
+	// their initial sync.
+	completeAll := func() {
+		st.CompleteRequested = true
+		for _, e := range st.Entries {
+			if e.Started && !e.Closed {
+				workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalComplete, nil)
+			}
+		}
+	}
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteAt), func(c workflow.ReceiveChannel, _ bool) {
+		var at time.Time
+		c.Receive(ctx, &at)
+		st.CompleteAt = at
+		sel.AddFuture(workflow.NewTimer(ctx, max(at.Sub(workflow.Now(ctx)), time.Second)), func(workflow.Future) {
+			// A later --after replaces this one.
+			if st.CompleteAt.Equal(at) {
+				completeAll()
+			}
+		})
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteAll), func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)

@@ -99,6 +99,13 @@ func (m *move) setup(ctx workflow.Context) error {
 			m.yield = true
 		}
 	})
+	complete := workflow.GetSignalChannel(ctx, SignalComplete)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			complete.Receive(ctx, nil)
+			m.state.CompleteRequested = true
+		}
+	})
 	granted := workflow.GetSignalChannel(ctx, SignalSlotGranted)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {

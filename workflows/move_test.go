@@ -913,3 +913,46 @@ func TestBatchCancelEndsTheBatchAndItsMoves(t *testing.T) {
 		t.Errorf("moves started: %v, want a only", started)
 	}
 }
+
+// batch complete --after: at that time the batch completes every move,
+// those synced and doing incremental passes, and one still queued.
+func TestBatchCompletesItsMovesAtTheTimeGiven(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Connect, mock.Anything, mock.Anything).Return(twoFolders, nil)
+	env.OnActivity(a.CreateFolders, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.InitialSync, mock.Anything, mock.Anything).Return(syncAllDone)
+	var mu sync.Mutex
+	passes := 0
+	env.OnActivity(a.IncrementalSync, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if passes++; passes > 200 {
+			// Never completed: end the moves rather than pass forever.
+			return activities.SyncResult{}, temporal.NewNonRetryableApplicationError("never completed", "Test", nil)
+		}
+		return syncAllDone(ctx, in)
+	})
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, nil)
+	var completeAt time.Time
+	env.RegisterDelayedCallback(func() {
+		completeAt = env.Now().Add(3 * time.Hour)
+		env.SignalWorkflow(SignalCompleteAt, completeAt)
+	}, time.Minute)
+	s := Settings{Complete: CompleteManual, IncrementalInterval: 30 * time.Minute}
+	env.ExecuteWorkflow(Batch, BatchInput{Name: "b1", Concurrency: 2, Moves: []MailboxMoveInput{
+		{Mailbox: "a@x", Settings: s}, {Mailbox: "b@x", Settings: s}, {Mailbox: "c@x", Settings: s},
+	}})
+	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
+		t.Fatalf("batch did not end: %v", env.GetWorkflowError())
+	}
+	if env.Now().Before(completeAt) {
+		t.Fatalf("the batch ended at %s, before the completion time %s", env.Now(), completeAt)
+	}
+	var st BatchStatus
+	env.GetWorkflowResult(&st)
+	for _, e := range st.Entries {
+		if !e.Closed || e.Error != "" {
+			t.Fatalf("entries %+v, want every move completed", st.Entries)
+		}
+	}
+}

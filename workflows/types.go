@@ -29,6 +29,8 @@ const (
 	SignalMoveReleased = "move-released" // MailboxMove → its Batch: stop counting me against the concurrency
 	SignalCompleteAll  = "complete-all"  // Batch: the moves it has not started yet complete after their initial sync
 	SignalCompleteMove = "complete-move" // Batch: this mailbox (string), if not started yet, completes after its initial sync
+	SignalCompleteAt   = "complete-at"   // Batch: complete every move at this time (time.Time)
+	SignalComplete     = "complete"      // Batch → MailboxMove: as UpdateComplete, from a workflow (which cannot send updates)
 	SignalMoveAcquire  = "move-acquire"  // MailboxMove → its Batch: count me again before I copy (a pass, a retry)
 	SignalSlotGranted  = "slot-granted"  // Batch → MailboxMove: copy now, you count against the concurrency
 	SignalConcurrency  = "concurrency"   // Batch: a new --concurrency (int)
@@ -371,6 +373,9 @@ type BatchStatus struct {
 	Paused bool `json:",omitempty"`
 	// StartAfter: the batch starts no move before it.
 	StartAfter time.Time `json:",omitempty"`
+	// CompleteAt: `batch complete --after`; the batch completes its moves
+	// then.
+	CompleteAt time.Time `json:",omitempty"`
 	// OutsideWindow: outside the allowed hours (--window) until
 	// WindowChange, when they begin (or end, when inside).
 	OutsideWindow bool      `json:",omitempty"`
