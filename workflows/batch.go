@@ -148,8 +148,13 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		var mailbox string
 		c.Receive(ctx, &mailbox)
 		for i := range st.Entries {
-			if strings.EqualFold(st.Entries[i].Mailbox, mailbox) {
-				st.Entries[i].CompleteRequested = true
+			e := &st.Entries[i]
+			if strings.EqualFold(e.Mailbox, mailbox) {
+				e.CompleteRequested = true
+				// Started since the CLI found it missing.
+				if e.Started && !e.Closed {
+					workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalComplete, nil)
+				}
 			}
 		}
 	})

@@ -104,14 +104,38 @@ func minutes(s string) (int, error) {
 }
 
 // Open reports whether t is inside the window, and when that changes next
-// (within a week; the zero time if never).
+// (the zero time if not within fifteen days: never). A change happens
+// where the zone's wall clock reaches an opening or closing time, or jumps
+// over one (daylight saving): those instants, both of a wall time the
+// clock shows twice and the clock changes themselves, are the candidates,
+// and the first at which the answer differs is the change. So a period
+// that a daylight-saving change cuts short, lengthens or skips changes
+// when the clock does.
 func (w Window) Open(t time.Time) (open bool, next time.Time) {
 	open = w.openAt(t)
-	// Changes happen on whole minutes: step through the week by minute
-	// boundaries where a period opens or closes.
-	t0 := t.In(w.loc)
-	for _, c := range w.changes(t0) {
-		if w.openAt(c) != open {
+	local := t.In(w.loc)
+	day0 := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, w.loc)
+	var cands []time.Time
+	for d := 0; d <= 15; d++ {
+		day := day0.AddDate(0, 0, d)
+		for _, p := range w.periods {
+			for _, m := range []int{p.from, p.to % (24 * 60)} {
+				c := time.Date(day.Year(), day.Month(), day.Day(), m/60, m%60, 0, 0, w.loc)
+				cands = append(cands, c, c.Add(-time.Hour), c.Add(time.Hour))
+			}
+		}
+	}
+	for x, until := local, local.AddDate(0, 0, 16); x.Before(until); {
+		_, end := x.ZoneBounds()
+		if end.IsZero() {
+			break
+		}
+		cands = append(cands, end)
+		x = end
+	}
+	slices.SortFunc(cands, func(a, b time.Time) int { return a.Compare(b) })
+	for _, c := range cands {
+		if c.After(t) && c.Sub(t) <= 15*24*time.Hour && w.openAt(c) != open {
 			return open, c
 		}
 	}
@@ -137,24 +161,4 @@ func (w Window) openAt(t time.Time) bool {
 		}
 	}
 	return false
-}
-
-// changes lists, in order, the moments after t within eight days at which
-// a period opens or closes.
-func (w Window) changes(t time.Time) []time.Time {
-	var out []time.Time
-	start := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, w.loc)
-	for d := 0; d <= 8; d++ {
-		day := start.AddDate(0, 0, d)
-		for _, p := range w.periods {
-			for _, m := range []int{p.from, p.to % (24 * 60)} {
-				c := time.Date(day.Year(), day.Month(), day.Day(), m/60, m%60, 0, 0, w.loc)
-				if c.After(t) {
-					out = append(out, c)
-				}
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
-	return out
 }
