@@ -102,15 +102,22 @@ func prMock(env *testsuite.TestWorkflowEnvironment, r *prRec, inbox, sent time.D
 func (r *prRec) peak(from, to time.Duration) (int, time.Duration, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return peakOf(r.spans, r.t0, from, to)
+}
+
+// peakOf is the most distinct mailboxes with overlapping calls at one
+// call's start, over the starts in [from, to) (offsets from t0), when,
+// and which.
+func peakOf(spans []prSpan, t0 time.Time, from, to time.Duration) (int, time.Duration, []string) {
 	best, at := 0, time.Duration(0)
 	var who []string
-	for _, x := range r.spans {
-		off := x.start.Sub(r.t0)
+	for _, x := range spans {
+		off := x.start.Sub(t0)
 		if off < from || off >= to {
 			continue
 		}
 		set := map[string]bool{}
-		for _, y := range r.spans {
+		for _, y := range spans {
 			if !y.start.After(x.start) && y.end.After(x.start) {
 				set[y.mailbox] = true
 			}
@@ -144,9 +151,13 @@ func (r *prRec) startsIn(from, to time.Duration) []string {
 func (r *prRec) callsAfter(off time.Duration) map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return callsAfterOf(r.spans, r.t0, off)
+}
+
+func callsAfterOf(spans []prSpan, t0 time.Time, off time.Duration) map[string]int {
 	n := map[string]int{}
-	for _, x := range r.spans {
-		if x.start.Sub(r.t0) >= off {
+	for _, x := range spans {
+		if x.start.Sub(t0) >= off {
 			n[x.mailbox]++
 		}
 	}

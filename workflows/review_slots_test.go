@@ -3,7 +3,6 @@ package workflows
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -17,11 +16,7 @@ import (
 )
 
 // rsSpan is one sync activity call: which mailbox copied, from when to when.
-type rsSpan struct {
-	mailbox, act, folder string
-	start, end           time.Time
-	failed               bool
-}
+type rsSpan = prSpan
 
 // rsRec records the sync calls of a batch test (mocks with .After(rsD):
 // the test environment runs the mock's function when the delay is over, so
@@ -89,42 +84,14 @@ func (r *rsRec) fn(act string) func(context.Context, activities.SyncInput) (acti
 func (r *rsRec) peak(from, to time.Duration) (int, time.Duration, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	best, at := 0, time.Duration(0)
-	var who []string
-	for _, x := range r.spans {
-		off := x.start.Sub(r.t0)
-		if off < from || off >= to {
-			continue
-		}
-		set := map[string]bool{}
-		for _, y := range r.spans {
-			if !y.start.After(x.start) && y.end.After(x.start) {
-				set[y.mailbox] = true
-			}
-		}
-		if len(set) > best {
-			best, at = len(set), off
-			who = who[:0]
-			for m := range set {
-				who = append(who, m)
-			}
-			sort.Strings(who)
-		}
-	}
-	return best, at, who
+	return peakOf(r.spans, r.t0, from, to)
 }
 
 // callsAfter counts each mailbox's calls starting at or after off.
 func (r *rsRec) callsAfter(off time.Duration) map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := map[string]int{}
-	for _, x := range r.spans {
-		if x.start.Sub(r.t0) >= off {
-			n[x.mailbox]++
-		}
-	}
-	return n
+	return callsAfterOf(r.spans, r.t0, off)
 }
 
 func (r *rsRec) dump() string {
