@@ -127,6 +127,13 @@ type execution struct {
 	id, state string
 	started   time.Time
 	attrs     map[string]*commonpb.Payload
+	memo      map[string]*commonpb.Payload
+}
+
+// memoOf reads a memo field into ptr; false when the run has none.
+func (e execution) memoOf(key string, ptr any) bool {
+	p := e.memo[key]
+	return p != nil && converter.GetDefaultDataConverter().FromPayload(p, ptr) == nil
 }
 
 // attr is a keyword search attribute's value, "" when unset.
@@ -148,7 +155,7 @@ func eachExecution(ctx context.Context, c client.Client, query string, f func(ex
 		}
 		for _, w := range resp.GetExecutions() {
 			f(execution{id: w.GetExecution().GetWorkflowId(), state: stateName(w.GetStatus()), started: w.GetStartTime().AsTime(),
-				attrs: w.GetSearchAttributes().GetIndexedFields()})
+				attrs: w.GetSearchAttributes().GetIndexedFields(), memo: w.GetMemo().GetFields()})
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
 			return nil

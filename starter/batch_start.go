@@ -423,6 +423,13 @@ func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
 	if opts.DryRun {
 		return dryRun(ctx, c, in, opts)
 	}
+	if err := checkBatchSize(0, len(in.Moves)); err != nil {
+		return usageError(fmt.Errorf("--csv %s: %w", opts.CSV, err))
+	}
+	// The batch gets the first page of mailboxes' names, then the others;
+	// the moves start once it knows them all, so it never ends early.
+	moves, names := in.Moves, mailboxes(in.Moves)
+	in.Moves, in.Gated, in.Mailboxes = nil, true, names[:min(len(names), namesPerSignal)]
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    workflows.BatchWorkflowID(opts.Name),
 		TaskQueue:             workflows.TaskQueue,
@@ -438,7 +445,15 @@ func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
 	if err != nil {
 		return fmt.Errorf("start batch: %w", err)
 	}
-	fmt.Fprintf(opts.Out, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(in.Moves), in.Concurrency, run.GetID(), run.GetRunID())
+	fmt.Fprintf(opts.Out, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(moves), in.Concurrency, run.GetID(), run.GetRunID())
+	if err := registerMoves(ctx, c, opts.Name, names[len(in.Mailboxes):]); err != nil {
+		return fmt.Errorf("%w\nThen start its moves with: mailmove batch add %s --csv %s", err, opts.Name, opts.CSV)
+	}
+	nStarted, nAlready, err := startMoves(ctx, c, opts.Name, moves, opts.ErrOut)
+	fmt.Fprintln(opts.Out, startedLine(nStarted, nAlready))
+	if err != nil {
+		return fmt.Errorf("%w\n(mailmove batch add %s --csv %s starts the moves not started yet)", err, opts.Name, opts.CSV)
+	}
 	if !in.StartAfter.IsZero() {
 		fmt.Fprintf(opts.Out, "Its first move starts at %s\n", in.StartAfter.Local().Format("2006-01-02 15:04 MST"))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -178,16 +179,61 @@ func TestBatchStartRunStartsTheBatch(t *testing.T) {
 	if err := batchStartRun(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.started) != 1 {
-		t.Fatalf("started %d workflows, want the batch", len(c.started))
+	if len(c.started) != 3 {
+		t.Fatalf("started %d workflows, want the batch and its 2 moves", len(c.started))
 	}
+	// The batch gets the mailboxes' names, never their settings or
+	// credentials: each move gets its own.
 	o, in := c.started[0].Options, c.started[0].Arg.(workflows.BatchInput)
 	if o.ID != workflows.BatchWorkflowID("w1") || o.TaskQueue != workflows.TaskQueue || o.WorkflowIDReusePolicy != enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE ||
-		!o.WorkflowExecutionErrorWhenAlreadyStarted || len(in.Moves) != 2 || in.Concurrency != 4 {
+		!o.WorkflowExecutionErrorWhenAlreadyStarted || len(in.Moves) != 0 || !in.Gated || len(in.Mailboxes) != 2 || in.Concurrency != 4 {
 		t.Fatalf("ExecuteWorkflow(%+v, %+v)", o, in)
 	}
-	if !strings.Contains(out.String(), "Started batch w1: 2 mailboxes, 4 at a time") || !c.closed {
+	ids := map[string]bool{}
+	for _, s := range c.started[1:] {
+		mv := s.Arg.(workflows.MailboxMoveInput)
+		if !mv.Gated || mv.Batch != "w1" || mv.Source.Password == "" || s.Options.ID != workflows.MoveWorkflowID("w1", mv.Mailbox) ||
+			s.Options.WorkflowIDReusePolicy != enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY || s.Options.Memo[workflows.MemoMove] == nil {
+			t.Fatalf("move started with %+v, %+v", s.Options, mv)
+		}
+		ids[s.Options.ID] = true
+	}
+	if len(ids) != 2 {
+		t.Fatalf("moves started: %v", ids)
+	}
+	if !strings.Contains(out.String(), "Started batch w1: 2 mailboxes, 4 at a time") || !strings.Contains(out.String(), "2 moves started") || !c.closed {
 		t.Fatalf("output %q, client closed %v", out, c.closed)
+	}
+}
+
+func TestBatchStartRunNamesEveryPageBeforeItStartsAMove(t *testing.T) {
+	c := newFakeClient()
+	f, out := testFactory(t, c)
+	var b strings.Builder
+	b.WriteString("EmailAddress,UserName,Password\n")
+	n := 2*namesPerSignal + 5
+	for i := range n {
+		fmt.Fprintf(&b, "u%05d@example.com,u%05d,pw\n", i, i)
+	}
+	csv := writeFile(t, "b.csv", b.String())
+	opts := parseStart(t, "--name", "big", "--csv", csv, "--source", "a:993", "--target", "b:993")
+	opts.Client, opts.Key, opts.Out = f.Client, f.Key, f.Out
+	if err := batchStartRun(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	in := c.started[0].Arg.(workflows.BatchInput)
+	if len(in.Mailboxes) != namesPerSignal || len(c.callsOf("SignalWorkflow")) != 2 || len(c.started) != n+1 {
+		t.Fatalf("first page %d names, %d signals, %d started", len(in.Mailboxes), len(c.callsOf("SignalWorkflow")), len(c.started))
+	}
+	// The signals come before the first move starts.
+	c.mu.Lock()
+	calls := strings.Join(c.calls, "\n")
+	c.mu.Unlock()
+	if i, j := strings.LastIndex(calls, "SignalWorkflow"), strings.Index(calls, "ExecuteWorkflow mailmove/"); i > j {
+		t.Fatalf("a move started before the batch knew every mailbox:\n%s", calls[:min(len(calls), 2000)])
+	}
+	if !strings.Contains(out.String(), fmt.Sprintf("%d moves started", n)) {
+		t.Fatalf("output %q", out)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/mailmove/mailmove/internal/humanize"
 	"github.com/mailmove/mailmove/workflows"
@@ -56,6 +58,9 @@ func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.
 // batchReport is the JSON form of `batch status`.
 type batchReport struct {
 	Batch string
+	// State is the batch workflow's (Running, Completed…), for a gated
+	// batch.
+	State string `json:",omitempty"`
 	// Concurrency and Paused are the batch's own (batch set, batch pause).
 	Concurrency int       `json:",omitempty"`
 	Paused      bool      `json:",omitempty"`
@@ -132,7 +137,84 @@ func dialBatch(ctx context.Context, newClient func() (client.Client, error), nam
 	return c, rep, nil
 }
 
+// fetchBatchReport reads a batch's report: for a gated batch from the
+// visibility store (the batch's memo, then every move's latest run with
+// its memo: a few paged list calls at any size, no query to the workers);
+// for a batch started before gating, by querying the batch and each move.
 func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchReport, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, workflows.BatchWorkflowID(name), "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return batchReport{}, fmt.Errorf("no batch %q: `mailmove batch list` shows the batches there are", name)
+	}
+	if err != nil {
+		return batchReport{}, fmt.Errorf("batch %q: %w", name, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if p := info.GetMemo().GetFields()[workflows.MemoBatch]; p != nil {
+		var memo workflows.BatchMemo
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &memo); err != nil {
+			return batchReport{}, fmt.Errorf("batch %q: read its memo: %w", name, err)
+		}
+		return visibleBatchReport(ctx, c, name, memo, stateName(info.GetStatus()))
+	}
+	return queriedBatchReport(ctx, c, name)
+}
+
+// visibleBatchReport is a gated batch's report from the visibility store.
+func visibleBatchReport(ctx context.Context, c client.Client, name string, memo workflows.BatchMemo, state string) (batchReport, error) {
+	rep := batchReport{Batch: name, State: state, Concurrency: memo.Concurrency, Paused: memo.Paused, StartAfter: memo.StartAfter,
+		OutsideWindow: memo.OutsideWindow, WindowChange: memo.WindowChange, Totals: totals{ByStatus: map[workflows.Status]int{}}}
+	// A move's latest run counts: one continued as new, or retried, has
+	// older runs.
+	latest := map[string]execution{}
+	query := fmt.Sprintf("%s = %s AND WorkflowType = 'MailboxMove' AND ExecutionStatus != 'ContinuedAsNew'", workflows.SearchAttrBatch.GetName(), quoteQuery(name))
+	err := eachExecution(ctx, c, query, func(e execution) {
+		if l, ok := latest[e.id]; !ok || e.started.After(l.started) {
+			latest[e.id] = e
+		}
+	})
+	if err != nil {
+		return rep, err
+	}
+	for _, e := range latest {
+		var m workflows.MoveStatus
+		if !e.memoOf(workflows.MemoMove, &m) {
+			m = workflows.MoveStatus{Batch: name, Mailbox: e.attr(workflows.SearchAttrMailbox.GetName()),
+				Status: workflows.Status(cmp.Or(e.attr(workflows.SearchAttrStatus.GetName()), string(workflows.StatusQueued))),
+				StatusDetail: e.attr(workflows.SearchAttrStatusDetail.GetName())}
+		}
+		switch e.state {
+		case "Terminated", "Canceled", "Timed_out":
+			// Ended from outside: its memo still shows where it was.
+			if !m.Status.Terminal() {
+				m.Status, m.Reason = workflows.StatusFailed, "the move's workflow was "+strings.ToLower(e.state)+" ("+string(m.Status)+" then)"
+			}
+		}
+		rep.Moves = append(rep.Moves, m)
+	}
+	slices.SortFunc(rep.Moves, func(a, b workflows.MoveStatus) int { return cmp.Compare(a.Mailbox, b.Mailbox) })
+	rep.total()
+	return rep, nil
+}
+
+// quoteQuery quotes a value for a visibility query.
+func quoteQuery(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+func (rep *batchReport) total() {
+	for _, m := range rep.Moves {
+		rep.Totals.Mailboxes++
+		rep.Totals.ByStatus[m.Status]++
+		rep.Totals.MessagesCopied += m.Copied
+		rep.Totals.BytesCopied += m.Bytes
+	}
+}
+
+// queriedBatchReport is the report of a batch started before gating: its
+// status query lists the moves, each queried for its own.
+func queriedBatchReport(ctx context.Context, c client.Client, name string) (batchReport, error) {
 	var bs workflows.BatchStatus
 	v, err := c.QueryWorkflow(ctx, workflows.BatchWorkflowID(name), "", workflows.QueryStatus)
 	if err != nil {
@@ -159,12 +241,7 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 		}()
 	}
 	wg.Wait()
-	for _, m := range rep.Moves {
-		rep.Totals.Mailboxes++
-		rep.Totals.ByStatus[m.Status]++
-		rep.Totals.MessagesCopied += m.Copied
-		rep.Totals.BytesCopied += m.Bytes
-	}
+	rep.total()
 	return rep, nil
 }
 

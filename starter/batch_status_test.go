@@ -54,9 +54,10 @@ func TestBatchStatusPrintsMovesAndTotalsFromTheStatusQuery(t *testing.T) {
 			t.Errorf("batch status lacks %q:\n%s", want, out)
 		}
 	}
-	// Live progress is the status query's: nothing else is asked.
-	if got := len(c.calls); got != 3 || len(c.callsOf("QueryWorkflow")) != 3 {
-		t.Errorf("calls = %q, want the three status queries only", c.calls)
+	// A batch started before gating (no memo): live progress is the
+	// status query's; nothing else is asked.
+	if got := len(c.calls); got != 4 || len(c.callsOf("QueryWorkflow")) != 3 || len(c.callsOf("DescribeWorkflowExecution")) != 1 {
+		t.Errorf("calls = %q, want the batch described, then the three status queries only", c.calls)
 	}
 }
 

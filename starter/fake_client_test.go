@@ -11,8 +11,11 @@ import (
 	"sync"
 	"testing"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
@@ -42,6 +45,8 @@ type fakeClient struct {
 	// ExecuteWorkflow.
 	started []startCall
 	closed  bool
+	// describe answers DescribeWorkflowExecution by workflow ID.
+	describe map[string]*workflowservice.DescribeWorkflowExecutionResponse
 }
 
 type startCall struct {
@@ -50,7 +55,8 @@ type startCall struct {
 }
 
 func newFakeClient() *fakeClient {
-	return &fakeClient{queries: map[string]any{}, results: map[string]any{}, errs: map[string]error{}, inputs: map[string]any{}}
+	return &fakeClient{queries: map[string]any{}, results: map[string]any{}, errs: map[string]error{}, inputs: map[string]any{},
+		describe: map[string]*workflowservice.DescribeWorkflowExecutionResponse{}}
 }
 
 func (c *fakeClient) record(method, id string, detail ...string) error {
@@ -138,6 +144,21 @@ func (c *fakeClient) GetWorkflowHistory(_ context.Context, id, _ string, _ bool,
 			WorkflowExecutionStartedEventAttributes: &historypb.WorkflowExecutionStartedEventAttributes{Input: payloads},
 		},
 	}}}
+}
+
+// DescribeWorkflowExecution answers from describe by workflow ID, else
+// a running workflow without memo (a batch started before gating).
+func (c *fakeClient) DescribeWorkflowExecution(_ context.Context, id, _ string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	if err := c.record("DescribeWorkflowExecution", id); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d, ok := c.describe[id]; ok {
+		return d, nil
+	}
+	return &workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
+		Execution: &commonpb.WorkflowExecution{WorkflowId: id}, Status: enums.WORKFLOW_EXECUTION_STATUS_RUNNING}}, nil
 }
 
 func (c *fakeClient) Close() {

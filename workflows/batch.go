@@ -40,6 +40,11 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		st.Entries = append(st.Entries, BatchEntry{Mailbox: mv.Mailbox, WorkflowID: MoveWorkflowID(in.Name, mv.Mailbox)})
 		byMailbox[mv.Mailbox] = i
 	}
+	g := &gate{in: &in, st: &st, byMailbox: byMailbox}
+	if in.Gated {
+		g.restore()
+		g.add(in.Mailboxes)
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (BatchStatus, error) { return st, nil }); err != nil {
 		return st, err
 	}
@@ -47,12 +52,27 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		workflow.GetLogger(ctx).Warn("search attributes not updated", "error", err)
 	}
 
-	active := 0      // moves started and neither released nor closed
-	var asking []int // moves asking for a slot again, in order
+	active := g.holding() // moves started and neither released nor closed
+	asking := g.asking()  // moves asking for a slot again, in order
+	// before: --start-after is not reached; gated moves that ask wait.
+	before := in.Gated && in.StartAfter.After(workflow.Now(ctx))
+	// signal sends to a move. Not waited for: a move that is gone needs
+	// no slot. A gated batch counts the signals under way, to continue as
+	// new only once none is.
+	signal := func(e *BatchEntry, name string, arg any) {
+		f := workflow.SignalExternalWorkflow(ctx, g.workflowID(e), "", name, arg)
+		if in.Gated {
+			g.sending++
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				_ = f.Get(ctx, nil)
+				g.sending--
+			})
+		}
+	}
 	// grant gives free slots to the moves asking for one, before any new
 	// move starts: a move under way is finished before another begins.
 	grant := func() {
-		for !st.Paused && !st.OutsideWindow && active < in.Concurrency && len(asking) > 0 {
+		for !before && !st.Paused && !st.OutsideWindow && active < in.Concurrency && len(asking) > 0 {
 			e := &st.Entries[asking[0]]
 			asking = asking[1:]
 			if e.Closed || !e.Released {
@@ -60,16 +80,20 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			}
 			e.Released = false
 			active++
-			// Not waited for: a move that is gone needs no slot.
-			workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalSlotGranted, nil)
+			signal(e, SignalSlotGranted, nil)
+			if in.Gated && (st.CompleteRequested || e.CompleteRequested) {
+				// Added after `batch complete`: it completes after its
+				// initial sync.
+				signal(e, SignalComplete, nil)
+			}
 		}
 	}
 	// yieldAll has the moves copying stop at their next safe point
 	// (between two activity calls), give their slots back and ask again.
 	yieldAll := func() {
-		for _, e := range st.Entries {
-			if e.Started && !e.Released && !e.Closed {
-				workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalYield, nil)
+		for i := range st.Entries {
+			if e := &st.Entries[i]; e.Started && !e.Released && !e.Closed {
+				signal(e, SignalYield, nil)
 			}
 		}
 	}
@@ -81,7 +105,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalMoveReleased), func(c workflow.ReceiveChannel, _ bool) {
 		var mailbox string
 		c.Receive(ctx, &mailbox)
-		if i, ok := byMailbox[mailbox]; ok && !st.Entries[i].Released && !st.Entries[i].Closed {
+		if i, ok := byMailbox[g.key(mailbox)]; ok && !st.Entries[i].Released && !st.Entries[i].Closed {
 			st.Entries[i].Released = true
 			active--
 			grant()
@@ -90,13 +114,18 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalMoveAcquire), func(c workflow.ReceiveChannel, _ bool) {
 		var mailbox string
 		c.Receive(ctx, &mailbox)
-		i, ok := byMailbox[mailbox]
+		if in.Gated {
+			// A move retried after it ended, or started by `batch add`
+			// before its page reached the batch, joins it.
+			g.add([]string{mailbox})
+		}
+		i, ok := byMailbox[g.key(mailbox)]
 		switch {
 		case !ok || st.Entries[i].Closed || slices.Contains(asking, i):
 		case !st.Entries[i].Released:
 			// Counted already (its release did not reach the batch): it
 			// asks, so it waits; answer at once.
-			workflow.SignalExternalWorkflow(ctx, st.Entries[i].WorkflowID, "", SignalSlotGranted, nil)
+			signal(&st.Entries[i], SignalSlotGranted, nil)
 		default:
 			asking = append(asking, i)
 			grant()
@@ -153,7 +182,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 				e.CompleteRequested = true
 				// Started since the CLI found it missing.
 				if e.Started && !e.Closed {
-					workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalComplete, nil)
+					signal(e, SignalComplete, nil)
 				}
 			}
 		}
@@ -163,15 +192,13 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	// their initial sync.
 	completeAll := func() {
 		st.CompleteRequested = true
-		for _, e := range st.Entries {
-			if e.Started && !e.Closed {
-				workflow.SignalExternalWorkflow(ctx, e.WorkflowID, "", SignalComplete, nil)
+		for i := range st.Entries {
+			if e := &st.Entries[i]; e.Started && !e.Closed {
+				signal(e, SignalComplete, nil)
 			}
 		}
 	}
-	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteAt), func(c workflow.ReceiveChannel, _ bool) {
-		var at time.Time
-		c.Receive(ctx, &at)
+	completeAt := func(at time.Time) {
 		st.CompleteAt = at
 		sel.AddFuture(workflow.NewTimer(ctx, max(at.Sub(workflow.Now(ctx)), time.Second)), func(workflow.Future) {
 			// A later --after replaces this one.
@@ -179,11 +206,19 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 				completeAll()
 			}
 		})
+	}
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteAt), func(c workflow.ReceiveChannel, _ bool) {
+		var at time.Time
+		c.Receive(ctx, &at)
+		completeAt(at)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalCompleteAll), func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
 		st.CompleteRequested = true
 	})
+	if in.Gated {
+		return g.run(ctx, sel, &cancelled, &before, &active, &asking, grant, completeAt)
+	}
 	if wait := in.StartAfter.Sub(workflow.Now(ctx)); wait > 0 {
 		// Signals that come meanwhile (pause, concurrency, complete) are
 		// taken at once: the status shows them.

@@ -191,6 +191,7 @@ func (m *move) receiveProgress(ctx workflow.Context) {
 			ch.Receive(ctx, &p)
 			if i := slices.IndexFunc(m.live, func(l liveCall) bool { return l.call == p.Call }); i >= 0 {
 				m.live[i].Counters = p.Counters
+				m.updateMemo(ctx, m.status())
 			}
 		}
 	})

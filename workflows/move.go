@@ -27,7 +27,41 @@ func MailboxMove(ctx workflow.Context, in MailboxMoveInput) (MoveReport, error) 
 	if err := m.setup(ctx); err != nil {
 		return MoveReport{}, err
 	}
-	return m.run(ctx)
+	rep, err := m.run(ctx)
+	m.closed(ctx, err)
+	return rep, err
+}
+
+// closed tells a gated move's batch that the move ended, so that it frees
+// the move's slot and knows when all its moves are done. A move that
+// continues as new has not ended; one cancelled was ended by the batch or
+// the admin, who knows.
+func (m *move) closed(ctx workflow.Context, err error) {
+	if !m.in.Gated || workflow.IsContinueAsNewError(err) || ctx.Err() != nil {
+		return
+	}
+	msg := MoveClosed{Mailbox: m.in.Mailbox}
+	if err != nil {
+		msg.Error = m.state.Reason
+		if msg.Error == "" {
+			msg.Error = err.Error()
+		}
+	}
+	if err := workflow.SignalExternalWorkflow(ctx, BatchWorkflowID(m.in.Batch), "", SignalMoveClosed, msg).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Info("the batch did not take the news that the move ended", "batch", m.in.Batch, "error", err)
+	}
+}
+
+// batchID is the workflow ID of the batch that counts this move against
+// its concurrency, or "" for a move on its own.
+func (m *move) batchID(ctx workflow.Context) string {
+	if parent := workflow.GetInfo(ctx).ParentWorkflowExecution; parent != nil {
+		return parent.ID
+	}
+	if m.in.Gated {
+		return BatchWorkflowID(m.in.Batch)
+	}
+	return ""
 }
 
 type move struct {
@@ -57,6 +91,8 @@ type move struct {
 	// yield: the batch was paused; give the slot back before the next
 	// call and ask again.
 	yield bool
+	// memoAt is when the memo was last written (updateMemo).
+	memoAt time.Time
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -66,7 +102,8 @@ func (m *move) setup(ctx workflow.Context) error {
 	if m.in.State != nil {
 		m.state = *m.in.State
 	} else {
-		m.state = MoveState{Status: StatusQueued, StatusDetail: DetailQueued, Started: workflow.Now(ctx)}
+		// A gated move holds no slot until its batch grants one.
+		m.state = MoveState{Status: StatusQueued, StatusDetail: DetailQueued, Started: workflow.Now(ctx), Released: m.in.Gated}
 	}
 	if m.state.Attempts == nil {
 		m.state.Attempts = map[failure.Type]int{}
@@ -419,14 +456,14 @@ func (m *move) hold(ctx workflow.Context) error {
 	if m.holding {
 		return workflow.Await(ctx, func() bool { return !m.state.Released })
 	}
-	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
-	if parent == nil || workflow.GetVersion(ctx, "batch-slots", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	batch := m.batchID(ctx)
+	if batch == "" || workflow.GetVersion(ctx, "batch-slots", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
 	m.holding = true
 	defer func() { m.holding = false }()
-	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalMoveAcquire, m.in.Mailbox).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Info("the batch did not take the request for a slot; copying", "batch", parent.ID, "error", err)
+	if err := workflow.SignalExternalWorkflow(ctx, batch, "", SignalMoveAcquire, m.in.Mailbox).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Info("the batch did not take the request for a slot; copying", "batch", batch, "error", err)
 		m.state.Released = false
 		return nil
 	}
@@ -490,13 +527,13 @@ func (m *move) release(ctx workflow.Context) {
 		return
 	}
 	m.state.Released = true
-	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
-	if parent == nil {
+	batch := m.batchID(ctx)
+	if batch == "" {
 		return
 	}
 	// Best effort: a batch that is gone has nothing to start.
-	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalMoveReleased, m.in.Mailbox).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Info("the batch did not take the release", "batch", parent.ID, "error", err)
+	if err := workflow.SignalExternalWorkflow(ctx, batch, "", SignalMoveReleased, m.in.Mailbox).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Info("the batch did not take the release", "batch", batch, "error", err)
 	}
 }
 
@@ -532,6 +569,7 @@ func (m *move) setStatus(ctx workflow.Context, s Status, detail string) {
 		return
 	}
 	m.state.Status, m.state.StatusDetail = s, detail
+	m.memoAt = time.Time{} // a new status is written at once
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		SearchAttrBatch.ValueSet(m.in.Batch),
 		SearchAttrMailbox.ValueSet(m.in.Mailbox),
@@ -554,6 +592,29 @@ func (m *move) updateDetails(ctx workflow.Context) {
 		details += "\n\n" + st.Reason
 	}
 	workflow.SetCurrentDetails(ctx, details)
+	m.updateMemo(ctx, st)
+}
+
+// memoEvery is how often a gated move's progress is written to its memo.
+const memoEvery = 5 * time.Second
+
+// updateMemo writes the move's status into its memo, for `batch status`
+// to read from the visibility store whatever the size of the batch (one
+// list call, no query): at once for a new status, at most every memoEvery
+// for progress. Moves started by a batch as children (before gating) are
+// queried instead and write none.
+func (m *move) updateMemo(ctx workflow.Context, st MoveStatus) {
+	if !m.in.Gated {
+		return
+	}
+	now := workflow.Now(ctx)
+	if !m.memoAt.IsZero() && now.Sub(m.memoAt) < memoEvery {
+		return
+	}
+	m.memoAt = now
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoMove: st.memo()}); err != nil {
+		workflow.GetLogger(ctx).Warn("memo not updated", "error", err)
+	}
 }
 
 func (m *move) status() MoveStatus {

@@ -36,7 +36,15 @@ const (
 	SignalConcurrency  = "concurrency"   // Batch: a new --concurrency (int)
 	SignalPause        = "pause"         // Batch: true pauses it (moves stop copying at their next safe point), false resumes it
 	SignalYield        = "yield"         // Batch → MailboxMove: give your slot back at your next safe point and ask again
+	SignalAddMoves     = "add-moves"     // Batch: these mailboxes ([]string) join it; the CLI starts their moves next
+	SignalMoveClosed   = "move-closed"   // gated MailboxMove → its Batch: I ended (MoveClosed)
 )
+
+// MoveClosed is what a gated move tells its batch when it ends.
+type MoveClosed struct {
+	Mailbox string
+	Error   string `json:",omitempty"`
+}
 
 // Search attributes, registered on the dev server by `mailmove dev-server`
 // and to be registered with `temporal operator search-attribute create` on
@@ -214,6 +222,11 @@ type MailboxMoveInput struct {
 	Source   activities.Account
 	Target   activities.Account
 	Settings Settings
+	// Gated: the CLI started the move into its batch (batch start, add,
+	// retry) rather than the batch as a child: it asks the batch
+	// (BatchWorkflowID(Batch)) for a slot before it first copies, and tells
+	// it when it ends (SignalMoveClosed).
+	Gated bool `json:",omitempty"`
 	// State is set only by continue-as-new.
 	State *MoveState `json:",omitempty"`
 }
@@ -341,18 +354,50 @@ type BatchInput struct {
 	// Concurrency bounds the moves in their initial sync at once; moves that
 	// reached Synced no longer count.
 	Concurrency int
-	Moves       []MailboxMoveInput
+	// Moves: the batch starts them as child workflows (batches started
+	// before gating; docs/evolving-workflows.md).
+	Moves []MailboxMoveInput `json:",omitempty"`
+	// Gated: the CLI starts the moves itself (MailboxMoveInput.Gated), in
+	// pages, and the batch only gates them: Mailboxes names the first
+	// page, SignalAddMoves the others. No payload of the batch carries a
+	// move's settings or credentials.
+	Gated     bool     `json:",omitempty"`
+	Mailboxes []string `json:",omitempty"`
+	// Carry is a gated batch's state across continue-as-new.
+	Carry *BatchCarry `json:",omitempty"`
 }
+
+// BatchCarry is a gated batch's state across continue-as-new: its
+// mailboxes' addresses in lists by state, about 35 bytes per mailbox.
+type BatchCarry struct {
+	Open     []string `json:",omitempty"` // not ended, no slot
+	Holding  []string `json:",omitempty"` // not ended, holding a slot
+	Closed   []string `json:",omitempty"` // ended
+	Failed   []string `json:",omitempty"` // ended failed (also in Closed)
+	Asking   []string `json:",omitempty"` // asking for a slot, in order
+	Complete []string `json:",omitempty"` // `move complete` asked
+	// The batch's own state, as BatchStatus has it.
+	Concurrency       int
+	Paused            bool      `json:",omitempty"`
+	CompleteRequested bool      `json:",omitempty"`
+	CompleteAt        time.Time `json:",omitempty"`
+}
+
+// MaxBatchMailboxes bounds a gated batch: its state (BatchCarry) is about
+// 35 bytes per mailbox, carried across continue-as-new in one payload
+// that Temporal caps at 2 MB.
+const MaxBatchMailboxes = 40000
 
 // BatchEntry is one mailbox of a batch as the batch sees it.
 type BatchEntry struct {
-	Mailbox    string
-	WorkflowID string
-	Started    bool
+	Mailbox string
+	// WorkflowID is MoveWorkflowID(batch, Mailbox); empty in a gated batch.
+	WorkflowID string `json:",omitempty"`
+	Started    bool   `json:",omitempty"`
 	// Released: the move no longer holds one of the batch's concurrency
 	// slots (it is synced, or waiting out a failure).
-	Released bool
-	Closed   bool
+	Released bool   `json:",omitempty"`
+	Closed   bool   `json:",omitempty"`
 	Error    string `json:",omitempty"`
 	// CompleteRequested: `move complete` asked before the move started; it
 	// completes after its initial sync.
@@ -382,6 +427,29 @@ type BatchStatus struct {
 	WindowChange  time.Time `json:",omitempty"`
 }
 
+// BatchMemo is what a gated batch keeps in its memo, for `batch status`
+// and `batch list` to read from the visibility store without a query.
+type BatchMemo struct {
+	Concurrency       int
+	Mailboxes         int
+	Closed            int
+	Active            int // moves holding a slot
+	Asking            int // moves waiting for one
+	Paused            bool      `json:",omitempty"`
+	CompleteRequested bool      `json:",omitempty"`
+	StartAfter        time.Time `json:",omitempty"`
+	CompleteAt        time.Time `json:",omitempty"`
+	OutsideWindow     bool      `json:",omitempty"`
+	WindowChange      time.Time `json:",omitempty"`
+}
+
+// MemoBatch and MemoMove are the memo keys of a gated batch (BatchMemo)
+// and of a move (MoveMemo).
+const (
+	MemoBatch = "batch"
+	MemoMove  = "move"
+)
+
 // Types of the contract defined further down; the CLI names them from
 // here, never from activities or the engine, whose I/O it must not reach.
 type (
@@ -408,3 +476,22 @@ const (
 	GmailLabelFolders  = engine.GmailLabelFolders
 	GmailLabelPriority = engine.GmailLabelPriority
 )
+
+// memoLists bounds the lists a move's memo carries: the memo is a few
+// hundred bytes whatever the mailbox (the status query has them all).
+const memoLists = 20
+
+// memo is the status a gated move keeps in its memo (MemoMove).
+func (st MoveStatus) memo() MoveStatus {
+	cut := func(l []string) []string {
+		if len(l) > memoLists {
+			return append(l[:memoLists:memoLists], fmt.Sprintf("… and %d more (mailmove move status)", len(l)-memoLists))
+		}
+		return l
+	}
+	st.FoldersExcluded, st.FoldersRenamedForTarget = cut(st.FoldersExcluded), cut(st.FoldersRenamedForTarget)
+	if len(st.Reason) > 2000 {
+		st.Reason = st.Reason[:2000] + "…"
+	}
+	return st
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/mailmove/mailmove/workflows"
+)
+
+// A gated batch's moves are started by the CLI, not by the batch: no
+// payload of the batch carries their settings and credentials, whatever
+// their number (workflows.BatchInput.Gated).
+const (
+	// namesPerSignal is how many mailboxes one signal names to the batch
+	// (about 60 KB).
+	namesPerSignal = 2000
+	// startsAtOnce is how many moves the CLI starts in parallel.
+	startsAtOnce = 16
+)
+
+// mailboxes are the moves' addresses.
+func mailboxes(moves []workflows.MailboxMoveInput) []string {
+	names := make([]string, len(moves))
+	for i, mv := range moves {
+		names[i] = mv.Mailbox
+	}
+	return names
+}
+
+// checkBatchSize refuses more mailboxes than a batch takes.
+func checkBatchSize(have, adding int) error {
+	if have+adding > workflows.MaxBatchMailboxes {
+		return fmt.Errorf("a batch takes at most %d mailboxes and this one would have %d: split the CSV and start several batches",
+			workflows.MaxBatchMailboxes, have+adding)
+	}
+	return nil
+}
+
+// registerMoves names mailboxes to the batch before their moves start, so
+// that the batch waits for them, in pages of namesPerSignal.
+func registerMoves(ctx context.Context, c client.Client, batch string, names []string) error {
+	for len(names) > 0 {
+		n := min(len(names), namesPerSignal)
+		if err := c.SignalWorkflow(ctx, workflows.BatchWorkflowID(batch), "", workflows.SignalAddMoves, names[:n]); err != nil {
+			return fmt.Errorf("batch %q: %w", batch, err)
+		}
+		names = names[n:]
+	}
+	return nil
+}
+
+// moveStartOptions start a gated move: its workflow ID is derived from the
+// batch and mailbox, so that starting it twice is refused, and its memo
+// says Queued until it writes its own.
+func moveStartOptions(batch, mailbox string) client.StartWorkflowOptions {
+	queued := workflows.MoveStatus{Batch: batch, Mailbox: mailbox, Status: workflows.StatusQueued, StatusDetail: workflows.DetailQueued}
+	return client.StartWorkflowOptions{
+		ID:        workflows.MoveWorkflowID(batch, mailbox),
+		TaskQueue: workflows.TaskQueue,
+		// A failed move may be started again by `batch retry`; a
+		// completed one never.
+		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchAttrBatch.ValueSet(batch), workflows.SearchAttrMailbox.ValueSet(mailbox),
+			workflows.SearchAttrStatus.ValueSet(string(workflows.StatusQueued)), workflows.SearchAttrStatusDetail.ValueSet(workflows.DetailQueued),
+		),
+		Memo: map[string]any{workflows.MemoMove: queued},
+	}
+}
+
+// startMoves starts gated moves, startsAtOnce at a time. A move that
+// exists already (a batch start or add run again after it was cut off)
+// is counted, not started twice. progress, when not nil, gets a line
+// every few seconds.
+func startMoves(ctx context.Context, c client.Client, batch string, moves []workflows.MailboxMoveInput, progress io.Writer) (started, already int, err error) {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		next = make(chan workflows.MailboxMoveInput)
+	)
+	for range startsAtOnce {
+		wg.Go(func() {
+			for mv := range next {
+				mv.Batch, mv.Gated = batch, true
+				_, err := c.ExecuteWorkflow(ctx, moveStartOptions(batch, mv.Mailbox), workflows.MailboxMove, mv)
+				var exists *serviceerror.WorkflowExecutionAlreadyStarted
+				mu.Lock()
+				switch {
+				case err == nil:
+					started++
+				case errors.As(err, &exists):
+					already++
+				default:
+					errs = append(errs, fmt.Errorf("%s: %w", mv.Mailbox, err))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	last := time.Now()
+	for i, mv := range moves {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- mv
+		if progress != nil && time.Since(last) > 5*time.Second {
+			last = time.Now()
+			fmt.Fprintf(progress, "… %d of %d moves started\n", i, len(moves))
+		}
+	}
+	close(next)
+	wg.Wait()
+	if n := len(errs); n > 0 {
+		if n > 10 {
+			errs = append(errs[:10], fmt.Errorf("and %d more", n-10))
+		}
+		return started, already, fmt.Errorf("%d moves not started (run the same command again: it starts only those):\n%w", n, errors.Join(errs...))
+	}
+	return started, already, ctx.Err()
+}
+
+// startedLine says what startMoves did.
+func startedLine(started, already int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d moves started", started)
+	if already > 0 {
+		fmt.Fprintf(&b, ", %d already there (not started twice)", already)
+	}
+	return b.String()
+}
