@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/mailmove/mailmove/internal/csvbatch"
+	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -139,4 +142,34 @@ func startedLine(started, already int) string {
 		fmt.Fprintf(&b, ", %d already there (not started twice)", already)
 	}
 	return b.String()
+}
+
+// needsPassword: the account logs on with the user's own password (not as
+// an admin, not with a token command), which the CSV gives.
+func needsPassword(a workflows.Account) bool { return a.Admin == "" && a.TokenCommand == "" }
+
+// movesFromRows makes a move of each CSV row: tmpl with the row's
+// mailbox, users, logon mechanisms and passwords (sealed).
+func movesFromRows(rows []csvbatch.Row, tmpl workflows.MailboxMoveInput, key *secret.Key, srcPassword, tgtPassword bool) ([]workflows.MailboxMoveInput, error) {
+	moves := make([]workflows.MailboxMoveInput, 0, len(rows))
+	for _, r := range rows {
+		mv := tmpl
+		mv.Mailbox = r.EmailAddress
+		mv.Source.User, mv.Target.User = r.UserName, r.TargetUserName
+		mv.Source.Auth = cmp.Or(r.SourceAuth, tmpl.Source.Auth)
+		mv.Target.Auth = cmp.Or(r.TargetAuth, tmpl.Target.Auth)
+		var err error
+		if srcPassword {
+			if mv.Source.Password, err = key.Seal(r.Password); err != nil {
+				return nil, err
+			}
+		}
+		if tgtPassword {
+			if mv.Target.Password, err = key.Seal(r.TargetPassword); err != nil {
+				return nil, err
+			}
+		}
+		moves = append(moves, mv)
+	}
+	return moves, nil
 }

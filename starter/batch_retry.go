@@ -67,6 +67,13 @@ func batchRetryRun(ctx context.Context, opts *batchRetryOptions) error {
 		return err
 	}
 	defer c.Close()
+	if rep.State != "" {
+		// A gated batch: it takes the moves back (started again when it
+		// has ended) and they wait for its slots like the others.
+		if err := rejoinBatch(ctx, c, rep); err != nil {
+			return err
+		}
+	}
 	retried := 0
 	var errs []error
 	for _, m := range rep.Moves {
@@ -121,6 +128,31 @@ func retryMove(ctx context.Context, c client.Client, batch, mailbox string, fix 
 		),
 	}, workflows.MailboxMove, in)
 	return err
+}
+
+// rejoinBatch names a gated batch's failed moves to it before they start
+// again, starting the batch again if it has ended, with the concurrency
+// it had: retried moves honour it too.
+func rejoinBatch(ctx context.Context, c client.Client, rep batchReport) error {
+	var failed []string
+	for _, m := range rep.Moves {
+		if m.Status == workflows.StatusFailed {
+			failed = append(failed, m.Mailbox)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	page := failed[:min(len(failed), namesPerSignal)]
+	_, err := c.SignalWithStartWorkflow(ctx, workflows.BatchWorkflowID(rep.Batch), workflows.SignalAddMoves, page, client.StartWorkflowOptions{
+		ID:                    workflows.BatchWorkflowID(rep.Batch),
+		TaskQueue:             workflows.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SearchAttrBatch.ValueSet(rep.Batch)),
+	}, workflows.Batch, workflows.BatchInput{Name: rep.Batch, Gated: true, Concurrency: rep.Concurrency})
+	if err != nil {
+		return fmt.Errorf("batch %q: take the failed moves back: %w", rep.Batch, err)
+	}
+	return registerMoves(ctx, c, rep.Batch, failed[len(page):])
 }
 
 // sealedRow is one CSV row's credentials, sealed.

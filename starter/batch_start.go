@@ -158,22 +158,10 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 			return workflows.BatchInput{}, fmt.Errorf("--window %q (zone %s): %w", in.Window, in.WindowZone, err)
 		}
 	}
-	for _, r := range rows {
-		mv := workflows.MailboxMoveInput{Batch: opts.Name, Mailbox: r.EmailAddress, Settings: opts.Settings, Source: srcAcc, Target: tgtAcc}
-		mv.Source.User, mv.Target.User = r.UserName, r.TargetUserName
-		mv.Source.Auth = cmp.Or(r.SourceAuth, mv.Source.Auth)
-		mv.Target.Auth = cmp.Or(r.TargetAuth, mv.Target.Auth)
-		if opts.Source.needsPassword() {
-			if mv.Source.Password, err = key.Seal(r.Password); err != nil {
-				return in, err
-			}
-		}
-		if opts.Target.needsPassword() {
-			if mv.Target.Password, err = key.Seal(r.TargetPassword); err != nil {
-				return in, err
-			}
-		}
-		in.Moves = append(in.Moves, mv)
+	tmpl := workflows.MailboxMoveInput{Batch: opts.Name, Settings: opts.Settings, Source: srcAcc, Target: tgtAcc}
+	in.Moves, err = movesFromRows(rows, tmpl, key, opts.Source.needsPassword(), opts.Target.needsPassword())
+	if err != nil {
+		return in, err
 	}
 	return in, nil
 }

@@ -118,6 +118,16 @@ func (c *fakeClient) SignalWorkflow(_ context.Context, id, _ string, signal stri
 	return c.record("SignalWorkflow", id, signal)
 }
 
+func (c *fakeClient) SignalWithStartWorkflow(_ context.Context, id, signal string, _ any, o client.StartWorkflowOptions, _ any, args ...any) (client.WorkflowRun, error) {
+	if err := c.record("SignalWithStartWorkflow", id, signal); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started = append(c.started, startCall{Options: o, Arg: args[0]})
+	return &fakeRun{id: id}, nil
+}
+
 func (c *fakeClient) CancelWorkflow(_ context.Context, id, _ string) error {
 	return c.record("CancelWorkflow", id)
 }
