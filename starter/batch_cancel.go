@@ -50,21 +50,31 @@ func batchCancelRun(ctx context.Context, opts *batchCancelOptions) error {
 	if err := c.CancelWorkflow(ctx, workflows.BatchWorkflowID(opts.Name), ""); err != nil {
 		return fmt.Errorf("cancel batch %q: %w", opts.Name, err)
 	}
-	cancelled := 0
-	for _, m := range rep.Moves {
+	// A gated batch cancels its moves itself too; a move cancelled twice
+	// is no worse.
+	lines := eachMove(rep.Moves, func(m workflows.MoveStatus) string {
 		if m.Status.Terminal() {
-			continue
+			return ""
 		}
 		err := c.CancelWorkflow(ctx, workflows.MoveWorkflowID(opts.Name, m.Mailbox), "")
 		var notFound *serviceerror.NotFound
 		switch {
 		case errors.As(err, &notFound):
-			continue // never started
+			return "" // never started
 		case err != nil:
-			fmt.Fprintf(opts.Out, "%s: not cancelled: %v\n", m.Mailbox, err)
-			continue
+			return fmt.Sprintf("%s: not cancelled: %v", m.Mailbox, err)
 		}
-		cancelled++
+		return "cancelled"
+	})
+	cancelled := 0
+	for _, l := range lines {
+		switch l {
+		case "":
+		case "cancelled":
+			cancelled++
+		default:
+			fmt.Fprintln(opts.Out, l)
+		}
 	}
 	fmt.Fprintf(opts.Out, "%s: cancelled, with %d moves under way\n", opts.Name, cancelled)
 	return nil

@@ -69,17 +69,16 @@ func batchCompleteRun(ctx context.Context, opts *batchCompleteOptions) error {
 	// First the batch, so that a move it starts while this runs completes
 	// too. A batch that has ended has nothing left to start.
 	batchErr := c.SignalWorkflow(ctx, workflows.BatchWorkflowID(opts.Name), "", workflows.SignalCompleteAll, nil)
-	completed, skipped := 0, 0
-	for _, m := range rep.Moves {
+	type result struct {
+		line string
+		ok   bool
+	}
+	results := eachMove(rep.Moves, func(m workflows.MoveStatus) result {
 		if m.Status.Terminal() || m.Status == workflows.StatusCompleting {
-			fmt.Fprintf(out, "%s: %s, skipped\n", m.Mailbox, m.Status)
-			skipped++
-			continue
+			return result{fmt.Sprintf("%s: %s, skipped", m.Mailbox, m.Status), false}
 		}
 		if m.Status == workflows.StatusQueued && m.Started.IsZero() && batchErr == nil {
-			fmt.Fprintf(out, "%s: not started yet, completes after its initial sync\n", m.Mailbox)
-			completed++
-			continue
+			return result{fmt.Sprintf("%s: not started yet, completes after its initial sync", m.Mailbox), true}
 		}
 		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 			WorkflowID:   workflows.MoveWorkflowID(opts.Name, m.Mailbox),
@@ -90,12 +89,18 @@ func batchCompleteRun(ctx context.Context, opts *batchCompleteOptions) error {
 			err = h.Get(ctx, nil)
 		}
 		if err != nil {
-			fmt.Fprintf(out, "%s: not completed: %v\n", m.Mailbox, err)
-			skipped++
-			continue
+			return result{fmt.Sprintf("%s: not completed: %v", m.Mailbox, err), false}
 		}
-		fmt.Fprintf(out, "%s: completing\n", m.Mailbox)
-		completed++
+		return result{fmt.Sprintf("%s: completing", m.Mailbox), true}
+	})
+	completed, skipped := 0, 0
+	for _, r := range results {
+		fmt.Fprintln(out, r.line)
+		if r.ok {
+			completed++
+		} else {
+			skipped++
+		}
 	}
 	fmt.Fprintf(out, "%d moves completing, %d skipped\n", completed, skipped)
 	return nil

@@ -173,3 +173,20 @@ func movesFromRows(rows []csvbatch.Row, tmpl workflows.MailboxMoveInput, key *se
 	}
 	return moves, nil
 }
+
+// eachMove runs f for every move, startsAtOnce at a time (a batch may have
+// thousands), and returns what f said of each in the moves' order.
+func eachMove[T any](moves []workflows.MoveStatus, f func(workflows.MoveStatus) T) []T {
+	out := make([]T, len(moves))
+	sem := make(chan struct{}, startsAtOnce)
+	var wg sync.WaitGroup
+	for i, m := range moves {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out[i] = f(m)
+		})
+	}
+	wg.Wait()
+	return out
+}

@@ -1,10 +1,22 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
+	"compress/flate"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"iter"
+	"math"
 	"slices"
 	"sort"
+	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -35,6 +47,18 @@ func (r UIDRun) All() iter.Seq2[imap.UID, imap.UID] {
 // is stored as runs, not one entry per message: a folder copied in order onto
 // a server with UIDPLUS is a handful of runs however large it is, which keeps
 // workflow state and heartbeats small.
+//
+// A folder whose source UIDs have gaps (years of deletions) is one run per
+// message, and the map travels in every payload that carries its Cursor
+// (activity inputs, results, heartbeats, failure details, continue-as-new
+// input), each refused by Temporal above 2 MB. So its JSON is compact
+// beyond uidMapArrayRuns runs (MarshalJSON): at most 15 bytes a run before
+// compression whatever the UIDs, and 3 bytes a run where no gap between
+// runs reaches 64 UIDs and no run 128 messages; a run is at least one
+// message. Measured (uidmap_encoding_test.go): a 250,000-message folder
+// with every second source UID deleted takes about 1 KiB, one with random
+// gaps of 1 to 16 UIDs about 170 KiB, where the array of runs took 7 MB.
+// docs/sync.md has the figures.
 type UIDMap []UIDRun
 
 // Add records that source UID src is target UID tgt. UIDs must be added in
@@ -132,4 +156,227 @@ func (m UIDMap) After(last imap.UID) UIDMap {
 		r.Src, r.Tgt, r.N = r.Src+skip, r.Tgt+skip, r.N-uint32(skip)
 	}
 	return out
+}
+
+// The JSON of a UIDMap. Up to uidMapArrayRuns runs it is the array of runs
+// every version wrote ([{"s":1,"t":1,"n":2}], null when empty): readable
+// in the Web UI, and readable by a worker not yet upgraded. Longer maps are
+// a string:
+//
+//	"v1:" + base64(deflate(raw))
+//	raw = uvarint(runs) ds[0] … ds[runs-1] dt[0] … dt[runs-1] n[0] … n[runs-1]
+//
+// column by column, so that deflate finds each column's repeats. ds[i] is
+// the zig-zag varint of Src minus the end (Src+N) of run i-1 (of 0 for the
+// first), dt[i] the same of Tgt (target UIDs need not ascend in source
+// order: Merge, reconcile), n[i] the uvarint of N. Each field is 1 byte
+// while a gap stays within -64..63 UIDs (n: below 128 messages) and one
+// more for each further factor of 128, 5 at most: 3 to 15 bytes a run,
+// against 25 to 47 bytes a run in the array. Deflate adds at most a few
+// bytes per 64 KiB of what it cannot compress, base64 a third.
+//
+// UnmarshalJSON reads both forms (recorded histories and running moves
+// carry arrays) and null. It refuses a string that decodes to more than
+// maxUIDMapRuns runs, a UID or run beyond 32 bits, or bytes after the last
+// run, with an error rather than a panic or an unbounded allocation.
+const (
+	uidMapArrayRuns = 16
+	uidMapPrefix    = "v1:"
+	// maxUIDMapRuns bounds what a compact map may decode to: deflate
+	// expands up to a thousandfold, and a hostile payload of a few hundred
+	// KiB must not become gigabytes. A folder sparse enough to reach it
+	// has 10 million messages.
+	maxUIDMapRuns = 10_000_000
+	// maxDelta bounds a decoded gap: a UID and the end of a run (at most
+	// 2^32) are at most 2^32 apart.
+	maxDelta = 1 << 32
+)
+
+// flateWriters reuses deflate state (about a megabyte each) between the
+// maps of a heartbeat and the next.
+var flateWriters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestCompression)
+	return w
+}}
+
+// MarshalJSON writes m as the array of its runs when it has up to
+// uidMapArrayRuns of them, else as the compact string described above.
+// It refuses a run beyond 32-bit UIDs (Src+N or Tgt+N above 2^32), which
+// UnmarshalJSON would refuse to read back.
+func (m UIDMap) MarshalJSON() ([]byte, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	if len(m) <= uidMapArrayRuns {
+		return json.Marshal([]UIDRun(m))
+	}
+	var z bytes.Buffer
+	w := flateWriters.Get().(*flate.Writer)
+	defer flateWriters.Put(w)
+	w.Reset(&z)
+	// Writes to a bytes.Buffer do not fail.
+	w.Write(m.appendRaw(nil))
+	w.Close()
+	out := make([]byte, 0, 2+len(uidMapPrefix)+base64.StdEncoding.EncodedLen(z.Len()))
+	out = append(out, '"')
+	out = append(out, uidMapPrefix...)
+	out = base64.StdEncoding.AppendEncode(out, z.Bytes())
+	return append(out, '"'), nil
+}
+
+// appendRaw appends the uncompressed form of m to b.
+func (m UIDMap) appendRaw(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m)))
+	var end int64
+	for _, r := range m {
+		b = binary.AppendVarint(b, int64(r.Src)-end)
+		end = int64(r.Src) + int64(r.N)
+	}
+	end = 0
+	for _, r := range m {
+		b = binary.AppendVarint(b, int64(r.Tgt)-end)
+		end = int64(r.Tgt) + int64(r.N)
+	}
+	for _, r := range m {
+		b = binary.AppendUvarint(b, uint64(r.N))
+	}
+	return b
+}
+
+// UnmarshalJSON reads either form MarshalJSON writes, and the array of any
+// length older versions wrote; null is an empty map.
+func (m *UIDMap) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	switch {
+	case len(data) == 0:
+		return errors.New("uid map: no JSON value")
+	case string(data) == "null":
+		*m = nil
+		return nil
+	case data[0] != '"':
+		var runs UIDMap
+		if err := json.Unmarshal(data, (*[]UIDRun)(&runs)); err != nil {
+			return fmt.Errorf("uid map: %w", err)
+		}
+		if err := runs.check(); err != nil {
+			return err
+		}
+		*m = runs
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("uid map: %w", err)
+	}
+	if s == "" {
+		*m = nil
+		return nil
+	}
+	enc, ok := strings.CutPrefix(s, uidMapPrefix)
+	if !ok {
+		return fmt.Errorf("uid map: unknown encoding %q", s[:min(len(s), 8)])
+	}
+	z, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		return fmt.Errorf("uid map: %w", err)
+	}
+	fr := flate.NewReader(bytes.NewReader(z))
+	defer fr.Close()
+	runs, err := readRaw(bufio.NewReader(fr))
+	if err != nil {
+		return fmt.Errorf("uid map: %w", err)
+	}
+	*m = runs
+	return nil
+}
+
+// readRaw reads what appendRaw wrote, and nothing after it. What it
+// allocates grows with the bytes it read, never with the count the stream
+// announces.
+func readRaw(r *bufio.Reader) (UIDMap, error) {
+	count, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, rawErr(err)
+	}
+	if count > maxUIDMapRuns {
+		return nil, fmt.Errorf("%d runs, more than the %d a map may have", count, maxUIDMapRuns)
+	}
+	n := int(count)
+	ds := make([]int64, 0, min(n, 4096))
+	for range n {
+		d, err := readDelta(r)
+		if err != nil {
+			return nil, err
+		}
+		ds = append(ds, d)
+	}
+	dt := make([]int64, 0, n)
+	for range n {
+		d, err := readDelta(r)
+		if err != nil {
+			return nil, err
+		}
+		dt = append(dt, d)
+	}
+	out := make(UIDMap, 0, n)
+	var srcEnd, tgtEnd int64
+	for i := range n {
+		l, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, rawErr(err)
+		}
+		src, tgt := srcEnd+ds[i], tgtEnd+dt[i]
+		if !inUIDRange(src, tgt, l) {
+			return nil, runErr(i, src, tgt, l)
+		}
+		out = append(out, UIDRun{Src: imap.UID(src), Tgt: imap.UID(tgt), N: uint32(l)})
+		srcEnd, tgtEnd = src+int64(l), tgt+int64(l)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		if err == nil {
+			return nil, errors.New("data after the last run")
+		}
+		return nil, rawErr(err)
+	}
+	return out, nil
+}
+
+// check refuses a map with a run beyond 32-bit UIDs.
+func (m UIDMap) check() error {
+	for i, r := range m {
+		if !inUIDRange(int64(r.Src), int64(r.Tgt), uint64(r.N)) {
+			return fmt.Errorf("uid map: %w", runErr(i, int64(r.Src), int64(r.Tgt), uint64(r.N)))
+		}
+	}
+	return nil
+}
+
+// inUIDRange says whether the run of n UIDs from src to tgt is within
+// 32-bit UIDs: its last UIDs at most 2^32-1 on either side.
+func inUIDRange(src, tgt int64, n uint64) bool {
+	return n <= math.MaxUint32 && src >= 0 && tgt >= 0 && src+int64(n) <= 1<<32 && tgt+int64(n) <= 1<<32
+}
+
+func runErr(i int, src, tgt int64, n uint64) error {
+	return fmt.Errorf("run %d (source %d, target %d, %d messages) is beyond 32-bit UIDs", i, src, tgt, n)
+}
+
+// readDelta reads one zig-zag varint gap and checks it can be one.
+func readDelta(r *bufio.Reader) (int64, error) {
+	d, err := binary.ReadVarint(r)
+	if err != nil {
+		return 0, rawErr(err)
+	}
+	if d > maxDelta || d < -maxDelta {
+		return 0, fmt.Errorf("a gap of %d UIDs", d)
+	}
+	return d, nil
+}
+
+// rawErr says what a read error of the stream means.
+func rawErr(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return errors.New("truncated: the stream ends before its last run")
+	}
+	return err
 }
