@@ -37,7 +37,10 @@ func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.
 	cmd := &cobra.Command{
 		Use:   "status NAME",
 		Short: "Show every move of a batch: status, percent, messages, bytes, last error",
-		Args:  cobra.ExactArgs(1),
+		Long: "Shows every move of a batch, read from Temporal's visibility store (no query to the workers).\n\n" +
+			"Exit status: 0 when every move is synced or completed, 4 while moves are queued or copying,\n" +
+			"5 when none is and some failed (1, 2 and 3 as for every command).",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
 			if opts.Interval <= 0 {
@@ -50,7 +53,7 @@ func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.
 		},
 	}
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
-	cmd.Flags().BoolVar(&opts.Watch, "watch", false, "repeat until every move is Synced, Completed or Failed")
+	cmd.Flags().BoolVar(&opts.Watch, "watch", false, "redraw until every move is Synced, Completed or Failed: one screen on a terminal (moves copying with bars, waits with their reason, throughput, ETA), a line per refresh elsewhere")
 	cmd.Flags().DurationVar(&opts.Interval, "interval", 2*time.Second, "refresh interval with --watch")
 	return cmd
 }
@@ -87,22 +90,26 @@ func batchStatusRun(ctx context.Context, opts *batchStatusOptions) error {
 		return err
 	}
 	defer c.Close()
+	view := newWatchView(opts.Out)
 	for {
 		rep, err := fetchBatchReport(ctx, c, opts.Name)
 		if err != nil {
 			return err
 		}
-		if opts.JSON {
+		switch {
+		case opts.JSON:
 			enc := json.NewEncoder(opts.Out)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(rep); err != nil {
 				return err
 			}
-		} else {
+		case opts.Watch:
+			view.draw(rep, time.Now())
+		default:
 			printBatchReport(opts.Out, rep)
 		}
 		if !opts.Watch || settled(rep) {
-			return nil
+			return batchExit(rep)
 		}
 		select {
 		case <-ctx.Done():
@@ -181,7 +188,7 @@ func visibleBatchReport(ctx context.Context, c client.Client, name string, memo 
 		var m workflows.MoveStatus
 		if !e.memoOf(workflows.MemoMove, &m) {
 			m = workflows.MoveStatus{Batch: name, Mailbox: e.attr(workflows.SearchAttrMailbox.GetName()),
-				Status: workflows.Status(cmp.Or(e.attr(workflows.SearchAttrStatus.GetName()), string(workflows.StatusQueued))),
+				Status:       workflows.Status(cmp.Or(e.attr(workflows.SearchAttrStatus.GetName()), string(workflows.StatusQueued))),
 				StatusDetail: e.attr(workflows.SearchAttrStatusDetail.GetName())}
 		}
 		switch e.state {

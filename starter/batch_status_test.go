@@ -43,8 +43,8 @@ func TestBatchStatusPrintsMovesAndTotalsFromTheStatusQuery(t *testing.T) {
 	c := newFakeClient()
 	threeMoves(c)
 	f, out := testFactory(t, c)
-	if err := batchStatusRun(context.Background(), &batchStatusOptions{Client: f.Client, Out: f.Out, Name: "w1", Interval: time.Second}); err != nil {
-		t.Fatal(err)
+	if err := batchStatusRun(context.Background(), &batchStatusOptions{Client: f.Client, Out: f.Out, Name: "w1", Interval: time.Second}); exitCode(err) != exitStillRunning {
+		t.Fatalf("batch status of a batch with moves running = %v, want exit status %d", err, exitStillRunning)
 	}
 	for _, want := range []string{
 		"a@x Completed Completed 0% 110/110 1.0 MiB", "b@x InProgress CopyingMessages 40% 40/100 4.0 KiB", "c@x Queued Queued 0% 0/0 0 B",
@@ -67,8 +67,8 @@ func TestBatchStatusJSONAndMovesNotStartedYet(t *testing.T) {
 	// The batch started b@x, but the server does not know it yet.
 	c.queries[workflows.MoveWorkflowID("w1", "b@x")+" "+workflows.QueryStatus] = serviceerror.NewNotFound("not found")
 	f, out := testFactory(t, c)
-	if err := batchStatusRun(context.Background(), &batchStatusOptions{Client: f.Client, Out: f.Out, Name: "w1", JSON: true, Interval: time.Second}); err != nil {
-		t.Fatal(err)
+	if err := batchStatusRun(context.Background(), &batchStatusOptions{Client: f.Client, Out: f.Out, Name: "w1", JSON: true, Interval: time.Second}); exitCode(err) != exitStillRunning {
+		t.Fatalf("batch status of a batch with moves running = %v, want exit status %d", err, exitStillRunning)
 	}
 	var rep batchReport
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
@@ -96,8 +96,8 @@ func TestBatchStatusShowsAPausedBatch(t *testing.T) {
 	bs.Paused, bs.Concurrency = true, 5
 	c.queries[id] = bs
 	f, out := testFactory(t, c)
-	if err := batchStatusRun(context.Background(), &batchStatusOptions{Client: f.Client, Out: f.Out, Name: "w1", Interval: time.Second}); err != nil {
-		t.Fatal(err)
+	if err := batchStatusRun(context.Background(), &batchStatusOptions{Client: f.Client, Out: f.Out, Name: "w1", Interval: time.Second}); exitCode(err) != exitStillRunning {
+		t.Fatalf("batch status of a batch with moves running = %v, want exit status %d", err, exitStillRunning)
 	}
 	if !strings.Contains(out.String(), "Paused: no move copies until `mailmove batch resume w1`") {
 		t.Errorf("batch status of a paused batch:\n%s", out)

@@ -15,7 +15,9 @@ Exit status:
   1  an operation failed (e.g. a batch not started, mailboxes that cannot be planned)
   2  the command line is wrong: an unknown command or flag, a missing or invalid
      flag or argument
-  3  Temporal could not be reached`
+  3  Temporal could not be reached
+  4  batch status: moves are still queued or copying
+  5  batch status: no move runs and some failed`
 
 // newCmdRoot builds mailmove's command tree. Adding a verb is one file with
 // its newCmdX and one AddCommand line here or in its group.

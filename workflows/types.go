@@ -433,8 +433,8 @@ type BatchMemo struct {
 	Concurrency       int
 	Mailboxes         int
 	Closed            int
-	Active            int // moves holding a slot
-	Asking            int // moves waiting for one
+	Active            int       // moves holding a slot
+	Asking            int       // moves waiting for one
 	Paused            bool      `json:",omitempty"`
 	CompleteRequested bool      `json:",omitempty"`
 	StartAfter        time.Time `json:",omitempty"`

@@ -42,12 +42,22 @@ func main() {
 	remote := flag.Int("remote-messages", 1000, "messages copied over the simulated remote link")
 	batchSize := flag.Int("batch-mailboxes", 20, "mailboxes of the batch moved through Temporal (0: skip)")
 	batchMessages := flag.Int("batch-messages", 1000, "messages in each mailbox of the batch")
+	tenant := flag.Int("tenant", 0, "run only a tenant-sized batch of this many 2-message mailboxes through the CLI (batch start, status, report timed)")
+	tenantConcurrency := flag.Int("tenant-concurrency", 200, "--concurrency of the tenant batch")
+	tenantWait := flag.Duration("tenant-wait", 2*time.Hour, "how long to watch the tenant batch before reporting")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the engine's initial sync to this file (go tool pprof)")
 	flag.StringVar(&imapsync, "imapsync", "auto", "imapsync to compare with on the same corpus (auto: the one on PATH, if any; \"\": skip)")
 	flag.Parse()
 	profile = *cpuProfile
 	if imapsync == "auto" {
 		imapsync, _ = exec.LookPath("imapsync")
+	}
+	if *tenant > 0 {
+		if err := tenantRun(*tenant, *tenantConcurrency, *tenantWait); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(*messages, *passes, *rtt, *remote, *batchSize, *batchMessages); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
