@@ -158,9 +158,9 @@ func restartSource(t *testing.T) {
 // allEnded reports a batch whose moves have all ended; a CLI call that
 // fails (Temporal restarting) is not an answer.
 func allEnded(t *testing.T, name string) bool {
-	out, err := exec.Command(env.mailmove, "batch", "status", name, "--json", "--address", env.temporal.Addr, "--namespace", chaosNamespace,
-		"--secret-key-file", env.keyFile).Output()
-	if err != nil {
+	args := []string{"batch", "status", name, "--json", "--address", env.temporal.Addr, "--namespace", chaosNamespace, "--secret-key-file", env.keyFile}
+	out, err := exec.Command(env.mailmove, args...).Output()
+	if err != nil && !statusExit(args, err) {
 		return false
 	}
 	r, err := parseReport(out)
