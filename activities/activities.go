@@ -73,6 +73,9 @@ type ConnectInput struct {
 	Source  Account
 	Target  Account
 	Rules   engine.Rules
+	// MeasureSizes: a dry run; sum the messages' sizes of the source
+	// folders whose server gives none (engine.MeasureSizes).
+	MeasureSizes bool `json:",omitempty"`
 }
 
 // ConnectResult is the folder plan of a move.
@@ -102,6 +105,9 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 	src, tgt := p.Src, p.Tgt
 
 	plans, excluded, err := engine.Plan(ctx, src, tgt, in.Rules)
+	if err == nil && in.MeasureSizes {
+		err = engine.MeasureSizes(ctx, src, plans)
+	}
 	if err != nil {
 		return ConnectResult{}, toApplicationError(err)
 	}

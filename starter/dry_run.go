@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,6 +22,26 @@ import (
 // must reach the servers — log on to both sides of every move and plan its
 // folders, and prints the plans. Nothing is copied and no move started.
 func dryRun(ctx context.Context, c client.Client, in workflows.BatchInput, opts *batchStartOptions) error {
+	// In pages: a workflow's input and result are each at most 2 MB, and
+	// a batch may have thousands of mailboxes.
+	var planned []workflows.PlannedMove
+	for page := range slices.Chunk(in.Moves, dryRunPage) {
+		p := in
+		p.Moves = page
+		got, err := dryRunPageRun(ctx, c, p, opts, len(planned), len(in.Moves))
+		if err != nil {
+			return err
+		}
+		planned = append(planned, got...)
+	}
+	return printPlans(opts.Out, planned, opts.Settings.Rules, in.Concurrency)
+}
+
+// dryRunPage is how many mailboxes one DryRun workflow plans (their inputs
+// and plans stay far below Temporal's 2 MB per payload).
+const dryRunPage = 200
+
+func dryRunPageRun(ctx context.Context, c client.Client, in workflows.BatchInput, opts *batchStartOptions, done, total int) ([]workflows.PlannedMove, error) {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        workflows.DryRunWorkflowID(in.Name),
 		TaskQueue: workflows.TaskQueue,
@@ -32,9 +53,9 @@ func dryRun(ctx context.Context, c client.Client, in workflows.BatchInput, opts 
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING,
 	}, workflows.DryRun, in)
 	if err != nil {
-		return fmt.Errorf("start the dry run: %w", err)
+		return nil, fmt.Errorf("start the dry run: %w", err)
 	}
-	fmt.Fprintf(opts.ErrOut, "Planning on the workers (workflow %s)...\n", run.GetID())
+	fmt.Fprintf(opts.ErrOut, "Planning mailboxes %d to %d of %d on the workers (workflow %s)...\n", done+1, done+len(in.Moves), total, run.GetID())
 	var planned []workflows.PlannedMove
 	if err := run.Get(ctx, &planned); err != nil {
 		if ctx.Err() != nil {
@@ -45,17 +66,43 @@ func dryRun(ctx context.Context, c client.Client, in workflows.BatchInput, opts 
 		}
 		var terminated *temporal.TerminatedError
 		if errors.As(err, &terminated) {
-			return fmt.Errorf("dry run %s was ended, by a newer dry run of batch %q or an operator: %w", run.GetID(), in.Name, err)
+			return nil, fmt.Errorf("dry run %s was ended, by a newer dry run of batch %q or an operator: %w", run.GetID(), in.Name, err)
 		}
-		return fmt.Errorf("dry run %s: %w", run.GetID(), err)
+		return nil, fmt.Errorf("dry run %s: %w", run.GetID(), err)
 	}
-	return printPlans(opts.Out, planned, opts.Settings.Rules)
+	return planned, nil
+}
+
+// Planning figures of the dry run's estimate: what one move copies per
+// second from a server 10–80 ms away that throttles each user, whichever
+// of the two is slower. They are deliberately low; `batch status` shows a
+// move's own once it runs.
+const (
+	planMessagesPerSecond = 100
+	planBytesPerSecond    = 5 << 20
+)
+
+// approx is a duration as an estimate says it.
+func approx(d time.Duration) string {
+	if d < time.Second {
+		return "a second"
+	}
+	return d.Round(time.Second).String()
+}
+
+// estimate is how long a move of msgs messages and bytes takes at the
+// planning figures.
+func estimate(msgs int64, bytes int64) time.Duration {
+	s := max(float64(msgs)/planMessagesPerSecond, float64(bytes)/planBytesPerSecond)
+	return time.Duration(s * float64(time.Second)).Round(time.Second)
 }
 
 // printPlans prints each mailbox's folder plan, or why it has none; it
 // fails when a mailbox has none.
-func printPlans(out io.Writer, planned []workflows.PlannedMove, rules workflows.Rules) error {
+func printPlans(out io.Writer, planned []workflows.PlannedMove, rules workflows.Rules, concurrency int) error {
 	failed := 0
+	var total time.Duration
+	var msgs, bytes int64
 	for _, pm := range planned {
 		fmt.Fprintf(out, "%s\n", pm.Mailbox)
 		if pm.Error != "" || pm.Failure != nil {
@@ -67,7 +114,14 @@ func printPlans(out io.Writer, planned []workflows.PlannedMove, rules workflows.
 			failed++
 			continue
 		}
-		printPlan(out, pm, rules)
+		m, b := printPlan(out, pm, rules)
+		msgs, bytes, total = msgs+m, bytes+b, total+estimate(m, b)
+	}
+	if n := len(planned) - failed; n > 0 {
+		fmt.Fprintf(out, "Total: %d mailboxes, %d messages, %s. Estimated time: about %s at --concurrency %d (%s of copying;\n"+
+			"planning figures of %d messages/s and %s/s per move, whichever is slower: servers 10-80 ms away that throttle each user)\n",
+			n, msgs, humanize.Bytes(bytes), approx(total/time.Duration(max(min(concurrency, n), 1))), concurrency, approx(total),
+			planMessagesPerSecond, humanize.Bytes(planBytesPerSecond))
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d mailboxes cannot be planned; fix them before starting the batch", failed, len(planned))
@@ -76,7 +130,7 @@ func printPlans(out io.Writer, planned []workflows.PlannedMove, rules workflows.
 }
 
 // printPlan prints one mailbox's folders, target by target, with counts.
-func printPlan(out io.Writer, pm workflows.PlannedMove, rules workflows.Rules) {
+func printPlan(out io.Writer, pm workflows.PlannedMove, rules workflows.Rules) (msgTotal, byteTotal int64) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SOURCE\tTARGET\tMESSAGES\tSIZE")
 	var msgs uint32
@@ -108,5 +162,6 @@ func printPlan(out io.Writer, pm workflows.PlannedMove, rules workflows.Rules) {
 	if rules.MaxMessageSize > 0 || !rules.NewerThan.IsZero() {
 		fmt.Fprintf(out, " (before the size and date filters)")
 	}
-	fmt.Fprintf(out, "\n\n")
+	fmt.Fprintf(out, "; about %s\n\n", approx(estimate(int64(msgs), bytes)))
+	return int64(msgs), bytes
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -47,7 +48,7 @@ func TestDryRunPrintsThePlansOfTheWorkers(t *testing.T) {
 	}
 	for _, want := range []string{
 		"alice@example.com\n  SOURCE", "INBOX (exists)", `Sent Items (exists) \Sent`, "Projects FR (new)", "Junk", "(excluded)",
-		"  3 folders, 30 messages, 3.0 KiB; 1 folders excluded (before the size and date filters)\n",
+		"  3 folders, 30 messages, 3.0 KiB; 1 folders excluded (before the size and date filters); about a second\n",
 		"bob@example.com\n  cannot plan: LogonFailed: source login bob@example.com: authentication failed\n",
 	} {
 		if !strings.Contains(out.String(), want) {
@@ -74,7 +75,8 @@ func TestDryRunAllPlanned(t *testing.T) {
 	if err := batchStartRun(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	if got := out.String(); !strings.HasSuffix(got, "  3 folders, 30 messages, 3.0 KiB; 1 folders excluded\n\n") {
+	if got := out.String(); !strings.Contains(got, "  3 folders, 30 messages, 3.0 KiB; 1 folders excluded; about a second\n\n") ||
+		!strings.Contains(got, "Total: 1 mailboxes, 30 messages, 3.0 KiB. Estimated time: about a second at --concurrency 10") {
 		t.Fatalf("dry run output:\n%s", got)
 	}
 }
@@ -110,8 +112,39 @@ func TestDryRunReplacedByANewerOne(t *testing.T) {
 
 func TestCannotPlanErrorsOfSeveralLinesStayIndented(t *testing.T) {
 	var out strings.Builder
-	printPlans(&out, []workflows.PlannedMove{{Mailbox: "a@x", Error: "source: refused\ntarget: refused"}}, workflows.Rules{})
+	printPlans(&out, []workflows.PlannedMove{{Mailbox: "a@x", Error: "source: refused\ntarget: refused"}}, workflows.Rules{}, 10)
 	if want := "a@x\n  cannot plan: source: refused\n    target: refused\n\n"; out.String() != want {
 		t.Fatalf("printPlans() wrote %q, want %q", out.String(), want)
+	}
+}
+
+// A dry run of a tenant goes to the workers in pages, each far below
+// Temporal's 2 MB per payload, and estimates the batch at its concurrency.
+func TestDryRunPlansInPagesAndEstimatesTheBatch(t *testing.T) {
+	c := newFakeClient()
+	one := plannedBatch()[0]
+	one.Plan.Folders[0].Messages = 36000 // with the others, 36,020 messages: 6 minutes at 100/s
+	page := make([]workflows.PlannedMove, dryRunPage)
+	for i := range page {
+		page[i] = one
+	}
+	c.results[workflows.DryRunWorkflowID("w1")] = page
+	f, out := testFactory(t, c)
+	var b strings.Builder
+	b.WriteString("EmailAddress,UserName,Password\n")
+	for i := range 2 * dryRunPage {
+		fmt.Fprintf(&b, "u%d@x,u%d,pw\n", i, i)
+	}
+	opts := parseStart(t, "--name", "w1", "--csv", writeFile(t, "b.csv", b.String()), "--source", "a:993", "--target", "b:993", "--dry-run", "--concurrency", "40")
+	opts.Client, opts.Key, opts.Out, opts.ErrOut = f.Client, f.Key, f.Out, f.ErrOut
+	if err := batchStartRun(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.started) != 2 || len(c.started[0].Arg.(workflows.BatchInput).Moves) != dryRunPage {
+		t.Fatalf("%d dry runs started, want 2 of %d mailboxes", len(c.started), dryRunPage)
+	}
+	// 400 moves of 6 minutes, 40 at a time.
+	if got := out.String(); !strings.Contains(got, "Total: 400 mailboxes, 14408000 messages") || !strings.Contains(got, "about 1h0m0s at --concurrency 40") {
+		t.Fatalf("dry run output ends:\n%s", got[max(0, len(got)-400):])
 	}
 }

@@ -44,7 +44,7 @@ func DryRun(ctx workflow.Context, in BatchInput) ([]PlannedMove, error) {
 		}
 		out[i].Mailbox = mv.Mailbox
 		rules := mv.Settings.Rules
-		fut := workflow.ExecuteActivity(ctx, a.Connect, activities.ConnectInput{Mailbox: mv.Mailbox, Source: mv.Source, Target: mv.Target, Rules: rules})
+		fut := workflow.ExecuteActivity(ctx, a.Connect, activities.ConnectInput{Mailbox: mv.Mailbox, Source: mv.Source, Target: mv.Target, Rules: rules, MeasureSizes: true})
 		running++
 		sel.AddFuture(fut, func(f workflow.Future) {
 			running--

@@ -564,3 +564,35 @@ func Plan(ctx context.Context, src, tgt *Session, rules Rules) (plans []FolderPl
 // CollisionNote is what FolderPlan.Renamed says of a folder renamed because
 // another source folder has its name.
 const CollisionNote = "another source folder has the name"
+
+// MeasureSizes fills in the size of the source folders whose server gave
+// none (no STATUS=SIZE): a FETCH of every message's RFC822.SIZE, summed as
+// it streams, so a folder of any size takes constant memory. For dry runs:
+// a copy learns sizes as it goes.
+func MeasureSizes(ctx context.Context, src *Session, plans []FolderPlan) error {
+	for i := range plans {
+		p := &plans[i]
+		if p.Bytes > 0 || p.Messages == 0 {
+			continue
+		}
+		if _, err := src.Client.Select(p.Source, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+			return src.classify("examine "+p.Source, ctxErr(ctx, err))
+		}
+		var all imap.SeqSet
+		all.AddRange(1, 0) // 1:*
+		cmd := src.Client.Fetch(all, &imap.FetchOptions{RFC822Size: true})
+		var sum int64
+		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+			for item := msg.Next(); item != nil; item = msg.Next() {
+				if s, ok := item.(imapclient.FetchItemDataRFC822Size); ok {
+					sum += s.Size
+				}
+			}
+		}
+		if err := cmd.Close(); err != nil {
+			return src.classify("fetch sizes of "+p.Source, ctxErr(ctx, err))
+		}
+		p.Bytes = sum
+	}
+	return nil
+}
