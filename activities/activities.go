@@ -99,6 +99,7 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 	defer keepAlive(ctx)()
 	p, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
+		meterFailure(ctx, err)
 		return ConnectResult{}, toApplicationError(err)
 	}
 	defer p.Close()
@@ -109,6 +110,7 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 		err = engine.MeasureSizes(ctx, src, plans)
 	}
 	if err != nil {
+		meterFailure(ctx, err)
 		return ConnectResult{}, toApplicationError(err)
 	}
 	res := ConnectResult{Folders: plans, Excluded: excluded, SourceDelim: string(src.Delim), TargetDelim: string(tgt.Delim)}
@@ -267,6 +269,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 	defer stop()
 	lane.Options.Fence = lease.check
 	res, err := lane.Run(ctx, from)
+	meter(ctx, from, res, err)
 	if err == nil {
 		return res, nil
 	}
@@ -440,6 +443,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	defer keepAlive(ctx)()
 	p, err := a.open(ctx, in.Source, in.Target)
 	if err != nil {
+		meterFailure(ctx, err)
 		return VerifyResult{}, toApplicationError(err)
 	}
 	defer p.Close()
@@ -455,6 +459,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 		}
 		c, err := engine.CompareFolder(ctx, p.Src, p.Tgt, cur, engine.CompareOptions{Skip: skip, Gmail: in.Gmail})
 		if err != nil {
+			meterFailure(ctx, err)
 			return VerifyResult{}, toApplicationError(err)
 		}
 		res.Folders = append(res.Folders, FolderCount{Source: f.Source, Target: f.Target, Comparison: c})

@@ -35,7 +35,7 @@ type htmlMove struct {
 	Waits    []string
 }
 
-var reportPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{"add": func(a, b int) int { return a + b }}).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Batch {{.Batch}}: migration report</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
@@ -52,7 +52,7 @@ small{color:#666}
 {{range .Moves}}<tr><td>{{.Mailbox}}</td><td class="{{.Status}}">{{.Status}}<br><small>{{.StatusDetail}}</small></td><td>{{if .Grade}}{{.Grade}}{{else}}-{{end}}</td>
 <td>{{.Copied}} copied, {{.Matched}} found, of {{.MessagesTotal}}</td><td>{{.Bytes}}</td><td>{{.SyncTime}}</td>
 <td>{{range .Waits}}{{.}}<br>{{end}}</td>
-<td>{{len .BadItems}}{{range .BadItems}}<br><small>{{.Folder}} UID {{.UID}} ({{.Size}} bytes): {{.Reason}}</small>{{end}}</td></tr>
+<td>{{add (len .BadItems) .BadItemsNotListed}}{{range .BadItems}}<br><small>{{.Folder}} UID {{.UID}} ({{.Size}} bytes): {{.Reason}}</small>{{end}}{{if .BadItemsNotListed}}<br><small>and {{.BadItemsNotListed}} more: mailmove move status {{.Mailbox}} --batch {{.Batch}}</small>{{end}}</td></tr>
 {{end}}</table>
 {{if .Problems}}<h2>What to do</h2>
 <table><tr><th>Mailbox</th><th>Problem</th><th>Side</th><th>What happened</th><th>Remedy</th></tr>

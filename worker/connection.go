@@ -35,8 +35,11 @@ func (c *Connection) AddFlags(root *cobra.Command) {
 // Dial connects to Temporal, logging the SDK's messages to logger. The
 // caller closes the client. An unreachable server is an error wrapping
 // *serviceerror.Unavailable.
-func (c Connection) Dial(logger log.Logger) (client.Client, error) {
-	cl, err := client.Dial(client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger})
+func (c Connection) Dial(logger log.Logger) (client.Client, error) { return c.dial(logger, nil) }
+
+// dial is Dial reporting the SDK's metrics to handler (nil: none).
+func (c Connection) dial(logger log.Logger, handler client.MetricsHandler) (client.Client, error) {
+	cl, err := client.Dial(client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger, MetricsHandler: handler})
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w; is the server running? (`make dev-server` starts a local one)", c.Address, c.Namespace, err)
 	}

@@ -5,14 +5,21 @@ package worker
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
+	"github.com/mailmove/mailmove/internal/metrics"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -32,7 +39,10 @@ type Options struct {
 	// ActivitiesPerSecond caps how fast copies start on the task queue,
 	// across all its workers (the server enforces it). 0: no cap.
 	ActivitiesPerSecond float64
-	Logger              *zap.Logger
+	// MetricsAddress, when set, is the host:port where the worker serves
+	// its Prometheus metrics at /metrics (docs/metrics.md).
+	MetricsAddress string
+	Logger         *zap.Logger
 }
 
 // Run connects to Temporal and serves the task queue until ctx ends, then
@@ -46,7 +56,18 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	c, err := Connection{Address: opts.Address, Namespace: opts.Namespace}.Dial(NewLogger(logger))
+	var handler client.MetricsHandler
+	if opts.MetricsAddress != "" {
+		reg := metrics.New()
+		stop, err := serveMetrics(opts.MetricsAddress, reg)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		handler = reg.Handler()
+		logger.Info("serving metrics", zap.String("url", "http://"+opts.MetricsAddress+"/metrics"))
+	}
+	c, err := Connection{Address: opts.Address, Namespace: opts.Namespace}.dial(NewLogger(logger), handler)
 	if err != nil {
 		return err
 	}
@@ -97,3 +118,19 @@ func (z zapLogger) Error(msg string, kv ...interface{}) { z.s.Errorw(msg, kv...)
 
 // With implements log.WithLogger so the SDK's scoped loggers keep their fields.
 func (z zapLogger) With(kv ...interface{}) log.Logger { return zapLogger{z.s.With(kv...)} }
+
+// serveMetrics serves reg (and the Go runtime's and process's metrics) at
+// http://addr/metrics until stop.
+func serveMetrics(addr string, reg *metrics.Registry) (stop func(), err error) {
+	pr := prometheus.NewRegistry()
+	pr.MustRegister(reg, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(pr, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return func() { srv.Close() }, nil
+}

@@ -334,6 +334,9 @@ type MoveStatus struct {
 	// starts; 0 without a budget.
 	BudgetWindows int           `json:",omitempty"`
 	BudgetWindow  time.Duration `json:",omitempty"`
+	// BadItemsNotListed: bad items a memo leaves out of BadItems, to stay
+	// small (`move status` lists them all).
+	BadItemsNotListed int `json:",omitempty"`
 }
 
 // MoveReport is the result of a finished move.
@@ -490,6 +493,9 @@ func (st MoveStatus) memo() MoveStatus {
 		return l
 	}
 	st.FoldersExcluded, st.FoldersRenamedForTarget = cut(st.FoldersExcluded), cut(st.FoldersRenamedForTarget)
+	if n := len(st.BadItems); n > memoLists {
+		st.BadItems, st.BadItemsNotListed = st.BadItems[:memoLists:memoLists], n-memoLists
+	}
 	if len(st.Reason) > 2000 {
 		st.Reason = st.Reason[:2000] + "…"
 	}

@@ -34,6 +34,9 @@ var env struct {
 	temporal       *temporaltest.Server
 	source, target *testbed.Server
 	keyFile        string
+	// metrics is where the default namespace's worker serves its
+	// Prometheus metrics.
+	metrics string
 }
 
 // crashNamespace has no worker of its own: the crash test runs and kills
@@ -97,7 +100,12 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer env.target.Stop()
 
-	w, err := startWorker("default")
+	port, err := temporaltest.FreePort()
+	if err != nil {
+		return 1, err
+	}
+	env.metrics = fmt.Sprintf("127.0.0.1:%d", port)
+	w, err := startWorker("default", "--metrics-address", env.metrics)
 	if err != nil {
 		return 1, err
 	}
@@ -140,7 +148,8 @@ func mailmove(t *testing.T, namespace string, args ...string) string {
 	args = append(args, "--address", env.temporal.Addr, "--namespace", namespace, "--secret-key-file", env.keyFile)
 	out, err := exec.Command(env.mailmove, args...).CombinedOutput()
 	if statusExit(args, err) {
-		err = nil
+		// Its last line, on stderr, says why.
+		err, out = nil, out[:bytes.LastIndex(bytes.TrimRight(out, "\n"), []byte("\n"))+1]
 	}
 	if err != nil {
 		t.Fatalf("mailmove %s: %v\n%s\nworker log of namespace %s (end):\n%s", strings.Join(args, " "), err, out, namespace, workerLogTail(namespace))
