@@ -189,6 +189,6 @@ type (
 	timerFunc   func(time.Duration)
 )
 
-func (f counterFunc) Inc(d int64)           { f(d) }
-func (f gaugeFunc) Update(v float64)        { f(v) }
+func (f counterFunc) Inc(d int64)          { f(d) }
+func (f gaugeFunc) Update(v float64)       { f(v) }
 func (f timerFunc) Record(d time.Duration) { f(d) }
