@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -16,20 +17,75 @@ import (
 // syncActivity is InitialSync or IncrementalSync.
 type syncActivity func(context.Context, activities.SyncInput) (activities.SyncResult, error)
 
-// syncAll runs one pass over every folder: ConnectionsPerMove lanes, each
+// A pass is what syncPass runs.
+type pass struct {
+	// initial: the initial copy. A run that continued as new in its middle
+	// leaves out the folders it finished (Copied).
+	initial bool
+	// cut: the pass may stop for continue-as-new when the run's history
+	// grows long (cutDue); it then returns errCut. Only the initial copy
+	// keeps a pass's progress across the cut; the next run takes any
+	// other pass up from its start, so such a pass is cut only in a run
+	// that made sync calls before it: the run that takes it up again
+	// runs it to its end, and the move cannot go round in cuts.
+	cut bool
+}
+
+// errCut is what a pass returns when its lanes stopped for continue-as-new:
+// every call the pass started has finished and its result is in the state.
+var errCut = errors.New("the run's history is long: continue as new")
+
+// Where a run's history is long enough to continue as new in the middle of
+// a pass: below Temporal's warning (10,240 events, 10 MB), with room for the
+// results of the calls still under way when the cut becomes due, each of
+// which carries its folders' cursors.
+const (
+	cutEvents = 10_000
+	cutBytes  = 8 << 20
+)
+
+// historyLong says that the run should continue as new at its next safe
+// point: Temporal suggests it, or the history passed cutEvents or
+// cutBytes. During a replay it reads what the recorded workflow tasks
+// said, so it is deterministic. A variable so that tests can force it:
+// the test environment records no history.
+var historyLong = func(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > cutEvents || info.GetCurrentHistorySize() > cutBytes
+}
+
+// syncAll runs a pass over every folder that is never cut: verify's
+// repair pass (a cut would take the move back to its final pass, and to a
+// second repair).
+func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
+	return m.syncPass(ctx, act, pass{})
+}
+
+// syncPass runs one pass over the folders: ConnectionsPerMove lanes, each
 // running one sync activity at a time over its own connections, folders
 // balanced across lanes by message count.
-func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
+//
+// A pass that may be cut stops once the history is long (cutDue): each
+// lane stops before its next call; a call under way finishes and its
+// result is applied; a failure's wait under way runs its course (its delay
+// is the policy's, the next run does not repeat it) and the lane stops
+// before the attempt that follows. The pass then returns errCut, and
+// everything the next run needs is in MoveState: cursors, Copied flags,
+// counters, failure budgets, the quota ledger, Released. A lane's failure
+// outranks the cut: the move fails as it would have.
+func (m *move) syncPass(ctx workflow.Context, act syncActivity, p pass) error {
+	m.cuttable, m.cutting = p.cut && (p.initial || m.calls > 0), false
+	defer func() { m.cuttable = false }()
 	var firstErr error
 	wg := workflow.NewWaitGroup(ctx)
-	lanes := m.lanes()
+	lanes := m.lanes(ctx, p.initial)
 	pool := &connPool{spare: m.connections() - len(lanes), running: len(lanes)}
 	for _, lane := range lanes {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
 			defer pool.release()
-			if err := m.syncLane(ctx, act, lane, pool); err != nil && firstErr == nil {
+			if err := m.syncLane(ctx, act, lane, pool); err != nil && (firstErr == nil || errors.Is(firstErr, errCut)) {
 				firstErr = err
 			}
 			// The last lane copying is done while others wait: their
@@ -44,14 +100,35 @@ func (m *move) syncAll(ctx workflow.Context, act syncActivity) error {
 	return firstErr
 }
 
-func (m *move) lanes() [][]int {
+// cutDue is a cut pass's safe point, before a lane's next call: it says
+// that the lane stops there. Once due, it stays due until the pass ends,
+// so that every lane stops. A run cuts only once it has made a sync call
+// of its own: one whose history starts long (a large state carried in its
+// input) still copies before it continues as new, rather than never.
+// Moves whose history was recorded before the cut (replayed with the
+// marker missing) never cut (docs/evolving-workflows.md).
+func (m *move) cutDue(ctx workflow.Context) bool {
+	if m.cuttable && !m.cutting && m.calls > 0 && historyLong(ctx) &&
+		workflow.GetVersion(ctx, "initial-sync-cut", workflow.DefaultVersion, 1) == 1 {
+		m.cutting = true
+	}
+	return m.cutting
+}
+
+// lanes splits the pass's folders among the lanes. An initial copy leaves
+// out the folders already copied (its run continued as new in its middle,
+// or `batch retry` started it again): their new mail waits for the next
+// pass. Moves recorded before the cut took them again.
+func (m *move) lanes(ctx workflow.Context, initial bool) [][]int {
 	n := min(m.connections(), len(m.state.Folders))
 	if n == 0 {
 		return nil
 	}
+	resumed := initial && slices.ContainsFunc(m.state.Folders, func(f FolderState) bool { return f.Copied && !f.Gone }) &&
+		workflow.GetVersion(ctx, "initial-sync-cut", workflow.DefaultVersion, 1) == 1
 	var idx []int
 	for i, f := range m.state.Folders {
-		if !f.Gone {
+		if !f.Gone && !(resumed && f.Copied) {
 			idx = append(idx, i)
 		}
 	}
@@ -140,6 +217,11 @@ func (m *move) syncLane(ctx workflow.Context, act syncActivity, lane []int, pool
 	}
 	actx := syncOptions(ctx, m.settings)
 	for len(pending) > 0 {
+		// A cut stops the lane before a budget wait: the next run's lane
+		// finds the budget spent at its first call and waits then.
+		if m.cutDue(ctx) {
+			return errCut
+		}
 		// Only a lane stopped by the budget waits: a pass with nothing to
 		// copy (flags, deletions) runs on an exhausted budget.
 		if need > 0 {

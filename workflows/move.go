@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -93,6 +94,9 @@ type move struct {
 	yield bool
 	// memoAt is when the memo was last written (updateMemo).
 	memoAt time.Time
+	// cuttable: the pass under way may stop for continue-as-new;
+	// cutting: it is stopping (cutDue).
+	cuttable, cutting bool
 }
 
 func (m *move) setup(ctx workflow.Context) error {
@@ -161,8 +165,16 @@ func (m *move) setup(ctx workflow.Context) error {
 	}})
 }
 
-// run is the move's story, top to bottom.
+// run is the move's story, top to bottom. A pass that grows the history
+// too long continues as new in its middle (syncPass, cut); the next run
+// takes it up where the state says: the initial copy goes on with the
+// folders not copied yet, an incremental pass is run again at once, the
+// final pass from its start.
 func (m *move) run(ctx workflow.Context) (MoveReport, error) {
+	// A synced move gives its slot back after each pass and before it
+	// continues as new between passes: one that starts synced and holding
+	// it was cut in the middle of a pass (cut).
+	inPass := !m.state.SyncedAt.IsZero() && !m.state.Released
 	if len(m.state.Folders) == 0 {
 		m.setStatus(ctx, StatusInProgress, DetailConnecting)
 		if err := m.connect(ctx); err != nil {
@@ -177,16 +189,16 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	}
 	if m.state.SyncedAt.IsZero() {
 		m.setStatus(ctx, StatusInProgress, DetailCopyingMessages)
-		if err := m.syncAll(ctx, a.InitialSync); err != nil {
-			return m.fail(ctx, err)
+		if err := m.syncPass(ctx, a.InitialSync, pass{initial: true, cut: true}); err != nil {
+			return m.stop(ctx, err)
 		}
 		// With manual completion, catch up at once with the mail that
 		// arrived during a long initial copy, so that "Synced" means up to
 		// date now rather than after the first incremental interval. Moves
 		// started before this patch take the old path (docs/evolving-workflows.md).
 		if m.settings.Complete == CompleteManual && workflow.GetVersion(ctx, "catch-up-pass", workflow.DefaultVersion, 1) == 1 {
-			if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
-				return m.fail(ctx, err)
+			if err := m.syncPass(ctx, a.IncrementalSync, pass{cut: true}); err != nil {
+				return m.stop(ctx, err)
 			}
 		}
 		m.state.SyncedAt = workflow.Now(ctx)
@@ -200,24 +212,30 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 		}
 	}
 	if m.settings.Complete == CompleteManual {
+		// A pass that was cut goes on at once, with the slot it holds.
+		again := inPass && !m.state.CompleteRequested &&
+			workflow.GetVersion(ctx, "initial-sync-cut", workflow.DefaultVersion, 1) == 1
 		for !m.state.CompleteRequested {
-			m.setStatus(ctx, StatusSynced, DetailSynced)
-			ok, err := workflow.AwaitWithTimeout(ctx, m.settings.IncrementalInterval, func() bool { return m.state.CompleteRequested })
-			if err != nil {
-				return MoveReport{}, err // cancelled
+			if !again {
+				m.setStatus(ctx, StatusSynced, DetailSynced)
+				ok, err := workflow.AwaitWithTimeout(ctx, m.settings.IncrementalInterval, func() bool { return m.state.CompleteRequested })
+				if err != nil {
+					return MoveReport{}, err // cancelled
+				}
+				if ok {
+					break
+				}
+				if err := m.hold(ctx); err != nil {
+					return MoveReport{}, err // cancelled
+				}
 			}
-			if ok {
-				break
-			}
-			if err := m.hold(ctx); err != nil {
-				return MoveReport{}, err // cancelled
-			}
+			again = false
 			m.setStatus(ctx, StatusSynced, DetailIncrementalSync)
 			if err := m.replan(ctx); err != nil {
 				return m.fail(ctx, err)
 			}
-			if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
-				return m.fail(ctx, err)
+			if err := m.syncPass(ctx, a.IncrementalSync, pass{cut: true}); err != nil {
+				return m.stop(ctx, err)
 			}
 			m.release(ctx)
 			m.state.IncrementalPasses++
@@ -236,8 +254,8 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 		return m.fail(ctx, err)
 	}
 	m.final = true // every target folder is examined for extra copies
-	if err := m.syncAll(ctx, a.IncrementalSync); err != nil {
-		return m.fail(ctx, err)
+	if err := m.syncPass(ctx, a.IncrementalSync, pass{cut: true}); err != nil {
+		return m.stop(ctx, err)
 	}
 	m.setStatus(ctx, StatusCompleting, DetailVerifying)
 	if err := m.verify(ctx); err != nil {
@@ -289,8 +307,16 @@ func (m *move) warnings() string {
 // for each attempt; progress receives what a failed sync attempt had done.
 func (m *move) call(ctx, actx workflow.Context, act interface{}, in func() interface{}, out interface{}, progress func(activities.SyncResult)) error {
 	for {
+		// A pass being cut stops here, before an attempt, and again once
+		// the slot is there: after a failure's wait, never instead of it.
+		if m.cutDue(ctx) {
+			return errCut
+		}
 		if err := m.yieldAndHold(ctx); err != nil {
 			return err
+		}
+		if m.cutDue(ctx) {
+			return errCut
 		}
 		m.busy++
 		err := workflow.ExecuteActivity(actx, act, in()).Get(ctx, out)
@@ -535,6 +561,36 @@ func (m *move) release(ctx workflow.Context) {
 	if err := workflow.SignalExternalWorkflow(ctx, batch, "", SignalMoveReleased, m.in.Mailbox).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Info("the batch did not take the release", "batch", batch, "error", err)
 	}
+}
+
+// stop ends a run whose pass did not finish: one that was cut continues
+// as new, any other fails the move.
+func (m *move) stop(ctx workflow.Context, err error) (MoveReport, error) {
+	if !errors.Is(err, errCut) {
+		return m.fail(ctx, err)
+	}
+	return MoveReport{}, m.cut(ctx)
+}
+
+// cut continues as new in the middle of a pass, every lane stopped at a
+// safe point. The slot goes along as it is: a move holding one keeps it
+// (its batch still counts it) and its next run copies at once without
+// asking; one that gave it back asks before it copies (an incremental
+// pass then waits for the next interval). A yield that came while the
+// lanes stopped is honoured here, since the next run does not know of
+// it. A move without a batch counts against none: Released false tells
+// its next run that it was copying.
+func (m *move) cut(ctx workflow.Context) error {
+	info := workflow.GetInfo(ctx)
+	workflow.GetLogger(ctx).Info("the history is long: continuing as new in the middle of a pass",
+		"events", info.GetCurrentHistoryLength(), "bytes", info.GetCurrentHistorySize())
+	if m.yield {
+		m.yield = false
+		m.release(ctx)
+	} else if m.batchID(ctx) == "" {
+		m.state.Released = false
+	}
+	return m.continueAsNew(ctx)
 }
 
 func (m *move) continueAsNew(ctx workflow.Context) error {
