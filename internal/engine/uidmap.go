@@ -48,17 +48,18 @@ func (r UIDRun) All() iter.Seq2[imap.UID, imap.UID] {
 // a server with UIDPLUS is a handful of runs however large it is, which keeps
 // workflow state and heartbeats small.
 //
-// A folder whose source UIDs have gaps (years of deletions) is one run per
-// message, and the map travels in every payload that carries its Cursor
-// (activity inputs, results, heartbeats, failure details, continue-as-new
-// input), each refused by Temporal above 2 MB. So its JSON is compact
-// beyond uidMapArrayRuns runs (MarshalJSON): at most 15 bytes a run before
-// compression whatever the UIDs, and 3 bytes a run where no gap between
-// runs reaches 64 UIDs and no run 128 messages; a run is at least one
-// message. Measured (uidmap_encoding_test.go): a 250,000-message folder
-// with every second source UID deleted takes about 1 KiB, one with random
-// gaps of 1 to 16 UIDs about 170 KiB, where the array of runs took 7 MB.
-// docs/sync.md has the figures.
+// A folder whose source UIDs have gaps (years of deletions) is a run per
+// message, and the map travels whole in every payload that carries its
+// Cursor (activity inputs and results, heartbeats, failure details,
+// continue-as-new input), each refused by Temporal above 2 MB. So beyond
+// uidMapArrayRuns runs its JSON is compact (MarshalJSON). Before
+// compression it takes at most 15 bytes a run whatever the UIDs, and 3
+// bytes a run while no gap between runs reaches 64 UIDs and no run 128
+// messages; a run maps at least one message, so that is at most 15 and 3
+// bytes a message, where the array of runs took 20 to 47. Measured
+// (TestUIDMapJSONSizeOfSparseFolders, docs/sync.md), the cursor of
+// 250,000 messages with every second source UID deleted is 1,150 bytes of
+// JSON, with random gaps of 1 to 16 UIDs 176,011 bytes; as arrays, 7.3 MB.
 type UIDMap []UIDRun
 
 // Add records that source UID src is target UID tgt. UIDs must be added in
@@ -171,9 +172,9 @@ func (m UIDMap) After(last imap.UID) UIDMap {
 // first), dt[i] the same of Tgt (target UIDs need not ascend in source
 // order: Merge, reconcile), n[i] the uvarint of N. Each field is 1 byte
 // while a gap stays within -64..63 UIDs (n: below 128 messages) and one
-// more for each further factor of 128, 5 at most: 3 to 15 bytes a run,
-// against 25 to 47 bytes a run in the array. Deflate adds at most a few
-// bytes per 64 KiB of what it cannot compress, base64 a third.
+// more for each further factor of 128, 5 at most: hence UIDMap's bound.
+// Deflate adds a few bytes a block where it cannot compress (it stores
+// the block), base64 a third.
 //
 // UnmarshalJSON reads both forms (recorded histories and running moves
 // carry arrays) and null. It refuses a string that decodes to more than
