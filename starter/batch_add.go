@@ -25,6 +25,7 @@ type batchAddOptions struct {
 
 	Name string
 	CSV  string
+	JSON bool
 }
 
 func newCmdBatchAdd(f *factory, runF func(*batchAddOptions) error) *cobra.Command {
@@ -47,6 +48,7 @@ func newCmdBatchAdd(f *factory, runF func(*batchAddOptions) error) *cobra.Comman
 	}
 	cmd.Flags().StringVar(&opts.CSV, "csv", "", "CSV file of the mailboxes to add")
 	cmd.MarkFlagRequired("csv")
+	addJSONFlag(cmd, &opts.JSON)
 	return cmd
 }
 
@@ -81,7 +83,11 @@ func batchAddRun(ctx context.Context, opts *batchAddOptions) error {
 		return err
 	}
 	started, already, err := startMoves(ctx, c, opts.Name, moves, opts.ErrOut)
-	fmt.Fprintf(opts.Out, "%s: %s\n", opts.Name, startedLine(started, already))
+	res := actionResult{Batch: opts.Name, Action: "add", Counts: map[string]int{"started": started, "already there": already},
+		Summary: opts.Name + ": " + startedLine(started, already)}
+	if perr := res.print(opts.Out, opts.JSON); perr != nil {
+		return perr
+	}
 	return err
 }
 

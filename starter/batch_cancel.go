@@ -18,11 +18,12 @@ type batchCancelOptions struct {
 	Out    io.Writer
 
 	Name string
+	JSON bool
 }
 
 func newCmdBatchCancel(f *factory, runF func(*batchCancelOptions) error) *cobra.Command {
 	opts := &batchCancelOptions{Client: f.Client, Out: f.Out}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "cancel NAME",
 		Short: "Stop a batch for good: its moves end where they are, what they copied stays",
 		Long: "Cancels the batch and every move of it that has not ended: each stops its copy (what it\n" +
@@ -37,6 +38,8 @@ func newCmdBatchCancel(f *factory, runF func(*batchCancelOptions) error) *cobra.
 			return batchCancelRun(cmd.Context(), opts)
 		},
 	}
+	addJSONFlag(cmd, &opts.JSON)
+	return cmd
 }
 
 // batchCancelRun cancels the batch first, so that it starts no move while
@@ -52,30 +55,27 @@ func batchCancelRun(ctx context.Context, opts *batchCancelOptions) error {
 	}
 	// A gated batch cancels its moves itself too; a move cancelled twice
 	// is no worse.
-	lines := eachMove(rep.Moves, func(m workflows.MoveStatus) string {
+	type result struct{ what, detail string }
+	results := eachMove(rep.Moves, func(m workflows.MoveStatus) result {
 		if m.Status.Terminal() {
-			return ""
+			return result{"ended already", string(m.Status)}
 		}
 		err := c.CancelWorkflow(ctx, workflows.MoveWorkflowID(opts.Name, m.Mailbox), "")
 		var notFound *serviceerror.NotFound
 		switch {
 		case errors.As(err, &notFound):
-			return "" // never started
+			return result{"never started", ""}
 		case err != nil:
-			return fmt.Sprintf("%s: not cancelled: %v", m.Mailbox, err)
+			return result{"not cancelled", err.Error()}
 		}
-		return "cancelled"
+		return result{"cancelled", ""}
 	})
-	cancelled := 0
-	for _, l := range lines {
-		switch l {
-		case "":
-		case "cancelled":
-			cancelled++
-		default:
-			fmt.Fprintln(opts.Out, l)
-		}
+	res := actionResult{Batch: opts.Name, Action: "cancel"}
+	for i, r := range results {
+		res.add(rep.Moves[i].Mailbox, r.what, r.detail)
 	}
-	fmt.Fprintf(opts.Out, "%s: cancelled, with %d moves under way\n", opts.Name, cancelled)
-	return nil
+	res.Summary = fmt.Sprintf("%s: cancelled, with %d moves under way", opts.Name, res.Counts["cancelled"])
+	// The moves cancelled, never started or ended are the usual: only the
+	// others get a line.
+	return res.print(opts.Out, opts.JSON, "cancelled", "never started", "ended already")
 }

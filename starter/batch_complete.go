@@ -18,6 +18,7 @@ type batchCompleteOptions struct {
 
 	Name  string
 	After string // --after: a time, as --start-after takes it
+	JSON  bool
 }
 
 func newCmdBatchComplete(f *factory, runF func(*batchCompleteOptions) error) *cobra.Command {
@@ -41,6 +42,7 @@ func newCmdBatchComplete(f *factory, runF func(*batchCompleteOptions) error) *co
 		},
 	}
 	cmd.Flags().StringVar(&opts.After, "after", "", `complete at this time instead of now: "18:00", "2026-12-05 18:00" or RFC 3339`)
+	addJSONFlag(cmd, &opts.JSON)
 	return cmd
 }
 
@@ -69,16 +71,13 @@ func batchCompleteRun(ctx context.Context, opts *batchCompleteOptions) error {
 	// First the batch, so that a move it starts while this runs completes
 	// too. A batch that has ended has nothing left to start.
 	batchErr := c.SignalWorkflow(ctx, workflows.BatchWorkflowID(opts.Name), "", workflows.SignalCompleteAll, nil)
-	type result struct {
-		line string
-		ok   bool
-	}
+	type result struct{ what, detail string }
 	results := eachMove(rep.Moves, func(m workflows.MoveStatus) result {
 		if m.Status.Terminal() || m.Status == workflows.StatusCompleting {
-			return result{fmt.Sprintf("%s: %s, skipped", m.Mailbox, m.Status), false}
+			return result{"skipped", string(m.Status)}
 		}
 		if m.Status == workflows.StatusQueued && m.Started.IsZero() && batchErr == nil {
-			return result{fmt.Sprintf("%s: not started yet, completes after its initial sync", m.Mailbox), true}
+			return result{"completing", "not started yet, completes after its initial sync"}
 		}
 		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 			WorkflowID:   workflows.MoveWorkflowID(opts.Name, m.Mailbox),
@@ -89,19 +88,14 @@ func batchCompleteRun(ctx context.Context, opts *batchCompleteOptions) error {
 			err = h.Get(ctx, nil)
 		}
 		if err != nil {
-			return result{fmt.Sprintf("%s: not completed: %v", m.Mailbox, err), false}
+			return result{"not completed", err.Error()}
 		}
-		return result{fmt.Sprintf("%s: completing", m.Mailbox), true}
+		return result{"completing", ""}
 	})
-	completed, skipped := 0, 0
-	for _, r := range results {
-		fmt.Fprintln(out, r.line)
-		if r.ok {
-			completed++
-		} else {
-			skipped++
-		}
+	res := actionResult{Batch: opts.Name, Action: "complete"}
+	for i, r := range results {
+		res.add(rep.Moves[i].Mailbox, r.what, r.detail)
 	}
-	fmt.Fprintf(out, "%d moves completing, %d skipped\n", completed, skipped)
-	return nil
+	res.Summary = fmt.Sprintf("%d moves completing, %d skipped", res.Counts["completing"], len(results)-res.Counts["completing"])
+	return res.print(out, opts.JSON)
 }

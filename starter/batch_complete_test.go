@@ -52,8 +52,8 @@ func TestBatchCompleteUpdatesOnlyMovesThatHaveNotEnded(t *testing.T) {
 	if got := c.callsOf("SignalWorkflow"); strings.Join(got, "") != workflows.BatchWorkflowID("w1")+" "+workflows.SignalCompleteAll {
 		t.Fatalf("signals = %q, want the batch told to complete the moves it starts", got)
 	}
-	for _, line := range []string{"done@x: Completed, skipped", "queued@x: not started yet, completes after its initial sync",
-		"finishing@x: Completing, skipped", "synced@x: completing", "5 moves completing, 3 skipped"} {
+	for _, line := range []string{"done@x: skipped: Completed", "queued@x: completing: not started yet, completes after its initial sync",
+		"finishing@x: skipped: Completing", "synced@x: completing", "5 moves completing, 3 skipped"} {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("batch complete output lacks %q:\n%s", line, out)
 		}

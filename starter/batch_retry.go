@@ -27,6 +27,7 @@ type batchRetryOptions struct {
 	Name   string
 	Failed bool
 	CSV    string
+	JSON   bool
 }
 
 func newCmdBatchRetry(f *factory, runF func(*batchRetryOptions) error) *cobra.Command {
@@ -51,6 +52,7 @@ func newCmdBatchRetry(f *factory, runF func(*batchRetryOptions) error) *cobra.Co
 	}
 	cmd.Flags().BoolVar(&opts.Failed, "failed", false, "retry the moves that failed")
 	cmd.Flags().StringVar(&opts.CSV, "csv", "", "take corrected credentials from this CSV (same columns as batch start)")
+	addJSONFlag(cmd, &opts.JSON)
 	return cmd
 }
 
@@ -74,7 +76,7 @@ func batchRetryRun(ctx context.Context, opts *batchRetryOptions) error {
 			return err
 		}
 	}
-	retried := 0
+	res := actionResult{Batch: opts.Name, Action: "retry"}
 	var errs []error
 	for _, m := range rep.Moves {
 		if m.Status != workflows.StatusFailed {
@@ -82,12 +84,16 @@ func batchRetryRun(ctx context.Context, opts *batchRetryOptions) error {
 		}
 		if err := retryMove(ctx, c, opts.Name, m.Mailbox, creds[strings.ToLower(m.Mailbox)]); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.Mailbox, err))
+			res.add(m.Mailbox, "not started", err.Error())
 			continue
 		}
-		fmt.Fprintf(out, "%s: started again\n", m.Mailbox)
-		retried++
+		res.add(m.Mailbox, "started again", "")
 	}
-	fmt.Fprintf(out, "%d failed moves started again\n", retried)
+	res.Summary = fmt.Sprintf("%d failed moves started again", res.Counts["started again"])
+	// The errors follow on stderr, and set the exit status.
+	if err := res.print(out, opts.JSON, "not started"); err != nil {
+		return err
+	}
 	return errors.Join(errs...)
 }
 

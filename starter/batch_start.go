@@ -46,6 +46,7 @@ type batchStartOptions struct {
 	MaxMessageSize     string
 	NewerThan          string
 	DryRun             bool
+	JSON               bool
 	StartAfter         string
 	Window, WindowZone string
 	LogonAttempts      int
@@ -105,6 +106,7 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f.StringVar(&opts.StartAfter, "start-after", "", `start no move before this time: "19:00" (today, or tomorrow once past), "2026-12-05 19:00" (local time) or RFC 3339`)
 	f.StringVar(&opts.Window, "window", "", `copy only in these hours, e.g. "Mon-Fri 19:00-07:00, Sat/Sun 00:00-24:00"; outside them moves stop at a safe point, holding no connection`)
 	f.StringVar(&opts.WindowZone, "window-zone", "", "time zone of --window, an IANA name such as Europe/Berlin (default: this machine's, from TZ or /etc/localtime, else UTC)")
+	f.BoolVar(&opts.JSON, "json", false, "print what was started (with --dry-run: the plans and the estimate) as JSON")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "have the workers log on to both sides and print each mailbox's folder plan and counts; copy nothing, start no move")
 	f.StringVar(&opts.PolicyFile, "policy", "", "YAML or JSON failure policy over the defaults (docs/failure-policy.md)")
 	f.StringVar(&opts.ProfilesFile, "profiles", "", "YAML or JSON file changing provider profiles' limits (docs/providers.md)")
@@ -428,26 +430,36 @@ func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
 	}, workflows.Batch, in)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
-		return fmt.Errorf("batch %q already exists: its moves are not started twice; pick another --name", opts.Name)
+		return fmt.Errorf("batch %q already exists: its moves are not started twice. If its start was cut off, `mailmove batch add %s --csv %s` "+
+			"starts the moves it had not started; for another batch, pick another --name", opts.Name, opts.Name, opts.CSV)
 	}
 	if err != nil {
 		return fmt.Errorf("start batch: %w", err)
 	}
-	fmt.Fprintf(opts.Out, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(moves), in.Concurrency, run.GetID(), run.GetRunID())
+	// With --json, the lines for a person give way to one JSON object.
+	text := opts.Out
+	if opts.JSON {
+		text = io.Discard
+	}
+	fmt.Fprintf(text, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(moves), in.Concurrency, run.GetID(), run.GetRunID())
 	if err := registerMoves(ctx, c, opts.Name, names[len(in.Mailboxes):]); err != nil {
 		return fmt.Errorf("%w\nThen start its moves with: mailmove batch add %s --csv %s", err, opts.Name, opts.CSV)
 	}
 	nStarted, nAlready, err := startMoves(ctx, c, opts.Name, moves, opts.ErrOut)
-	fmt.Fprintln(opts.Out, startedLine(nStarted, nAlready))
+	fmt.Fprintln(text, startedLine(nStarted, nAlready))
 	if err != nil {
 		return fmt.Errorf("%w\n(mailmove batch add %s --csv %s starts the moves not started yet)", err, opts.Name, opts.CSV)
 	}
 	if !in.StartAfter.IsZero() {
-		fmt.Fprintf(opts.Out, "Its first move starts at %s\n", in.StartAfter.Local().Format("2006-01-02 15:04 MST"))
+		fmt.Fprintf(text, "Its first move starts at %s\n", in.StartAfter.Local().Format("2006-01-02 15:04 MST"))
 	}
 	if in.Window != "" {
-		fmt.Fprintf(opts.Out, "It copies only %s (%s)\n", in.Window, in.WindowZone)
+		fmt.Fprintf(text, "It copies only %s (%s)\n", in.Window, in.WindowZone)
 	}
-	fmt.Fprintf(opts.Out, "Watch it with: mailmove batch status %s --watch\n", opts.Name)
+	fmt.Fprintf(text, "Watch it with: mailmove batch status %s --watch\n", opts.Name)
+	if opts.JSON {
+		return actionResult{Batch: opts.Name, Action: "start", Counts: map[string]int{"mailboxes": len(moves), "started": nStarted, "already there": nAlready},
+			Summary: fmt.Sprintf("workflow %s, run %s", run.GetID(), run.GetRunID())}.print(opts.Out, true)
+	}
 	return nil
 }

@@ -102,14 +102,28 @@ func TestBatchWatchKnowsAPseudoTerminal(t *testing.T) {
 		cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run", "^TestBatchWatchKnowsAPseudoTerminal$")
 		cmd.Env = append(os.Environ(), "MAILMOVE_TTY_CHILD=1")
 		if stdout != nil {
+			// Read while it runs, until the terminal's other end is closed
+			// (a pseudo-terminal's read takes no deadline).
+			got := make(chan string)
+			go func() {
+				var b strings.Builder
+				buf := make([]byte, 256)
+				for {
+					k, err := ptmx.Read(buf)
+					b.Write(buf[:k])
+					if err != nil {
+						got <- b.String()
+						return
+					}
+				}
+			}()
 			cmd.Stdout = stdout
-			if err := cmd.Run(); err != nil {
+			err := cmd.Run()
+			stdout.Close()
+			if err != nil {
 				t.Fatal(err)
 			}
-			buf := make([]byte, 256)
-			ptmx.SetReadDeadline(time.Now().Add(5 * time.Second))
-			k, _ := ptmx.Read(buf)
-			return string(buf[:k])
+			return <-got
 		}
 		b, err := cmd.Output()
 		if err != nil {

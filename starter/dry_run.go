@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,58 @@ func dryRun(ctx context.Context, c client.Client, in workflows.BatchInput, opts 
 		}
 		planned = append(planned, got...)
 	}
+	if opts.JSON {
+		return plansJSON(opts.Out, planned, in.Concurrency)
+	}
 	return printPlans(opts.Out, planned, opts.Settings.Rules, in.Concurrency)
+}
+
+// plansJSON prints a dry run's plans and estimate as JSON; like printPlans
+// it fails when a mailbox has no plan.
+func plansJSON(out io.Writer, planned []workflows.PlannedMove, concurrency int) error {
+	type mailbox struct {
+		workflows.PlannedMove
+		Messages        int64
+		Bytes           int64
+		EstimateSeconds float64
+	}
+	var res struct {
+		Mailboxes         []mailbox
+		Messages, Bytes   int64
+		EstimateSeconds   float64 // the batch at Concurrency
+		Concurrency       int
+		CannotBePlanned   int
+		MessagesPerSecond int // the planning figures of the estimates
+		BytesPerSecond    int64
+	}
+	res.Concurrency, res.MessagesPerSecond, res.BytesPerSecond = concurrency, planMessagesPerSecond, planBytesPerSecond
+	var total time.Duration
+	for _, pm := range planned {
+		m := mailbox{PlannedMove: pm}
+		if pm.Error != "" || pm.Failure != nil {
+			res.CannotBePlanned++
+		}
+		for _, f := range pm.Plan.Folders {
+			m.Messages += int64(f.Messages)
+			m.Bytes += f.Bytes
+		}
+		d := estimate(m.Messages, m.Bytes)
+		m.EstimateSeconds = d.Seconds()
+		res.Messages, res.Bytes, total = res.Messages+m.Messages, res.Bytes+m.Bytes, total+d
+		res.Mailboxes = append(res.Mailboxes, m)
+	}
+	if n := len(planned) - res.CannotBePlanned; n > 0 {
+		res.EstimateSeconds = (total / time.Duration(max(min(concurrency, n), 1))).Seconds()
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(res); err != nil {
+		return err
+	}
+	if res.CannotBePlanned > 0 {
+		return fmt.Errorf("%d of %d mailboxes cannot be planned; fix them before starting the batch", res.CannotBePlanned, len(planned))
+	}
+	return nil
 }
 
 // dryRunPage is how many mailboxes one DryRun workflow plans (their inputs
@@ -94,7 +146,7 @@ func approx(d time.Duration) string {
 // planning figures.
 func estimate(msgs int64, bytes int64) time.Duration {
 	s := max(float64(msgs)/planMessagesPerSecond, float64(bytes)/planBytesPerSecond)
-	return time.Duration(s * float64(time.Second)).Round(time.Second)
+	return time.Duration(s * float64(time.Second))
 }
 
 // printPlans prints each mailbox's folder plan, or why it has none; it

