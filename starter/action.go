@@ -14,7 +14,7 @@ import (
 type actionResult struct {
 	Batch  string
 	Action string
-	Moves  []outcome     `json:",omitempty"`
+	Moves  []outcome      `json:",omitempty"`
 	Counts map[string]int `json:",omitempty"`
 	// Summary is the line that ends the text form.
 	Summary string

@@ -34,7 +34,7 @@ func TestActionCommandsPrintJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var plan struct {
-		Mailboxes []struct{ Mailbox string }
+		Mailboxes       []struct{ Mailbox string }
 		Messages        int64
 		EstimateSeconds float64
 	}
