@@ -19,7 +19,6 @@ import (
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/engine"
-	"github.com/mailmove/mailmove/internal/metrics"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -58,7 +57,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	var handler client.MetricsHandler
 	if opts.MetricsAddress != "" {
-		reg := metrics.New()
+		reg := NewRegistry()
 		stop, err := serveMetrics(opts.MetricsAddress, reg)
 		if err != nil {
 			return err
@@ -121,7 +120,7 @@ func (z zapLogger) With(kv ...interface{}) log.Logger { return zapLogger{z.s.Wit
 
 // serveMetrics serves reg (and the Go runtime's and process's metrics) at
 // http://addr/metrics until stop.
-func serveMetrics(addr string, reg *metrics.Registry) (stop func(), err error) {
+func serveMetrics(addr string, reg *Registry) (stop func(), err error) {
 	pr := prometheus.NewRegistry()
 	pr.MustRegister(reg, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", addr)

@@ -171,6 +171,7 @@ func (m *move) awaitBudget(ctx workflow.Context, short int64) error {
 	m.quotaWaiters--
 	if m.quotaWaiters == 0 {
 		m.state.StallTime[detail] += workflow.Now(ctx).Sub(m.quotaSince)
+		m.waited(ctx, detail, workflow.Now(ctx).Sub(m.quotaSince))
 	}
 	m.endWait(ctx, id)
 	if err != nil {

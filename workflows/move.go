@@ -8,12 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/mailmove/mailmove/activities"
 	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/humanize"
+	"github.com/mailmove/mailmove/internal/metrics"
 )
 
 // a is used only for its method names: workflows call activities through it.
@@ -33,12 +35,29 @@ func MailboxMove(ctx workflow.Context, in MailboxMoveInput) (MoveReport, error) 
 	return rep, err
 }
 
+// metrics is the SDK's replay-aware metrics handler, tagged with the
+// move's batch: a workflow task replayed counts nothing twice.
+func (m *move) metrics(ctx workflow.Context) client.MetricsHandler {
+	return workflow.GetMetricsHandler(ctx).WithTags(map[string]string{metrics.TagBatch: m.in.Batch})
+}
+
+// waited counts a wait that ended, by its StatusDetail.
+func (m *move) waited(ctx workflow.Context, detail string, d time.Duration) {
+	h := m.metrics(ctx).WithTags(map[string]string{metrics.TagReason: detail})
+	h.Counter(metrics.Waits).Inc(1)
+	h.Counter(metrics.WaitSeconds).Inc(int64(d.Seconds()))
+}
+
 // closed tells a gated move's batch that the move ended, so that it frees
 // the move's slot and knows when all its moves are done. A move that
 // continues as new has not ended; one cancelled was ended by the batch or
 // the admin, who knows.
 func (m *move) closed(ctx workflow.Context, err error) {
-	if !m.in.Gated || workflow.IsContinueAsNewError(err) || ctx.Err() != nil {
+	if workflow.IsContinueAsNewError(err) || ctx.Err() != nil {
+		return
+	}
+	m.metrics(ctx).WithTags(map[string]string{metrics.TagStatus: string(m.state.Status)}).Counter(metrics.MovesEnded).Inc(1)
+	if !m.in.Gated {
 		return
 	}
 	msg := MoveClosed{Mailbox: m.in.Mailbox}
@@ -389,6 +408,7 @@ func (m *move) wait(ctx workflow.Context, d failure.Details, n int, rule failure
 	_, err := workflow.AwaitWithTimeout(ctx, delay, func() bool { return m.resume })
 	m.resume = false
 	m.state.StallTime[detail] += workflow.Now(ctx).Sub(start)
+	m.waited(ctx, detail, workflow.Now(ctx).Sub(start))
 	m.endWait(ctx, id)
 	if err != nil {
 		return err // cancelled
@@ -503,6 +523,7 @@ func (m *move) hold(ctx workflow.Context) error {
 		m.grants--
 	}
 	m.state.StallTime[DetailWaitingForBatchSlot] += workflow.Now(ctx).Sub(start)
+	m.waited(ctx, DetailWaitingForBatchSlot, workflow.Now(ctx).Sub(start))
 	m.endWait(ctx, id)
 	m.state.Released = false
 	return err

@@ -1,4 +1,4 @@
-package metrics
+package worker
 
 import (
 	"io"
@@ -9,17 +9,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mailmove/mailmove/internal/metrics"
 )
 
 // What the SDK and mailmove record reaches a Prometheus scrape, whatever
 // tags each series carries (the SDK adds and drops some per call).
 func TestRegistryServesWhatTheHandlerRecords(t *testing.T) {
-	r := New()
+	r := NewRegistry()
 	h := r.Handler().WithTags(map[string]string{"namespace": "default"})
-	h.WithTags(map[string]string{TagBatch: "wave1"}).Counter(MessagesCopied).Inc(40)
-	h.WithTags(map[string]string{TagBatch: "wave1"}).Counter(MessagesCopied).Inc(2)
-	h.WithTags(map[string]string{TagBatch: "wave2"}).Counter(MessagesCopied).Inc(5)
-	h.WithTags(map[string]string{TagBatch: "wave1", TagReason: "LogonFailed"}).Counter(Failures).Inc(1)
+	h.WithTags(map[string]string{metrics.TagBatch: "wave1"}).Counter(metrics.MessagesCopied).Inc(40)
+	h.WithTags(map[string]string{metrics.TagBatch: "wave1"}).Counter(metrics.MessagesCopied).Inc(2)
+	h.WithTags(map[string]string{metrics.TagBatch: "wave2"}).Counter(metrics.MessagesCopied).Inc(5)
+	h.WithTags(map[string]string{metrics.TagBatch: "wave1", metrics.TagReason: "LogonFailed"}).Counter(metrics.Failures).Inc(1)
 	h.Counter("temporal_request").Inc(3)
 	h.WithTags(map[string]string{"operation": "Poll"}).Counter("temporal_request").Inc(4) // other labels, same name
 	h.Gauge("temporal_worker_task_slots_available").Update(7)
