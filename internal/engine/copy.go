@@ -366,6 +366,15 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 		st.Remaining = len(pending) - opts.MaxMessages
 		pending = pending[:opts.MaxMessages]
 	}
+	// The bodies are asked for in one FETCH naming every UID: in a folder
+	// with many deleted messages that line would outgrow what servers take
+	// (Dovecot 64 KiB, go-imap 50 KiB). A chunk ends at chunkRanges ranges;
+	// the rest is the next call's.
+	if k := withinRanges(pending, chunkRanges); k < len(pending) {
+		st.More = true
+		st.Remaining += len(pending) - k
+		pending = pending[:k]
+	}
 	metas, err := fetchMeta(ctx, src, pending, cur, opts.Gmail)
 	if err != nil {
 		return cur, st, err
@@ -397,6 +406,25 @@ func SyncFolder(ctx context.Context, src, tgt *Session, cur Cursor, opts Options
 	return cur, st, err
 }
 
+// chunkRanges bounds the ranges of UIDs one chunk of a copy names: at
+// most 21 bytes each, under 44 KB whatever the UIDs.
+const chunkRanges = 2000
+
+// withinRanges is how many of uids, ascending, from the first, make at
+// most max ranges of consecutive UIDs.
+func withinRanges(uids []imap.UID, max int) int {
+	ranges := 0
+	for i, u := range uids {
+		if i == 0 || u != uids[i-1]+1 {
+			if ranges == max {
+				return i
+			}
+			ranges++
+		}
+	}
+	return len(uids)
+}
+
 // unreturned adds to bad the messages a FETCH answer left out that are
 // still in the source folder: a server that cannot read a message may skip
 // it silently, and it must not pass for expunged.
@@ -408,11 +436,16 @@ func unreturned(ctx context.Context, src *Session, cur Cursor, metas []meta, bad
 	for i, m := range metas {
 		uids[i] = m.uid
 	}
-	data, err := src.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{imap.UIDSetNum(uids...)}}, src.esearch()).Wait()
-	if err != nil {
-		return bad, src.classify("search messages of "+cur.Source, ctxErr(ctx, err))
+	var present imap.UIDSet
+	for _, part := range splitUIDs(imap.UIDSetNum(uids...)) {
+		data, err := src.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{part}}, src.esearch()).Wait()
+		if err != nil {
+			return bad, src.classify("search messages of "+cur.Source, ctxErr(ctx, err))
+		}
+		if all, ok := data.All.(imap.UIDSet); ok {
+			present = append(present, all...)
+		}
 	}
-	present, _ := data.All.(imap.UIDSet)
 	for _, m := range metas {
 		if present.Contains(m.uid) {
 			bad = append(bad, BadItem{Folder: cur.Source, UIDValidity: cur.UIDValidity, UID: m.uid, Size: m.size,
@@ -538,8 +571,20 @@ func (c *copier) result(err error) (Cursor, Stats, error) {
 // fetchMeta reads flags, date and size of the given messages, and on a
 // Gmail source their labels where they decide the copy.
 func fetchMeta(ctx context.Context, s *Session, uids []imap.UID, cur Cursor, g GmailRanking) ([]meta, error) {
-	bufs, err := s.Client.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
-		GmailLabels: cur.readsLabels()}).Collect()
+	// Pipelined: every part's FETCH is sent before the first answer is
+	// read, each naming at most rangesPerCommand ranges of UIDs.
+	parts := splitUIDs(imap.UIDSetNum(uids...))
+	cmds := make([]*imapclient.FetchCommand, len(parts))
+	for i, part := range parts {
+		cmds[i] = s.Client.Fetch(part, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, GmailLabels: cur.readsLabels()})
+	}
+	var bufs []*imapclient.FetchMessageBuffer
+	var err error
+	for _, cmd := range cmds {
+		got, cerr := cmd.Collect()
+		bufs = append(bufs, got...)
+		err = cmp.Or(err, cerr)
+	}
 	if err != nil {
 		return nil, s.classify("fetch message list", ctxErr(ctx, err))
 	}

@@ -43,18 +43,20 @@ func syncExpunges(ctx context.Context, tgt *Session, cur *Cursor, present imap.U
 // expungeUIDs removes exactly the given messages from the target folder
 // selected in tgt (UIDPLUS).
 func expungeUIDs(ctx context.Context, tgt *Session, folder string, uids imap.UIDSet, fence func() error) error {
-	if err := fence(); err != nil {
-		return err
-	}
-	store := tgt.Client.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil)
-	if err := store.Close(); err != nil {
-		return tgt.classify("flag deleted messages in "+folder, ctxErr(ctx, err))
-	}
-	if err := fence(); err != nil {
-		return err
-	}
-	if err := tgt.Client.UIDExpunge(uids).Close(); err != nil {
-		return tgt.classify("expunge "+folder, ctxErr(ctx, err))
+	for _, part := range splitUIDs(uids) {
+		if err := fence(); err != nil {
+			return err
+		}
+		store := tgt.Client.Store(part, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil)
+		if err := store.Close(); err != nil {
+			return tgt.classify("flag deleted messages in "+folder, ctxErr(ctx, err))
+		}
+		if err := fence(); err != nil {
+			return err
+		}
+		if err := tgt.Client.UIDExpunge(part).Close(); err != nil {
+			return tgt.classify("expunge "+folder, ctxErr(ctx, err))
+		}
 	}
 	return nil
 }

@@ -104,9 +104,11 @@ func syncFlags(ctx context.Context, src, tgt *Session, cur *Cursor, condstore bo
 			return 0, nil, err
 		}
 		g := groups[k]
-		store := tgt.Client.Store(g.uids, &imap.StoreFlags{Op: imap.StoreFlagsSet, Silent: true, Flags: g.flags}, nil)
-		if err := store.Close(); err != nil {
-			return 0, nil, tgt.classify("store flags in "+cur.Target, ctxErr(ctx, err))
+		for _, part := range splitUIDs(g.uids) {
+			store := tgt.Client.Store(part, &imap.StoreFlags{Op: imap.StoreFlagsSet, Silent: true, Flags: g.flags}, nil)
+			if err := store.Close(); err != nil {
+				return 0, nil, tgt.classify("store flags in "+cur.Target, ctxErr(ctx, err))
+			}
 		}
 	}
 	return changed, moved, nil

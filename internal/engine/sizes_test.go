@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailmove/mailmove/internal/failure"
 )
 
@@ -32,5 +34,23 @@ func TestMeasureSizesSumsTheMessagesOfFoldersWithoutASize(t *testing.T) {
 	plans = []FolderPlan{{Source: "Gone", Messages: 3}}
 	if err := MeasureSizes(context.Background(), s, plans); err == nil {
 		t.Fatal("a folder that cannot be examined: no error")
+	}
+}
+
+func TestWithinRanges(t *testing.T) {
+	for _, c := range []struct {
+		uids []imap.UID
+		max  int
+		want int
+	}{
+		{nil, 2, 0},
+		{[]imap.UID{1, 2, 3}, 1, 3},
+		{[]imap.UID{1, 3, 5}, 2, 2},
+		{[]imap.UID{1, 2, 4, 5, 7}, 2, 4},
+		{[]imap.UID{1, 2, 4, 5, 7}, 3, 5},
+	} {
+		if got := withinRanges(c.uids, c.max); got != c.want {
+			t.Errorf("withinRanges(%v, %d) = %d, want %d", c.uids, c.max, got, c.want)
+		}
 	}
 }

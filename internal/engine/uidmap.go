@@ -381,3 +381,21 @@ func rawErr(err error) error {
 	}
 	return err
 }
+
+// rangesPerCommand bounds the UID ranges one command names: each is at
+// most 21 bytes ("4294967295:4294967294,"), so a command stays near 20 KB,
+// below the line limits of servers (Dovecot 64 KiB, go-imap 50 KiB)
+// whatever the gaps between the UIDs.
+const rangesPerCommand = 1000
+
+// splitUIDs cuts set into sets of at most rangesPerCommand ranges.
+func splitUIDs(set imap.UIDSet) []imap.UIDSet {
+	if len(set) <= rangesPerCommand {
+		return []imap.UIDSet{set}
+	}
+	var out []imap.UIDSet
+	for part := range slices.Chunk(set, rangesPerCommand) {
+		out = append(out, part)
+	}
+	return out
+}

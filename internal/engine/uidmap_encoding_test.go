@@ -412,7 +412,8 @@ func TestUIDMapJSONSizeOfSparseFolders(t *testing.T) {
 
 // A real copy of a folder whose source UIDs are every second one (the
 // others expunged), in 5,000-message chunks as a move's activities copy
-// it, each chunk resumed from the JSON of the one before: every message
+// it (or chunkRanges, fewer, where the UIDs are this sparse), each chunk
+// resumed from the JSON of the one before: every message
 // lands once, one run each, and no progress payload the lane would
 // heartbeat comes near Temporal's limits.
 //
@@ -467,7 +468,7 @@ func TestSparseFolderCopyKeepsCursorsSmall(t *testing.T) {
 	lane := &Lane{Dial: pairs(srcAddr, tgtAddr, &dialed), Connections: 1, MaxMessages: 5000, Progress: note}
 	p := NewLaneProgress(cursors("Sparse"))
 	calls := 0
-	for ; !p.Done[0] && calls < n/5000+2; calls++ {
+	for ; !p.Done[0] && calls < n/min(5000, chunkRanges)+2; calls++ {
 		res, err := lane.Run(context.Background(), p)
 		if err != nil {
 			t.Fatalf("Run() after %d calls = %v", calls, err)
