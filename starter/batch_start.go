@@ -45,6 +45,7 @@ type batchStartOptions struct {
 	Renames            []string
 	MaxMessageSize     string
 	NewerThan          string
+	OlderThan          string
 	DryRun             bool
 	JSON               bool
 	StartAfter         string
@@ -103,6 +104,7 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 		`with --gmail-labels priority: labels in order, first wins, e.g. "Clients/*,Work,INBOX" (folder paths or patterns as --exclude-folder; INBOX, Sent, Drafts, Trash, Spam for Gmail's own); others follow: Trash and Spam, your labels by name, INBOX, Sent, Drafts`)
 	f.StringVar(&opts.MaxMessageSize, "max-message-size", "", "skip larger messages, e.g. 25MB")
 	f.StringVar(&opts.NewerThan, "newer-than", "", "copy only messages received on or after this date (YYYY-MM-DD)")
+	f.StringVar(&opts.OlderThan, "older-than", "", `copy only messages received before this date (YYYY-MM-DD) or age ("90d"): a staged migration's first batch; the second, without it, copies the rest (docs/batches.md)`)
 	f.StringVar(&opts.StartAfter, "start-after", "", `start no move before this time: "19:00" (today, or tomorrow once past), "2026-12-05 19:00" (local time) or RFC 3339`)
 	f.StringVar(&opts.Window, "window", "", `copy only in these hours, e.g. "Mon-Fri 19:00-07:00, Sat/Sun 00:00-24:00"; outside them moves stop at a safe point, holding no connection`)
 	f.StringVar(&opts.WindowZone, "window-zone", "", "time zone of --window, an IANA name such as Europe/Berlin (default: this machine's, from TZ or /etc/localtime, else UTC)")
@@ -326,6 +328,13 @@ func parseRules(opts *batchStartOptions) error {
 		}
 		r.NewerThan = d
 	}
+	if opts.OlderThan != "" {
+		d, err := parseAge(opts.OlderThan, time.Now())
+		if err != nil {
+			return fmt.Errorf("--older-than %q: %w", opts.OlderThan, err)
+		}
+		r.OlderThan = d
+	}
 	switch {
 	case r.GmailLabels != workflows.GmailLabelFolders && r.GmailLabels != workflows.GmailLabelPriority:
 		return fmt.Errorf("--gmail-labels %q: use %s (a copy in the folder of each label) or %s (one copy, the other labels as keywords)",
@@ -462,4 +471,23 @@ func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
 			Summary: fmt.Sprintf("workflow %s, run %s", run.GetID(), run.GetRunID())}.print(opts.Out, true)
 	}
 	return nil
+}
+
+// parseAge reads a date (YYYY-MM-DD) or an age in days ("90d") before now,
+// as a day's start in UTC.
+func parseAge(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return time.Time{}, errors.New(`write a number of days, e.g. "90d", or a date as YYYY-MM-DD`)
+		}
+		y, m, d := now.UTC().AddDate(0, 0, -n).Date()
+		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), nil
+	}
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, errors.New(`write a date as YYYY-MM-DD, or a number of days, e.g. "90d"`)
+	}
+	return d, nil
 }

@@ -266,3 +266,20 @@ func TestParseTime(t *testing.T) {
 		t.Errorf("parseTime(tonight) = %v", err)
 	}
 }
+
+func TestParseAge(t *testing.T) {
+	now := time.Date(2026, 11, 29, 20, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"90d":        time.Date(2026, 8, 31, 0, 0, 0, 0, time.UTC),
+		"2024-01-01": time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if got, err := parseAge(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"0d", "-3d", "ninety", "2024-13-01"} {
+		if _, err := parseAge(bad, now); err == nil {
+			t.Errorf("parseAge(%q): no error", bad)
+		}
+	}
+}

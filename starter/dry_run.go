@@ -211,7 +211,7 @@ func printPlan(out io.Writer, pm workflows.PlannedMove, rules workflows.Rules) (
 	if len(excluded) > 0 {
 		fmt.Fprintf(out, "; %d folders excluded", len(excluded))
 	}
-	if rules.MaxMessageSize > 0 || !rules.NewerThan.IsZero() {
+	if rules.MaxMessageSize > 0 || !rules.NewerThan.IsZero() || !rules.OlderThan.IsZero() {
 		fmt.Fprintf(out, " (before the size and date filters)")
 	}
 	fmt.Fprintf(out, "; about %s\n\n", approx(estimate(int64(msgs), bytes)))

@@ -28,6 +28,10 @@ type Rules struct {
 	MaxMessageSize int64 `json:",omitempty"`
 	// NewerThan skips messages whose internal date is before it.
 	NewerThan time.Time `json:",omitempty"`
+	// OlderThan skips messages whose internal date is at or after it: the
+	// first stage of a staged migration, which moves the history weeks
+	// before the cutover (docs/batches.md).
+	OlderThan time.Time `json:",omitempty"`
 	// IncludeShared copies the source's shared and other users' folders
 	// too (NAMESPACE: not the user's personal folders), each under its
 	// own path; they are left out unless asked for.
@@ -54,6 +58,9 @@ func (r Rules) Validate() error {
 		if strings.TrimSpace(from) == "" || strings.TrimSpace(to) == "" {
 			errs = append(errs, fmt.Errorf("rename %q=%q: both names are needed", from, to))
 		}
+	}
+	if !r.NewerThan.IsZero() && !r.OlderThan.IsZero() && !r.NewerThan.Before(r.OlderThan) {
+		errs = append(errs, fmt.Errorf("newer than %s and older than %s: no message is both", r.NewerThan.Format(time.DateOnly), r.OlderThan.Format(time.DateOnly)))
 	}
 	for _, p := range r.GmailLabelOrder {
 		if _, err := path.Match(strings.ToLower(p), ""); err != nil || strings.TrimSpace(p) == "" {
@@ -114,5 +121,6 @@ func (r Rules) renamed(name string) (string, bool) {
 // skips reports whether a message is filtered out by size or date.
 // Skips reports a message the size and date rules leave out.
 func (r Rules) Skips(size int64, date time.Time) bool {
-	return r.MaxMessageSize > 0 && size > r.MaxMessageSize || !r.NewerThan.IsZero() && date.Before(r.NewerThan)
+	return r.MaxMessageSize > 0 && size > r.MaxMessageSize || !r.NewerThan.IsZero() && date.Before(r.NewerThan) ||
+		!r.OlderThan.IsZero() && !date.Before(r.OlderThan)
 }
