@@ -43,7 +43,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	g := &gate{in: &in, st: &st, byMailbox: byMailbox}
 	if in.Gated {
 		g.restore()
-		g.add(in.Mailboxes)
+		g.add(in.Mailboxes, false)
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (BatchStatus, error) { return st, nil }); err != nil {
 		return st, err
@@ -59,13 +59,24 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 	// signal sends to a move. Not waited for: a move that is gone needs
 	// no slot. A gated batch counts the signals under way, to continue as
 	// new only once none is.
+	// A grant that cannot be delivered went to a move that is gone
+	// (terminated, or never started): its entry ends, and its slot is free.
+	gone := workflow.NewChannel(ctx)
 	signal := func(e *BatchEntry, name string, arg any) {
+		if in.Gated {
+			// Temporal caps the signals a workflow has under way.
+			_ = workflow.Await(ctx, func() bool { return g.sending < maxInFlight })
+		}
+		mailbox := e.Mailbox
 		f := workflow.SignalExternalWorkflow(ctx, g.workflowID(e), "", name, arg)
 		if in.Gated {
 			g.sending++
 			workflow.Go(ctx, func(ctx workflow.Context) {
-				_ = f.Get(ctx, nil)
+				err := f.Get(ctx, nil)
 				g.sending--
+				if err != nil && name == SignalSlotGranted {
+					gone.Send(ctx, mailbox)
+				}
 			})
 		}
 	}
@@ -117,7 +128,7 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		if in.Gated {
 			// A move retried after it ended, or started by `batch add`
 			// before its page reached the batch, joins it.
-			g.add([]string{mailbox})
+			g.add([]string{mailbox}, true)
 		}
 		i, ok := byMailbox[g.key(mailbox)]
 		switch {
@@ -204,6 +215,9 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 			// A later --after replaces this one.
 			if st.CompleteAt.Equal(at) {
 				completeAll()
+				// Done: the next run of a gated batch must not do it again
+				// (the moves it starts later complete: CompleteRequested).
+				st.CompleteAt = time.Time{}
 			}
 		})
 	}
@@ -217,6 +231,17 @@ func Batch(ctx workflow.Context, in BatchInput) (BatchStatus, error) {
 		st.CompleteRequested = true
 	})
 	if in.Gated {
+		sel.AddReceive(gone, func(c workflow.ReceiveChannel, _ bool) {
+			var mailbox string
+			c.Receive(ctx, &mailbox)
+			if i, ok := byMailbox[g.key(mailbox)]; ok && !st.Entries[i].Closed && !st.Entries[i].Released {
+				e := &st.Entries[i]
+				e.Closed, e.Released, e.Error = true, true, "the move is gone: its workflow was ended from outside the batch"
+				g.closed++
+				active--
+				grant()
+			}
+		})
 		return g.run(ctx, sel, &cancelled, &before, &active, &asking, grant, completeAt)
 	}
 	if wait := in.StartAfter.Sub(workflow.Now(ctx)); wait > 0 {

@@ -13,6 +13,11 @@ import (
 // otherwise reach Temporal's limits within a day.
 const batchEventsPerRun = 10000
 
+// maxInFlight bounds the signals and cancel requests a gated batch has
+// under way: Temporal refuses more than 2,000 of each by default, and
+// `batch complete --after` or a cancel reaches every move of the batch.
+const maxInFlight = 500
+
 // batchRunFull says when a gated batch continues as new (a variable for
 // tests: the test environment counts no history).
 var batchRunFull = func(info *workflow.Info) bool {
@@ -54,20 +59,25 @@ func (g *gate) workflowID(e *BatchEntry) string {
 	return MoveWorkflowID(g.in.Name, e.Mailbox)
 }
 
-// add has mailboxes join the batch. One that ended joins again (its move
-// was retried); beyond MaxBatchMailboxes none joins (the CLI refuses them
-// first).
-func (g *gate) add(mailboxes []string) {
+// add has mailboxes join the batch, named by the CLI before their moves
+// start (SignalAddMoves), or asking for a slot (running: a move the batch
+// does not know, or knows as ended, was started since: `batch add` cut
+// off and run again, `batch retry`). Only a running move opens an ended
+// entry again (a name given again for a move that completed would keep
+// the batch waiting for a move that never comes) or joins beyond
+// MaxBatchMailboxes (the CLI refuses more first; a move that runs is
+// served).
+func (g *gate) add(mailboxes []string, running bool) {
 	for _, mb := range mailboxes {
 		k := g.key(mb)
 		if i, ok := g.byMailbox[k]; ok {
-			if e := &g.st.Entries[i]; e.Closed {
+			if e := &g.st.Entries[i]; e.Closed && running {
 				e.Closed, e.Error, e.Released = false, "", true
 				g.closed--
 			}
 			continue
 		}
-		if len(g.st.Entries) >= MaxBatchMailboxes {
+		if len(g.st.Entries) >= MaxBatchMailboxes && !running {
 			continue
 		}
 		g.byMailbox[k] = len(g.st.Entries)
@@ -83,12 +93,12 @@ func (g *gate) restore() {
 	}
 	g.in.Concurrency = c.Concurrency
 	g.st.Concurrency, g.st.Paused, g.st.CompleteRequested = c.Concurrency, c.Paused, c.CompleteRequested
-	g.add(c.Open)
-	g.add(c.Holding)
+	g.add(c.Open, true)
+	g.add(c.Holding, true)
 	for _, mb := range c.Holding {
 		g.st.Entries[g.byMailbox[g.key(mb)]].Released = false
 	}
-	g.add(c.Closed)
+	g.add(c.Closed, true)
 	for _, mb := range c.Closed {
 		e := &g.st.Entries[g.byMailbox[g.key(mb)]]
 		e.Closed = true
@@ -164,7 +174,7 @@ func (g *gate) run(ctx workflow.Context, sel workflow.Selector, cancelled, befor
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalAddMoves), func(c workflow.ReceiveChannel, _ bool) {
 		var mailboxes []string
 		c.Receive(ctx, &mailboxes)
-		g.add(mailboxes)
+		g.add(mailboxes, false)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalMoveClosed), func(c workflow.ReceiveChannel, _ bool) {
 		var mc MoveClosed
@@ -223,15 +233,23 @@ func (g *gate) cancelMoves(ctx workflow.Context) error {
 	err := ctx.Err()
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var futures []workflow.Future
+	wait := func() {
+		for _, f := range futures {
+			// A move that ended meanwhile has nothing to cancel.
+			_ = f.Get(dctx, nil)
+		}
+		futures = futures[:0]
+	}
 	for i := range g.st.Entries {
 		if e := &g.st.Entries[i]; !e.Closed {
 			futures = append(futures, workflow.RequestCancelExternalWorkflow(dctx, g.workflowID(e), ""))
 		}
+		// Temporal caps the requests a workflow has under way.
+		if len(futures) == maxInFlight {
+			wait()
+		}
 	}
-	for _, f := range futures {
-		// A move that ended meanwhile has nothing to cancel.
-		_ = f.Get(dctx, nil)
-	}
+	wait()
 	return err
 }
 

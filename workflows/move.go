@@ -48,24 +48,29 @@ func (m *move) waited(ctx workflow.Context, detail string, d time.Duration) {
 	h.Counter(metrics.WaitSeconds).Inc(int64(d.Seconds()))
 }
 
-// closed tells a gated move's batch that the move ended, so that it frees
-// the move's slot and knows when all its moves are done. A move that
-// continues as new has not ended; one cancelled was ended by the batch or
-// the admin, who knows.
+// closed tells a gated move's batch that the move ended (also when
+// cancelled), so that it frees the move's slot and knows when all its
+// moves are done. A move that continues as new has not ended.
 func (m *move) closed(ctx workflow.Context, err error) {
-	if workflow.IsContinueAsNewError(err) || ctx.Err() != nil {
+	if workflow.IsContinueAsNewError(err) {
 		return
 	}
-	m.metrics(ctx).WithTags(map[string]string{metrics.TagStatus: string(m.state.Status)}).Counter(metrics.MovesEnded).Inc(1)
-	if !m.in.Gated {
-		return
-	}
+	status := string(m.state.Status)
 	msg := MoveClosed{Mailbox: m.in.Mailbox}
-	if err != nil {
+	if ctx.Err() != nil {
+		// Cancelled (batch cancel, or an admin): the batch must still
+		// learn it, or it would wait for the move and keep its slot.
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+		status, msg.Error = "Cancelled", "cancelled"
+	} else if err != nil {
 		msg.Error = m.state.Reason
 		if msg.Error == "" {
 			msg.Error = err.Error()
 		}
+	}
+	m.metrics(ctx).WithTags(map[string]string{metrics.TagStatus: status}).Counter(metrics.MovesEnded).Inc(1)
+	if !m.in.Gated {
+		return
 	}
 	if err := workflow.SignalExternalWorkflow(ctx, BatchWorkflowID(m.in.Batch), "", SignalMoveClosed, msg).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Info("the batch did not take the news that the move ended", "batch", m.in.Batch, "error", err)
