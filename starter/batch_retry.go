@@ -138,7 +138,7 @@ func retryMove(ctx context.Context, c client.Client, batch, mailbox string, fix 
 
 // rejoinBatch names a gated batch's failed moves to it before they start
 // again, starting the batch again if it has ended, with the concurrency
-// it had: retried moves honour it too.
+// and allowed hours it had: retried moves honour them too.
 func rejoinBatch(ctx context.Context, c client.Client, rep batchReport) error {
 	var failed []string
 	for _, m := range rep.Moves {
@@ -154,7 +154,7 @@ func rejoinBatch(ctx context.Context, c client.Client, rep batchReport) error {
 		ID:                    workflows.BatchWorkflowID(rep.Batch),
 		TaskQueue:             workflows.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SearchAttrBatch.ValueSet(rep.Batch)),
-	}, workflows.Batch, workflows.BatchInput{Name: rep.Batch, Gated: true, Concurrency: rep.Concurrency})
+	}, workflows.Batch, workflows.BatchInput{Name: rep.Batch, Gated: true, Concurrency: rep.Concurrency, Window: rep.Window, WindowZone: rep.WindowZone})
 	if err != nil {
 		return fmt.Errorf("batch %q: take the failed moves back: %w", rep.Batch, err)
 	}

@@ -71,6 +71,8 @@ type batchReport struct {
 	// OutsideWindow and WindowChange: the allowed hours (--window).
 	OutsideWindow bool      `json:",omitempty"`
 	WindowChange  time.Time `json:",omitempty"`
+	Window        string    `json:",omitempty"`
+	WindowZone    string    `json:",omitempty"`
 	Moves         []workflows.MoveStatus
 	Totals        totals
 }
@@ -171,7 +173,8 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 // visibleBatchReport is a gated batch's report from the visibility store.
 func visibleBatchReport(ctx context.Context, c client.Client, name string, memo workflows.BatchMemo, state string) (batchReport, error) {
 	rep := batchReport{Batch: name, State: state, Concurrency: memo.Concurrency, Paused: memo.Paused, StartAfter: memo.StartAfter,
-		OutsideWindow: memo.OutsideWindow, WindowChange: memo.WindowChange, Totals: totals{ByStatus: map[workflows.Status]int{}}}
+		OutsideWindow: memo.OutsideWindow, WindowChange: memo.WindowChange, Window: memo.Window, WindowZone: memo.WindowZone,
+		Totals: totals{ByStatus: map[workflows.Status]int{}}}
 	// A move's latest run counts: one continued as new, or retried, has
 	// older runs.
 	latest := map[string]execution{}

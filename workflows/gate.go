@@ -10,8 +10,10 @@ import (
 // batchEventsPerRun is the history length at which a gated batch continues
 // as new: each move adds a few events per slot it takes (ask, grant,
 // release), and a batch of 10,000 moves synced every half hour would
-// otherwise reach Temporal's limits within a day.
-const batchEventsPerRun = 10000
+// otherwise reach Temporal's limits within a day. Half of Temporal's
+// 10,000 signals per run leaves room for a burst that comes while the
+// batch waits for its own signals to be delivered before the cut.
+const batchEventsPerRun = 5000
 
 // maxInFlight bounds the signals and cancel requests a gated batch has
 // under way: Temporal refuses more than 2,000 of each by default, and
@@ -62,16 +64,19 @@ func (g *gate) workflowID(e *BatchEntry) string {
 // add has mailboxes join the batch, named by the CLI before their moves
 // start (SignalAddMoves), or asking for a slot (running: a move the batch
 // does not know, or knows as ended, was started since: `batch add` cut
-// off and run again, `batch retry`). Only a running move opens an ended
-// entry again (a name given again for a move that completed would keep
-// the batch waiting for a move that never comes) or joins beyond
-// MaxBatchMailboxes (the CLI refuses more first; a move that runs is
-// served).
+// off and run again, `batch retry`). A name opens an ended entry again
+// only if its move failed or was cancelled (a completed move is never
+// started again: the batch would wait for it forever); only a running
+// move joins beyond MaxBatchMailboxes (the CLI refuses more first; a move
+// that runs is served).
 func (g *gate) add(mailboxes []string, running bool) {
 	for _, mb := range mailboxes {
 		k := g.key(mb)
 		if i, ok := g.byMailbox[k]; ok {
-			if e := &g.st.Entries[i]; e.Closed && running {
+			// A move that failed or was cancelled is named again by
+			// `batch retry` before it starts again; one that completed
+			// never runs again.
+			if e := &g.st.Entries[i]; e.Closed && (running || e.Error != "") {
 				e.Closed, e.Error, e.Released = false, "", true
 				g.closed--
 			}
@@ -258,7 +263,7 @@ func (g *gate) cancelMoves(ctx workflow.Context) error {
 func (g *gate) writeMemo(ctx workflow.Context, active, asking int) {
 	m := BatchMemo{Concurrency: g.in.Concurrency, Mailboxes: len(g.st.Entries), Closed: g.closed, Active: active, Asking: asking,
 		Paused: g.st.Paused, CompleteRequested: g.st.CompleteRequested, StartAfter: g.in.StartAfter, CompleteAt: g.st.CompleteAt,
-		OutsideWindow: g.st.OutsideWindow, WindowChange: g.st.WindowChange}
+		OutsideWindow: g.st.OutsideWindow, WindowChange: g.st.WindowChange, Window: g.in.Window, WindowZone: g.in.WindowZone}
 	if m == g.memo {
 		return
 	}

@@ -118,6 +118,9 @@ type move struct {
 	yield bool
 	// memoAt is when the memo was last written (updateMemo).
 	memoAt time.Time
+	// releasing counts the releases on their way to the batch: no ask is
+	// sent before they arrive.
+	releasing int
 	// cuttable: the pass under way may stop for continue-as-new;
 	// cutting: it is stopping (cutDue).
 	cuttable, cutting bool
@@ -513,6 +516,14 @@ func (m *move) hold(ctx workflow.Context) error {
 	}
 	m.holding = true
 	defer func() { m.holding = false }()
+	// Temporal does not order two signals sent by separate commands: an
+	// ask sent while the release is on its way could reach the batch
+	// first, which still counts the slot as held and would grant again.
+	if m.releasing > 0 && workflow.GetVersion(ctx, "ask-after-release", workflow.DefaultVersion, 1) == 1 {
+		if err := workflow.Await(ctx, func() bool { return m.releasing == 0 }); err != nil {
+			return err
+		}
+	}
 	if err := workflow.SignalExternalWorkflow(ctx, batch, "", SignalMoveAcquire, m.in.Mailbox).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Info("the batch did not take the request for a slot; copying", "batch", batch, "error", err)
 		m.state.Released = false
@@ -584,6 +595,8 @@ func (m *move) release(ctx workflow.Context) {
 		return
 	}
 	// Best effort: a batch that is gone has nothing to start.
+	m.releasing++
+	defer func() { m.releasing-- }()
 	if err := workflow.SignalExternalWorkflow(ctx, batch, "", SignalMoveReleased, m.in.Mailbox).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Info("the batch did not take the release", "batch", batch, "error", err)
 	}

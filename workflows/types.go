@@ -444,6 +444,10 @@ type BatchMemo struct {
 	CompleteAt        time.Time `json:",omitempty"`
 	OutsideWindow     bool      `json:",omitempty"`
 	WindowChange      time.Time `json:",omitempty"`
+	// Window and WindowZone are the batch's --window, for `batch retry`
+	// to start it again as it was.
+	Window     string `json:",omitempty"`
+	WindowZone string `json:",omitempty"`
 }
 
 // MemoBatch and MemoMove are the memo keys of a gated batch (BatchMemo)
