@@ -121,18 +121,11 @@ func retryMove(ctx context.Context, c client.Client, batch, mailbox string, fix 
 	// the status afresh.
 	st.Status, st.StatusDetail, st.Reason = workflows.StatusQueued, workflows.DetailQueued, ""
 	st.Attempts, st.NextAttemptAt = nil, time.Time{}
-	st.Released = true // no batch workflow waits for this run
+	// It holds no slot: a gated move asks its batch before it copies; a
+	// move of a batch started before gating has no batch to ask.
+	st.Released = true
 	in.State = &st
-	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       id,
-		TaskQueue:                                workflows.TaskQueue,
-		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchAttrBatch.ValueSet(batch), workflows.SearchAttrMailbox.ValueSet(mailbox),
-			workflows.SearchAttrStatus.ValueSet(string(workflows.StatusQueued)), workflows.SearchAttrStatusDetail.ValueSet(workflows.DetailQueued),
-		),
-	}, workflows.MailboxMove, in)
+	_, err = c.ExecuteWorkflow(ctx, moveStartOptions(batch, mailbox), workflows.MailboxMove, in)
 	return err
 }
 

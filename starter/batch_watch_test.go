@@ -9,8 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/mailmove/mailmove/tests/pty"
 	"github.com/mailmove/mailmove/workflows"
 )
 
@@ -81,49 +80,21 @@ func TestBatchWatchKnowsAPseudoTerminal(t *testing.T) {
 		fmt.Print(isTerminal(os.Stdout))
 		return
 	}
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	ptmx, pts, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
 	defer ptmx.Close()
-	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pts.Close()
 	child := func(stdout *os.File) string {
 		cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run", "^TestBatchWatchKnowsAPseudoTerminal$")
 		cmd.Env = append(os.Environ(), "MAILMOVE_TTY_CHILD=1")
 		if stdout != nil {
-			// Read while it runs, until the terminal's other end is closed
-			// (a pseudo-terminal's read takes no deadline).
-			got := make(chan string)
-			go func() {
-				var b strings.Builder
-				buf := make([]byte, 256)
-				for {
-					k, err := ptmx.Read(buf)
-					b.Write(buf[:k])
-					if err != nil {
-						got <- b.String()
-						return
-					}
+			return pty.Capture(ptmx, stdout, func(pts *os.File) {
+				cmd.Stdout = pts
+				if err := cmd.Run(); err != nil {
+					t.Error(err)
 				}
-			}()
-			cmd.Stdout = stdout
-			err := cmd.Run()
-			stdout.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return <-got
+			})
 		}
 		b, err := cmd.Output()
 		if err != nil {

@@ -20,25 +20,7 @@ import (
 // Chunks end at chunkRanges ranges, and every message is copied once.
 func TestSparseFolderCopiesInChunksServersAccept(t *testing.T) {
 	const n = 12_000
-	u := memserver.NewUser(t, "Sparse")
-	for i := range 2 * n {
-		var flags []imap.Flag
-		if i%2 == 1 {
-			flags = []imap.Flag{imap.FlagDeleted}
-		}
-		raw := fmt.Appendf(nil, "From: a@example.com\r\nMessage-ID: <%d@sparse.example>\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i, i)
-		if _, err := u.Append("Sparse", sized{bytes.NewReader(raw)}, &imap.AppendOptions{Time: time.Date(2015, 1, 1, 0, i, 0, 0, time.UTC), Flags: flags}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srcAddr, tgtAddr := memserver.Serve(t, memserver.Sessions(u)), memServer(t, "Sparse")
-	src := dial(t, failure.SideSource, srcAddr)
-	if _, err := src.Client.Select("Sparse", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Client.Expunge().Close(); err != nil {
-		t.Fatal(err)
-	}
+	srcAddr, tgtAddr := sparseFolder(t, n), memServer(t, "Sparse")
 	var dialed atomic.Int32
 	lane := &Lane{Dial: pairs(srcAddr, tgtAddr, &dialed), Connections: 1}
 	p := NewLaneProgress(cursors("Sparse"))
@@ -58,4 +40,31 @@ func TestSparseFolderCopiesInChunksServersAccept(t *testing.T) {
 	if err != nil || *st.NumMessages != n {
 		t.Fatalf("target holds %v messages (%v), want %d", st, err, n)
 	}
+}
+
+// sparseFolder serves a source folder "Sparse" of n messages whose UIDs
+// are every second one (the others expunged), and returns its address.
+func sparseFolder(t *testing.T, n int) string {
+	t.Helper()
+	u := memserver.NewUser(t, "Sparse")
+	for i := range 2 * n {
+		var flags []imap.Flag
+		if i%2 == 1 {
+			flags = []imap.Flag{imap.FlagDeleted}
+		}
+		raw := fmt.Appendf(nil, "From: a@example.com\r\nMessage-ID: <%d@sparse.example>\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i, i)
+		if _, err := u.Append("Sparse", sized{bytes.NewReader(raw)}, &imap.AppendOptions{Time: time.Date(2015, 1, 1, 0, i, 0, 0, time.UTC), Flags: flags}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := memserver.Serve(t, memserver.Sessions(u))
+	src := dial(t, failure.SideSource, addr)
+	if _, err := src.Client.Select("Sparse", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Client.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	return addr
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailmove/mailmove/internal/failure"
-	"github.com/mailmove/mailmove/tests/memserver"
 )
 
 // randomUIDMap builds a map of about runs runs the way the engine does:
@@ -430,27 +429,7 @@ func TestSparseFolderCopyKeepsCursorsSmall(t *testing.T) {
 		n = v
 	}
 	start := time.Now()
-	u := memserver.NewUser(t, "Sparse")
-	date := time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := range 2 * n {
-		var flags []imap.Flag
-		if i%2 == 1 {
-			flags = []imap.Flag{imap.FlagDeleted}
-		}
-		raw := fmt.Appendf(nil, "From: a@example.com\r\nMessage-ID: <%d@sparse.example>\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i, i)
-		if _, err := u.Append("Sparse", sized{bytes.NewReader(raw)}, &imap.AppendOptions{Time: date.Add(time.Duration(i) * time.Minute), Flags: flags}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srcAddr, tgtAddr := memserver.Serve(t, memserver.Sessions(u)), memServer(t, "Sparse")
-	src := dial(t, failure.SideSource, srcAddr)
-	if _, err := src.Client.Select("Sparse", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Client.Expunge().Close(); err != nil {
-		t.Fatal(err)
-	}
-	src.Close()
+	srcAddr, tgtAddr := sparseFolder(t, n), memServer(t, "Sparse")
 	seeded := time.Since(start)
 
 	start = time.Now()

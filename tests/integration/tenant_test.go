@@ -14,9 +14,9 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"golang.org/x/sys/unix"
 
 	"github.com/mailmove/mailmove/tests/faultproxy"
+	"github.com/mailmove/mailmove/tests/pty"
 	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -224,23 +224,11 @@ func peakMoves(spans []span) (int, time.Time) {
 // it redraws one screen, and through a pipe, where it prints lines.
 func watchUnderPTY(t *testing.T, batch string) {
 	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	ptmx, pts, err := pty.Open()
 	if err != nil {
 		t.Fatalf("open a pseudo-terminal: %v", err)
 	}
 	defer ptmx.Close()
-	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pts.Close()
 	args := []string{"batch", "status", batch, "--watch", "--interval", "1s", "--address", env.temporal.Addr, "--secret-key-file", env.keyFile}
 	watch := func(stdout *os.File, out *strings.Builder) {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
@@ -253,26 +241,10 @@ func watchUnderPTY(t *testing.T, batch string) {
 		}
 		_ = cmd.Run() // killed at the timeout: the batch runs on
 	}
-	var screen, lines strings.Builder
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 64<<10)
-		// Until the read fails: with the terminal's other end closed, once
-		// the command has ended.
-		for {
-			k, err := ptmx.Read(buf)
-			screen.Write(buf[:k])
-			if err != nil {
-				return
-			}
-		}
-	}()
-	watch(pts, nil)
-	pts.Close()
-	<-done
+	var lines strings.Builder
+	screen := pty.Capture(ptmx, pts, func(pts *os.File) { watch(pts, nil) })
 	watch(nil, &lines)
-	if s := screen.String(); strings.Count(s, "\x1b[H\x1b[2J") < 2 || !strings.Contains(s, "mailmove batch "+batch) || !strings.Contains(s, "ETA") {
+	if s := screen; strings.Count(s, "\x1b[H\x1b[2J") < 2 || !strings.Contains(s, "mailmove batch "+batch) || !strings.Contains(s, "ETA") {
 		t.Errorf("under a pseudo-terminal, --watch drew:\n%q", s[:min(len(s), 3000)])
 	}
 	if l := lines.String(); strings.Contains(l, "\x1b[") || strings.Count(l, " "+batch+": ") < 2 {
