@@ -203,6 +203,13 @@ func (m *move) run(ctx workflow.Context) (MoveReport, error) {
 	// it was cut in the middle of a pass (cut).
 	inPass := !m.state.SyncedAt.IsZero() && !m.state.Released
 	if len(m.state.Folders) == 0 {
+		// A gated move waits for its first slot as Queued, not as a move
+		// under way: batch status counts those copying.
+		if m.in.Gated && m.state.Status == StatusQueued && workflow.GetVersion(ctx, "gated-queued", workflow.DefaultVersion, 1) == 1 {
+			if err := m.hold(ctx); err != nil {
+				return MoveReport{}, err // cancelled
+			}
+		}
 		m.setStatus(ctx, StatusInProgress, DetailConnecting)
 		if err := m.connect(ctx); err != nil {
 			return m.fail(ctx, err)

@@ -69,7 +69,10 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 	run := func(args ...string) (string, time.Duration, error) {
 		args = append(args, "--address", env.Server.Addr, "--secret-key-file", env.KeyFile)
 		t0 := time.Now()
-		out, err := exec.Command(cli, args...).Output()
+		var stderr strings.Builder
+		cmd := exec.Command(cli, args...)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		took := time.Since(t0)
 		// batch status exits 4 while moves run, 5 when some failed: an
 		// answer, not a failure.
@@ -78,7 +81,7 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 			err = nil
 		}
 		if err != nil {
-			return string(out), 0, fmt.Errorf("mailmove %s: %w", strings.Join(args, " "), err)
+			return string(out), 0, fmt.Errorf("mailmove %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 		}
 		return string(out), took, nil
 	}
@@ -129,7 +132,26 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 		}
 		time.Sleep(15 * time.Second)
 	}
-	fmt.Printf("  batch status: %s\n", spread(statusTimes))
+	fmt.Printf("  batch status while moves copy: %s\n", spread(statusTimes))
+	// The same with the batch paused: the dev server's SQLite then serves
+	// the list calls without the moves' writes in between.
+	if _, _, err := run("batch", "pause", "tenant"); err != nil {
+		return err
+	}
+	time.Sleep(30 * time.Second)
+	var quiet []time.Duration
+	for range 3 {
+		_, took, err := run("batch", "status", "tenant", "--json")
+		if err != nil {
+			return err
+		}
+		quiet = append(quiet, took)
+	}
+	_, took, err = run("batch", "report", "tenant", "--format", "html")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  batch status with the batch paused: %s; batch report --format html: %v\n", spread(quiet), took.Round(time.Millisecond))
 	return largest(env.Client)
 }
 
