@@ -218,23 +218,11 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	if passes == 0 && batchSize == 0 {
 		return nil
 	}
-	dir, err := os.MkdirTemp("", "mailmove-bench-*")
+	env, w, _, stop, err := startTemporal("mailmove-bench-*")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	env, err := temporaltest.StartEnv(dir, false)
-	if err != nil {
-		return err
-	}
-	defer env.Stop()
-	// The worker runs as its own process, as in production, so its CPU time
-	// and peak RSS are its own.
-	w, err := startWorker(dir, env)
-	if err != nil {
-		return err
-	}
-	defer w.stop()
+	defer stop()
 	if batchSize > 0 {
 		if err := batchRun(env, w, src.Addr(), tgt.Addr(), batchUsers, batchMessages); err != nil {
 			return err

@@ -47,21 +47,11 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 	}
 	fmt.Printf("Tenant: %d mailboxes of 2 messages seeded in %v\n", n, time.Since(start).Round(time.Second))
 
-	dir, err := os.MkdirTemp("", "mailmove-tenant-*")
+	env, _, dir, stop, err := startTemporal("mailmove-tenant-*")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	env, err := temporaltest.StartEnv(dir, false)
-	if err != nil {
-		return err
-	}
-	defer env.Stop()
-	w, err := startWorker(dir, env)
-	if err != nil {
-		return err
-	}
-	defer w.stop()
+	defer stop()
 	cli, err := buildCLI(dir)
 	if err != nil {
 		return err

@@ -82,3 +82,27 @@ func procPeakRSS(pid int) int64 {
 	}
 	return 0
 }
+
+// startTemporal starts a dev server with its files in a new temporary
+// directory and a worker process on it; stop stops both and removes the
+// directory.
+func startTemporal(pattern string) (env *temporaltest.Env, w *workerProc, dir string, stop func(), err error) {
+	dir, err = os.MkdirTemp("", pattern)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	env, err = temporaltest.StartEnv(dir, false)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, "", nil, err
+	}
+	// The worker runs as its own process, as in production, so its CPU
+	// time and peak RSS are its own.
+	w, err = startWorker(dir, env)
+	if err != nil {
+		env.Stop()
+		os.RemoveAll(dir)
+		return nil, nil, "", nil, err
+	}
+	return env, w, dir, func() { w.stop(); env.Stop(); os.RemoveAll(dir) }, nil
+}
