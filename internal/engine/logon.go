@@ -2,14 +2,18 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailmove/mailmove/internal/failure"
+	"github.com/mailmove/mailmove/internal/secret"
 )
 
 // Mechanisms a side may be told to log on with (--source-auth,
@@ -42,21 +46,126 @@ type Credentials struct {
 	Token func(ctx context.Context, fresh bool) (string, error)
 }
 
+// SecretBinding is what a secret of side's account on ep is sealed for
+// by the CLI and opened for by the worker (internal/secret): the server
+// Dial connects to and how Dial protects the connection, so a sealed
+// secret is sent nowhere else and no less protected. user is the account's
+// User for its password, its Admin for an admin password, empty for a
+// token command (secret.Use).
+//
+// Security is the mode as Dial reads it (anything but none and starttls is
+// TLS), and for TLS the settings that change whom the connection trusts:
+// "+noverify" (InsecureSkipVerify), "+ca:" and a hash of CA, "+min" and
+// MinTLS when older than 1.2. Compress changes nothing of that and is
+// left out.
+func (ep Endpoint) SecretBinding(side failure.Side, use secret.Use, user string) secret.Binding {
+	server := strings.ToLower(ep.Addr)
+	if host, port, err := net.SplitHostPort(ep.Addr); err == nil {
+		server = net.JoinHostPort(strings.ToLower(host), port)
+	}
+	var sec string
+	switch ep.Security {
+	case SecurityNone:
+		sec = string(SecurityNone)
+	case SecurityStartTLS:
+		sec = string(SecurityStartTLS)
+	default:
+		sec = string(SecurityTLS)
+	}
+	if sec != string(SecurityNone) {
+		if ep.InsecureSkipVerify {
+			sec += "+noverify"
+		}
+		if ep.CA != "" {
+			h := sha256.Sum256([]byte(ep.CA))
+			sec += "+ca:" + hex.EncodeToString(h[:6])
+		}
+		if _, ok := TLSVersions[ep.MinTLS]; ok && ep.MinTLS != "1.2" {
+			sec += "+min" + ep.MinTLS
+		}
+	}
+	return secret.Binding{Use: use, Side: string(side), Server: server, Security: sec, User: user}
+}
+
 // logon authenticates the session as cred says. A refused OAuth2 token is
 // fetched anew and tried once more: tokens expire, also during a long move.
+//
+// No error that leaves it holds the password or a token: some servers
+// echo what they were sent in their refusal, and a failure's text goes to
+// histories, logs and reports. Every error is redacted (secret.Redact:
+// the secret as it is, quoted, and in base64) before it is returned.
 func (s *Session) logon(ctx context.Context, cred Credentials) error {
 	op := "login " + cred.User
 	if cred.Admin != "" {
 		op += " as " + cred.Admin
+	}
+	secrets := []string{cred.Password}
+	if token := cred.Token; token != nil {
+		cred.Token = func(ctx context.Context, fresh bool) (string, error) {
+			t, err := token(ctx, fresh)
+			secrets = append(secrets, t)
+			return t, err
+		}
 	}
 	err := s.authenticate(ctx, cred, false)
 	if cred.Token != nil && isAuthFailure(err) {
 		err = s.authenticate(ctx, cred, true)
 	}
 	if err != nil {
-		return failure.Classify(s.Side, op, ctxErr(ctx, err))
+		return redact(failure.Classify(s.Side, op, ctxErr(ctx, err)), secrets)
 	}
 	return nil
+}
+
+// redact takes the secrets out of err's text: of a classified failure, its
+// operation, the server's words and the error it wraps. A wrapped IMAP
+// error is kept, redacted, for whoever reads its status and code.
+func redact(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	fe, ok := failure.As(err)
+	if !ok {
+		if msg := secret.Redact(err.Error(), secrets...); msg != err.Error() {
+			return redactedError{msg: msg, imapErr: redactIMAP(err, secrets)}
+		}
+		return err
+	}
+	out := *fe
+	out.Op, out.Server, out.Hint = secret.Redact(fe.Op, secrets...), secret.Redact(fe.Server, secrets...), secret.Redact(fe.Hint, secrets...)
+	if fe.Err != nil {
+		if msg := secret.Redact(fe.Err.Error(), secrets...); msg != fe.Err.Error() {
+			out.Err = redactedError{msg: msg, imapErr: redactIMAP(fe.Err, secrets)}
+		}
+	}
+	return &out
+}
+
+// redactIMAP is the IMAP error in err with its text redacted, or nil.
+func redactIMAP(err error, secrets []string) *imap.Error {
+	var ie *imap.Error
+	if !errors.As(err, &ie) {
+		return nil
+	}
+	c := *ie
+	c.Text = secret.Redact(ie.Text, secrets...)
+	return &c
+}
+
+// redactedError is an error whose text had a secret taken out; it wraps
+// only the redacted IMAP error, if there was one.
+type redactedError struct {
+	msg     string
+	imapErr *imap.Error
+}
+
+func (e redactedError) Error() string { return e.msg }
+
+func (e redactedError) Unwrap() error {
+	if e.imapErr == nil {
+		return nil
+	}
+	return e.imapErr
 }
 
 func (s *Session) authenticate(ctx context.Context, cred Credentials, fresh bool) error {
