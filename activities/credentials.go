@@ -19,21 +19,24 @@ import (
 
 // credentials opens the account's sealed secrets into what logs on: its
 // own password, an admin's (Admin set), or an OAuth2 token command's
-// tokens (TokenCommand set).
+// tokens (TokenCommand set). Each opens only for the use it was sealed
+// for (engine.Endpoint.SecretBinding): this side, this server and
+// security, this user — a sealed value copied into another move's input
+// is refused before anything is dialled, with a failure that names what
+// differs and ends the move (SecretKeyMismatch: final, never retried).
 func (a *Activities) credentials(side failure.Side, acc Account) (engine.Credentials, error) {
 	cred := engine.Credentials{User: acc.User, Mechanism: acc.Auth, Admin: acc.Admin}
-	open := func(s secret.Sealed, what string) (string, error) {
-		v, err := a.Key.Open(s)
+	open := func(s secret.Sealed, use secret.Use, user string) (string, error) {
+		v, err := a.Key.Open(s, acc.Endpoint.SecretBinding(side, use, user))
 		if err != nil {
-			c, _ := failure.ClassOf(failure.TypeSecretKeyMismatch)
-			return "", &failure.Error{Type: c.Type, Side: side, Op: "open the sealed " + what, Err: err, Hint: c.Hint, Reason: string(c.Type)}
+			return "", openFailure(side, use, err)
 		}
 		return v, nil
 	}
 	var err error
 	switch {
 	case acc.TokenCommand != "":
-		command, err := open(acc.TokenCommand, "token command")
+		command, err := open(acc.TokenCommand, secret.UseTokenCommand, "")
 		if err != nil {
 			return cred, err
 		}
@@ -41,11 +44,30 @@ func (a *Activities) credentials(side failure.Side, acc Account) (engine.Credent
 			return a.tokens().get(ctx, side, acc.User, command, fresh)
 		}
 	case acc.Admin != "":
-		cred.Password, err = open(acc.AdminPassword, "admin password")
+		cred.Password, err = open(acc.AdminPassword, secret.UseAdminPassword, acc.Admin)
 	default:
-		cred.Password, err = open(acc.Password, "password")
+		cred.Password, err = open(acc.Password, secret.UsePassword, acc.User)
 	}
 	return cred, err
+}
+
+// openFailure classifies a sealed secret that does not open. Each cause
+// is final (a retry opens nothing more) and keeps the class
+// SecretKeyMismatch, with a Reason and a Hint of its own: the admin
+// reads what to do, never the secret.
+func openFailure(side failure.Side, use secret.Use, err error) error {
+	c, _ := failure.ClassOf(failure.TypeSecretKeyMismatch)
+	fe := &failure.Error{Type: c.Type, Side: side, Op: "open the sealed " + strings.ReplaceAll(string(use), "-", " "), Err: err, Hint: c.Hint, Reason: string(c.Type)}
+	var be *secret.BindingError
+	switch {
+	case errors.As(err, &be):
+		fe.Reason = "SealedForAnotherUse"
+		fe.Hint = "this move's input holds a secret sealed for another move; start moves with `mailmove batch start` (or batch add, batch retry --csv), which seal for each move's own servers and users"
+	case errors.Is(err, secret.ErrUnbound):
+		fe.Reason = "UnboundSecret"
+		fe.Hint = "sealed before secrets were bound: start the move again with mailmove batch start, or run the workers with " + secret.EnvAcceptUnbound + "=1 until the moves started before the upgrade end"
+	}
+	return fe
 }
 
 func (a *Activities) tokens() *tokenCache {

@@ -128,14 +128,12 @@ func (e *BindingError) Error() string {
 	add("security", e.Sealed.Security, e.Here.Security)
 	add("user", e.Sealed.User, e.Here.User)
 	add("secret", string(e.Sealed.Use), string(e.Here.Use))
-	return "sealed for another use: " + strings.Join(diffs, "; ") + " (a sealed secret opens only for the side, server, security and user it was sealed for)"
+	return "sealed for another use: " + strings.Join(diffs, "; ")
 }
 
 // ErrUnbound is Open refusing an `mmsec1:` value, sealed before secrets
 // were bound, by a key that does not accept them (AcceptUnbound).
-var ErrUnbound = errors.New("sealed by an older mailmove (mmsec1:), bound to no server: this worker opens only bound secrets (mmsec2:); " +
-	"start the move again with `mailmove batch start` or `batch retry --csv` (they seal bound), " +
-	"or let the workers open old values while moves started before the upgrade finish: " + EnvAcceptUnbound + "=1")
+var ErrUnbound = errors.New("sealed by an older mailmove (mmsec1:) and bound to no server: workers open it only with " + EnvAcceptUnbound + "=1")
 
 // UnknownKeyError is Open meeting a value sealed with a key this process
 // does not hold: another key file, or a key dropped too early.
