@@ -63,7 +63,8 @@ func TestWorkerFlags(t *testing.T) {
 	cmd.InheritedFlags().VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
 	cmd.LocalFlags().VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
 	slices.Sort(names)
-	want := []string{"activities-per-second", "address", "max-concurrent-activities", "max-connections-per-server", "metrics-address", "namespace", "secret-key-file"}
+	want := []string{"activities-per-second", "address", "api-key", "config-file", "max-concurrent-activities", "max-connections-per-server", "metrics-address",
+		"namespace", "profile", "secret-key-file", "tls", "tls-ca-path", "tls-cert-path", "tls-key-path", "tls-server-name"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("worker flags = %q, want %q", names, want)
 	}

@@ -24,7 +24,7 @@ func NewCommand(conn *Connection, runF func(*Options) error) *cobra.Command {
 			if err := opts.Validate(); err != nil {
 				return cmd.FlagErrorFunc()(cmd, err)
 			}
-			opts.Address, opts.Namespace, opts.SecretKeyFile = conn.Address, conn.Namespace, conn.SecretKeyFile
+			opts.Connection = *conn
 			if runF != nil {
 				return runF(opts)
 			}

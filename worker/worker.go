@@ -25,10 +25,9 @@ import (
 
 // Options configure a worker; NewCommand fills them from its flags.
 type Options struct {
-	// Address, Namespace and SecretKeyFile are the Connection's.
-	Address       string
-	Namespace     string
-	SecretKeyFile string
+	// Connection is how the worker reaches Temporal (address, namespace,
+	// TLS, API key, profile) and its SecretKeyFile.
+	Connection
 	// MaxConcurrentActivities bounds the activities — each holding one source
 	// and one target connection — this process runs at once.
 	MaxConcurrentActivities int
@@ -66,14 +65,14 @@ func Run(ctx context.Context, opts Options) error {
 		handler = reg.Handler()
 		logger.Info("serving metrics", zap.String("url", "http://"+opts.MetricsAddress+"/metrics"))
 	}
-	c, err := Connection{Address: opts.Address, Namespace: opts.Namespace}.dial(NewLogger(logger), handler)
+	c, conn, err := opts.Connection.dial(NewLogger(logger), handler)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	// A dev server just started may still be registering them.
 	for i := 0; ; i++ {
-		err := EnsureSearchAttributes(ctx, c, opts.Namespace, false)
+		err := EnsureSearchAttributes(ctx, c, conn.Namespace, false)
 		if err == nil {
 			break
 		}
@@ -96,7 +95,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	logger.Info("worker started", zap.String("address", opts.Address), zap.String("namespace", opts.Namespace), zap.String("task_queue", workflows.TaskQueue))
+	logger.Info("worker started", zap.String("address", conn.HostPort), zap.String("namespace", conn.Namespace), zap.String("task_queue", workflows.TaskQueue))
 	<-ctx.Done()
 	logger.Info("worker stopping")
 	w.Stop()

@@ -219,7 +219,7 @@ func StartEnv(dir string, inProcessWorker bool) (*Env, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if inProcessWorker {
-		go worker.Run(ctx, worker.Options{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile, Logger: zap.NewNop()})
+		go worker.Run(ctx, worker.Options{Connection: worker.Connection{Address: srv.Addr, Namespace: "default", SecretKeyFile: keyFile}, Logger: zap.NewNop()})
 	}
 	c, err := client.Dial(client.Options{HostPort: srv.Addr, Logger: QuietLogger()})
 	if err != nil {
