@@ -35,6 +35,10 @@ type Activities struct {
 	NoProgressTimeout time.Duration
 	// Connections caps this process's connections per server; nil: no cap.
 	Connections *engine.Limiter
+	// Endpoints gets a lease from the endpoint's limiter workflow for each
+	// connection to an endpoint with limits across all workers
+	// (docs/limits.md); nil: none asked.
+	Endpoints *Endpoints
 	// Client, when set, carries the live progress of long sync calls to
 	// their workflow (SignalSyncProgress), every ProgressInterval
 	// (DefaultProgressInterval when zero).
@@ -474,29 +478,90 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 
 // dial logs on to one side.
 func (a *Activities) dial(ctx context.Context, side failure.Side, acc Account) (*engine.Session, error) {
-	release, err := a.slot(ctx, side, acc)
+	sl, err := a.slot(ctx, side, acc)
 	if err != nil {
 		return nil, err
 	}
-	return a.dialIn(ctx, side, acc, release)
+	return a.dialIn(ctx, side, acc, sl)
 }
 
-// slot waits for a free connection to the account's server. Slots are
-// counted per side, and open takes the source's before the target's, so two
-// copies can never each hold the slot the other waits for.
-func (a *Activities) slot(ctx context.Context, side failure.Side, acc Account) (func(), error) {
-	return a.Connections.Acquire(ctx, slotKey(side, acc))
+// slot is what one connection holds while it is open: a place in this
+// worker's cap (Connections) and, to an endpoint with limits, a lease from
+// its limiter across all workers (Endpoints; nil without limits).
+type slot struct {
+	local func()
+	lease *Permit
+}
+
+// release gives both back; the session's AfterClose calls it.
+func (sl slot) release() {
+	if sl.lease != nil {
+		sl.lease.Release()
+	}
+	sl.local()
+}
+
+// slot waits for a free connection to the account's server: this
+// worker's cap first, then the endpoint's lease, both waits ending with
+// ctx (the activity heartbeats meanwhile). Slots are counted per side, and
+// open takes the source's before the target's, so two copies can never
+// each hold the slot the other waits for.
+func (a *Activities) slot(ctx context.Context, side failure.Side, acc Account) (slot, error) {
+	local, err := a.Connections.Acquire(ctx, slotKey(side, acc))
+	if err != nil {
+		return slot{}, err
+	}
+	lease, err := a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, false)
+	if err != nil {
+		local()
+		return slot{}, err
+	}
+	return slot{local: local, lease: lease}, nil
+}
+
+// trySlot takes a slot only if there is one now: this worker's cap has
+// room and the endpoint's limiter grants at once (one round trip, never a
+// place in line).
+func (a *Activities) trySlot(ctx context.Context, side failure.Side, acc Account) (slot, bool) {
+	local, ok := a.Connections.TryAcquire(slotKey(side, acc))
+	if !ok {
+		return slot{}, false
+	}
+	lease, err := a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, true)
+	if err != nil {
+		local()
+		return slot{}, false
+	}
+	return slot{local: local, lease: lease}, true
 }
 
 func slotKey(side failure.Side, acc Account) string { return string(side) + " " + acc.Endpoint.Addr }
 
 // dialIn logs on in a slot already taken; the slot is given back when the
-// session closes.
-func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account, release func()) (*engine.Session, error) {
+// session closes. With a lease, it dials at the lease's time (the
+// endpoint's rate), and a lease that could not be renewed closes the
+// session (the limiter may have handed it on).
+func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account, sl slot) (*engine.Session, error) {
 	cred, err := a.credentials(side, acc)
 	if err != nil {
-		release()
+		sl.release()
 		return nil, err
+	}
+	release := sl.release
+	if sl.lease != nil {
+		if err := sl.lease.Wait(ctx); err != nil {
+			sl.release()
+			return nil, err
+		}
+		lctx, cancel := context.WithCancelCause(ctx)
+		go func() {
+			select {
+			case <-sl.lease.Lost():
+				cancel(errConnLeaseLost)
+			case <-lctx.Done():
+			}
+		}()
+		ctx, release = lctx, func() { cancel(nil); sl.release() }
 	}
 	s, err := engine.Dial(ctx, side, acc.Endpoint, cred)
 	if err != nil {
@@ -515,23 +580,23 @@ func (a *Activities) open(ctx context.Context, source, target Account) (engine.P
 	}
 	relT, err := a.slot(ctx, failure.SideTarget, target)
 	if err != nil {
-		relS()
+		relS.release()
 		return engine.Pair{}, err
 	}
 	return a.openIn(ctx, source, target, relS, relT)
 }
 
 // openSpare opens one more pair for a copy that can do without it: only if
-// the worker's connection cap has room now, since a copy holding a pair
-// must never wait for another.
+// the worker's connection cap and the endpoints' limiters have room now,
+// since a copy holding a pair must never wait for another.
 func (a *Activities) openSpare(ctx context.Context, source, target Account) (engine.Pair, bool) {
-	relS, ok := a.Connections.TryAcquire(slotKey(failure.SideSource, source))
+	relS, ok := a.trySlot(ctx, failure.SideSource, source)
 	if !ok {
 		return engine.Pair{}, false
 	}
-	relT, ok := a.Connections.TryAcquire(slotKey(failure.SideTarget, target))
+	relT, ok := a.trySlot(ctx, failure.SideTarget, target)
 	if !ok {
-		relS()
+		relS.release()
 		return engine.Pair{}, false
 	}
 	p, err := a.openIn(ctx, source, target, relS, relT)
@@ -539,7 +604,7 @@ func (a *Activities) openSpare(ctx context.Context, source, target Account) (eng
 }
 
 // openIn logs on to both sides in slots already taken.
-func (a *Activities) openIn(ctx context.Context, source, target Account, relS, relT func()) (engine.Pair, error) {
+func (a *Activities) openIn(ctx context.Context, source, target Account, relS, relT slot) (engine.Pair, error) {
 	type dialed struct {
 		s   *engine.Session
 		err error
