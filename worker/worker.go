@@ -90,7 +90,9 @@ func Run(ctx context.Context, opts Options) error {
 	w.RegisterWorkflow(workflows.MailboxMove)
 	w.RegisterWorkflow(workflows.Batch)
 	w.RegisterWorkflow(workflows.DryRun)
-	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger, Connections: engine.NewLimiter(opts.MaxConnectionsPerServer), Client: c})
+	w.RegisterWorkflow(workflows.EndpointLimiter)
+	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger, Connections: engine.NewLimiter(opts.MaxConnectionsPerServer),
+		Endpoints: activities.NewEndpoints(c, logger), Client: c})
 
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
