@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/mailmove/mailmove/internal/csvbatch"
+	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -149,7 +150,8 @@ func startedLine(started, already int) string {
 func needsPassword(a workflows.Account) bool { return a.Admin == "" && a.TokenCommand == "" }
 
 // movesFromRows makes a move of each CSV row: tmpl with the row's
-// mailbox, users, logon mechanisms and passwords (sealed).
+// mailbox, users, logon mechanisms and passwords (sealed, each for its
+// side's server and security and the row's user).
 func movesFromRows(rows []csvbatch.Row, tmpl workflows.MailboxMoveInput, key *secret.Key, srcPassword, tgtPassword bool) ([]workflows.MailboxMoveInput, error) {
 	moves := make([]workflows.MailboxMoveInput, 0, len(rows))
 	for _, r := range rows {
@@ -160,18 +162,24 @@ func movesFromRows(rows []csvbatch.Row, tmpl workflows.MailboxMoveInput, key *se
 		mv.Target.Auth = cmp.Or(r.TargetAuth, tmpl.Target.Auth)
 		var err error
 		if srcPassword {
-			if mv.Source.Password, err = key.Seal(r.Password); err != nil {
+			if mv.Source.Password, err = sealPassword(key, failure.SideSource, mv.Source, r.Password); err != nil {
 				return nil, err
 			}
 		}
 		if tgtPassword {
-			if mv.Target.Password, err = key.Seal(r.TargetPassword); err != nil {
+			if mv.Target.Password, err = sealPassword(key, failure.SideTarget, mv.Target, r.TargetPassword); err != nil {
 				return nil, err
 			}
 		}
 		moves = append(moves, mv)
 	}
 	return moves, nil
+}
+
+// sealPassword seals the user's own password of side's account acc (its
+// Endpoint and User set) for that account only.
+func sealPassword(key *secret.Key, side failure.Side, acc workflows.Account, password string) (secret.Sealed, error) {
+	return key.SealFor(acc.Endpoint.SecretBinding(side, secret.UsePassword, acc.User), password)
 }
 
 // eachMove runs f for every move, startsAtOnce at a time (a batch may have

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/mailmove/mailmove/internal/csvbatch"
+	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -106,8 +107,9 @@ func retryMove(ctx context.Context, c client.Client, batch, mailbox string, fix 
 		return err
 	}
 	if fix != nil {
-		in.Source.User, in.Source.Password = fix.user, fix.password
-		in.Target.User, in.Target.Password = fix.targetUser, fix.targetPassword
+		if err := fix.apply(&in); err != nil {
+			return err
+		}
 	}
 	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryState)
 	if err != nil {
@@ -154,10 +156,24 @@ func rejoinBatch(ctx context.Context, c client.Client, rep batchReport) error {
 	return registerMoves(ctx, c, rep.Batch, failed[len(page):])
 }
 
-// sealedRow is one CSV row's credentials, sealed.
+// sealedRow is one CSV row's corrected credentials, sealed by apply for
+// the move they correct (its servers and security, the row's users).
 type sealedRow struct {
+	key                      *secret.Key
 	user, targetUser         string
-	password, targetPassword secret.Sealed
+	password, targetPassword string
+}
+
+// apply puts the corrected users and their passwords, sealed for them,
+// into the move's input.
+func (r *sealedRow) apply(in *workflows.MailboxMoveInput) error {
+	in.Source.User, in.Target.User = r.user, r.targetUser
+	var err error
+	if in.Source.Password, err = sealPassword(r.key, failure.SideSource, in.Source, r.password); err != nil {
+		return err
+	}
+	in.Target.Password, err = sealPassword(r.key, failure.SideTarget, in.Target, r.targetPassword)
+	return err
 }
 
 // correctedCredentials reads a CSV of corrected credentials, by lower-case
@@ -176,14 +192,7 @@ func correctedCredentials(loadKey func(create bool) (*secret.Key, error), file s
 	}
 	out := make(map[string]*sealedRow, len(rows))
 	for _, r := range rows {
-		sr := &sealedRow{user: r.UserName, targetUser: r.TargetUserName}
-		if sr.password, err = key.Seal(r.Password); err != nil {
-			return nil, err
-		}
-		if sr.targetPassword, err = key.Seal(r.TargetPassword); err != nil {
-			return nil, err
-		}
-		out[strings.ToLower(r.EmailAddress)] = sr
+		out[strings.ToLower(r.EmailAddress)] = &sealedRow{key: key, user: r.UserName, targetUser: r.TargetUserName, password: r.Password, targetPassword: r.TargetPassword}
 	}
 	return out, nil
 }

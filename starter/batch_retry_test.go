@@ -60,7 +60,7 @@ func TestBatchRetryRestartsOnlyFailedMovesWithTheirState(t *testing.T) {
 		st.Attempts != nil || !st.NextAttemptAt.IsZero() || !st.Released {
 		t.Fatalf("retried state = %+v, want the progress of the state query and the failure budgets afresh", st)
 	}
-	if in.Source.User != "bad2" || in.Source.Password == "mmsec1:old" || !strings.HasPrefix(string(in.Source.Password), "mmsec1:") {
+	if in.Source.User != "bad2" || in.Source.Password == "mmsec1:old" || !strings.HasPrefix(string(in.Source.Password), "mmsec2:") {
 		t.Fatalf("retried source = %+v, want the corrected credentials, sealed", in.Source)
 	}
 	if !strings.Contains(out.String(), "bad@x: started again\n1 failed moves started again") {

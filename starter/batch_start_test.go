@@ -60,7 +60,7 @@ func TestBatchInputFromFlagsAndCSV(t *testing.T) {
 	if in.Name != "w1" || in.Concurrency != 4 || mv.Mailbox != "alice@example.com" || mv.Source.User != "alice" || mv.Target.User != "alice@example.com" {
 		t.Fatalf("batchInput() = %+v", in)
 	}
-	if string(mv.Source.Password) == "s3cret" || !strings.HasPrefix(string(mv.Source.Password), "mmsec1:") {
+	if string(mv.Source.Password) == "s3cret" || !strings.HasPrefix(string(mv.Source.Password), "mmsec2:") {
 		t.Fatalf("password not sealed: %q", mv.Source.Password)
 	}
 	s := mv.Settings

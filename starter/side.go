@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/profile"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
@@ -57,7 +58,8 @@ func (o *sideOptions) adminPasswordEnv() string {
 func (o *sideOptions) needsPassword() bool { return o.Admin == "" && o.TokenCommand == "" }
 
 // logon checks the logon flags and seals their secrets into tmpl, the
-// side's account without its user.
+// side's account without its user, its Endpoint set: each secret is bound
+// to it (the token command to no user, the admin's password to the admin).
 func (o *sideOptions) logon(key *secret.Key, tmpl *workflows.Account) error {
 	n := o.name
 	if o.Auth != "" && !slices.Contains(workflows.AuthMechanisms, o.Auth) {
@@ -75,7 +77,7 @@ func (o *sideOptions) logon(key *secret.Key, tmpl *workflows.Account) error {
 	tmpl.Auth, tmpl.Admin = o.Auth, o.Admin
 	var err error
 	if o.TokenCommand != "" {
-		tmpl.TokenCommand, err = key.Seal(o.TokenCommand)
+		tmpl.TokenCommand, err = key.SealFor(tmpl.Endpoint.SecretBinding(o.side(), secret.UseTokenCommand, ""), o.TokenCommand)
 		return err
 	}
 	if o.Admin == "" {
@@ -92,9 +94,12 @@ func (o *sideOptions) logon(key *secret.Key, tmpl *workflows.Account) error {
 	if pw == "" {
 		return fmt.Errorf("--%s-admin %s needs the admin's password: --%s-admin-password-file FILE or %s", n, o.Admin, n, o.adminPasswordEnv())
 	}
-	tmpl.AdminPassword, err = key.Seal(pw)
+	tmpl.AdminPassword, err = key.SealFor(tmpl.Endpoint.SecretBinding(o.side(), secret.UseAdminPassword, o.Admin), pw)
 	return err
 }
+
+// side is the side these flags are of, as secrets are bound to it.
+func (o *sideOptions) side() failure.Side { return failure.Side(o.name) }
 
 // endpoint checks the flags and reads the CA file: the workers get its
 // certificates, not its path. skipVerify is the deprecated

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailmove/mailmove/internal/failure"
 	"github.com/mailmove/mailmove/internal/secret"
 	"github.com/mailmove/mailmove/workflows"
 )
@@ -59,7 +60,7 @@ func TestSideLogonFlags(t *testing.T) {
 	if err := target.logon(key, &acc); err != nil {
 		t.Fatal(err)
 	}
-	if pw, _ := key.Open(acc.AdminPassword); acc.Admin != "admin" || pw != "admin-secret" || strings.Contains(string(acc.AdminPassword), "admin-secret") {
+	if pw, _ := key.Open(acc.AdminPassword, acc.Endpoint.SecretBinding(failure.SideTarget, secret.UseAdminPassword, "admin")); acc.Admin != "admin" || pw != "admin-secret" || strings.Contains(string(acc.AdminPassword), "admin-secret") {
 		t.Fatalf("account %+v: want the admin and its sealed password", acc)
 	}
 	source := &sideOptions{name: "source", TokenCommand: "get-token --secret s3cr3t"}

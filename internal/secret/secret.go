@@ -461,8 +461,8 @@ func (k *Key) SealFor(b Binding, plain string) (Sealed, error) {
 	if len(plain) > maxPlain {
 		return "", fmt.Errorf("a secret of %d bytes: at most %d", len(plain), maxPlain)
 	}
-	if b.Use == "" || b.Side == "" || b.Server == "" || b.Security == "" {
-		return "", fmt.Errorf("seal a secret for %v: say which secret, side, server and security", b)
+	if b.Use == "" || b.Side == "" {
+		return "", fmt.Errorf("seal a secret for %v: say which secret and side", b)
 	}
 	k.mu.RLock()
 	cur := k.keys[0]
