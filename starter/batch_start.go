@@ -56,6 +56,13 @@ type batchStartOptions struct {
 	// FolderConcurrencyUsed: Settings.ConnectionsPerMove came from the
 	// deprecated --folder-concurrency, which its errors then name.
 	FolderConcurrencyUsed bool
+	// SourceLimits and TargetLimits hold across all workers and batches
+	// (--source-max-connections, --source-connection-rate, the target's
+	// likewise, and the side's --X-profile's per-user cap); a side's go to
+	// its endpoint's limiter only when one of its flags was given
+	// (SourceLimitsSet), and replace what the limiter had.
+	SourceLimits, TargetLimits       workflows.EndpointLimits
+	SourceLimitsSet, TargetLimitsSet bool
 }
 
 // newCmdBatchStart builds `batch start`; runF, when set, replaces the run
@@ -68,6 +75,8 @@ func newCmdBatchStart(f *factory, runF func(*batchStartOptions) error) *cobra.Co
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.FolderConcurrencyUsed = cmd.Flags().Changed("folder-concurrency")
+			opts.SourceLimitsSet = cmd.Flags().Changed("source-max-connections") || cmd.Flags().Changed("source-connection-rate")
+			opts.TargetLimitsSet = cmd.Flags().Changed("target-max-connections") || cmd.Flags().Changed("target-connection-rate")
 			if runF != nil {
 				return runF(opts)
 			}
@@ -120,6 +129,15 @@ func addBatchStartFlags(cmd *cobra.Command, opts *batchStartOptions) {
 	f.BoolVar(&opts.Settings.PropagateDeletes, "propagate-deletes", false, "expunge from the target what users expunge from the source during the move")
 	f.IntVar(&opts.Settings.ChunkMessages, "chunk-messages", workflows.DefaultChunkMessages, "messages one activity copies before it reports progress to the workflow")
 	f.DurationVar(&opts.Settings.HeartbeatTimeout, "heartbeat-timeout", workflows.DefaultHeartbeatTimeout, "how soon a copy on a dead worker is resumed elsewhere")
+	for _, side := range []struct {
+		name string
+		l    *workflows.EndpointLimits
+	}{{"source", &opts.SourceLimits}, {"target", &opts.TargetLimits}} {
+		f.IntVar(&side.l.MaxConnections, side.name+"-max-connections", 0,
+			"connections open to the "+side.name+" server at most, across all workers and every batch naming it; the latest batch start that sets its limits wins (0: no cap; docs/limits.md)")
+		f.Float64Var(&side.l.ConnectionRate, side.name+"-connection-rate", 0,
+			"new connections per second to the "+side.name+" server at most, across all workers, evenly spaced: a ramp-up that firewalls' flood protection accepts (0: no cap)")
+	}
 }
 
 // batchInput validates the options and reads the CSV; it does no network
@@ -130,6 +148,9 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 		return workflows.BatchInput{}, err
 	}
 	if err := settings(opts); err != nil {
+		return workflows.BatchInput{}, err
+	}
+	if err := endpointLimits(opts); err != nil {
 		return workflows.BatchInput{}, err
 	}
 	srcAcc, tgtAcc := workflows.Account{Endpoint: src}, workflows.Account{Endpoint: tgt}
@@ -177,6 +198,73 @@ func endpoints(opts *batchStartOptions) (src, tgt workflows.Endpoint, err error)
 	}
 	tgt, err = opts.Target.endpoint(opts.InsecureSkipVerify)
 	return src, tgt, err
+}
+
+// endpointLimits checks the limits across workers and adds the per-user
+// cap of the side's named profile (a detected one is known only at logon;
+// each move keeps within it on its own).
+func endpointLimits(opts *batchStartOptions) error {
+	for _, s := range []struct {
+		name    string
+		l       *workflows.EndpointLimits
+		profile string
+	}{{"source", &opts.SourceLimits, opts.Source.Profile}, {"target", &opts.TargetLimits, opts.Target.Profile}} {
+		switch {
+		case s.l.MaxConnections < 0:
+			return fmt.Errorf("--%s-max-connections %d: write 1 or more, or 0 for no cap", s.name, s.l.MaxConnections)
+		case s.l.ConnectionRate < 0:
+			return fmt.Errorf("--%s-connection-rate %g: write a rate above 0, e.g. 2, or 0 for no cap", s.name, s.l.ConnectionRate)
+		}
+		if s.profile != "" {
+			s.l.ConnectionsPerUser = profile.Resolve(s.profile, opts.Settings.Profiles).ConnectionsPerUser
+		}
+	}
+	return nil
+}
+
+// setEndpointLimits gives each side's limits, where its flags were set,
+// to its endpoint's limiter, starting it if needed: the latest setting for
+// an endpoint wins, for every batch naming it.
+func setEndpointLimits(ctx context.Context, c client.Client, opts *batchStartOptions, out io.Writer) error {
+	src, tgt, err := endpoints(opts)
+	if err != nil {
+		return err
+	}
+	for _, s := range []struct {
+		side, addr string
+		set        bool
+		l          workflows.EndpointLimits
+	}{{"source", src.Addr, opts.SourceLimitsSet, opts.SourceLimits}, {"target", tgt.Addr, opts.TargetLimitsSet, opts.TargetLimits}} {
+		if !s.set {
+			continue
+		}
+		id := workflows.EndpointWorkflowID(s.side, s.addr)
+		if _, err := c.SignalWithStartWorkflow(ctx, id, workflows.SignalEndpointLimits, s.l,
+			client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
+			workflows.EndpointLimiter, workflows.EndpointLimiterInput{Side: s.side, Addr: s.addr, Limits: s.l}); err != nil {
+			return fmt.Errorf("set the limits of %s %s: %w", s.side, s.addr, err)
+		}
+		fmt.Fprintf(out, "Limits of %s %s across all workers: %s\n", s.side, s.addr, limitsText(s.l))
+	}
+	return nil
+}
+
+// limitsText says an endpoint's limits for a person.
+func limitsText(l workflows.EndpointLimits) string {
+	var parts []string
+	if l.MaxConnections > 0 {
+		parts = append(parts, fmt.Sprintf("%d connections at most", l.MaxConnections))
+	}
+	if l.ConnectionRate > 0 {
+		parts = append(parts, fmt.Sprintf("%g new per second", l.ConnectionRate))
+	}
+	if l.ConnectionsPerUser > 0 {
+		parts = append(parts, fmt.Sprintf("%d per user", l.ConnectionsPerUser))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // settings checks the flags that tune the moves and puts them, the rules
@@ -419,6 +507,13 @@ func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
 		return err
 	}
 	defer c.Close()
+	text := opts.Out
+	if opts.JSON {
+		text = io.Discard
+	}
+	if err := setEndpointLimits(ctx, c, opts, text); err != nil {
+		return err
+	}
 	if opts.DryRun {
 		return dryRun(ctx, c, in, opts)
 	}
@@ -446,10 +541,6 @@ func batchStartRun(ctx context.Context, opts *batchStartOptions) error {
 		return fmt.Errorf("start batch: %w", err)
 	}
 	// With --json, the lines for a person give way to one JSON object.
-	text := opts.Out
-	if opts.JSON {
-		text = io.Discard
-	}
 	fmt.Fprintf(text, "Started batch %s: %d mailboxes, %d at a time (workflow %s, run %s)\n", opts.Name, len(moves), in.Concurrency, run.GetID(), run.GetRunID())
 	if err := registerMoves(ctx, c, opts.Name, names[len(in.Mailboxes):]); err != nil {
 		return fmt.Errorf("%w\nThen start its moves with: mailmove batch add %s --csv %s", err, opts.Name, opts.CSV)
