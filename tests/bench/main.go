@@ -236,22 +236,29 @@ func run(messages, passes int, rtt time.Duration, remote, batchSize, batchMessag
 	return nil
 }
 
-// account is one side of a bench move.
-func account(addr, user string, sealed secret.Sealed) activities.Account {
-	return activities.Account{Endpoint: engine.Endpoint{Addr: addr, Security: engine.SecurityNone}, User: user, Password: sealed}
+// account is one side of a bench move, its password sealed for it.
+func account(key *secret.Key, side failure.Side, addr, user string) (activities.Account, error) {
+	acc := activities.Account{Endpoint: engine.Endpoint{Addr: addr, Security: engine.SecurityNone}, User: user}
+	var err error
+	acc.Password, err = key.SealFor(acc.Endpoint.SecretBinding(side, secret.UsePassword, user), pw)
+	return acc, err
 }
 
 // batchRun moves many mailboxes at once through a Batch workflow and one
 // worker, as an admin's batch does.
 func batchRun(env *temporaltest.Env, w *workerProc, srcAddr, tgtAddr string, users []string, perMailbox int) error {
 	ctx := context.Background()
-	sealed, err := env.Key.Seal(pw)
-	if err != nil {
-		return err
-	}
 	in := workflows.BatchInput{Name: "bench-batch", Concurrency: len(users)}
 	for _, u := range users {
-		in.Moves = append(in.Moves, workflows.MailboxMoveInput{Mailbox: u, Source: account(srcAddr, u, sealed), Target: account(tgtAddr, u, sealed)})
+		mv := workflows.MailboxMoveInput{Mailbox: u}
+		var err error
+		if mv.Source, err = account(env.Key, failure.SideSource, srcAddr, u); err != nil {
+			return err
+		}
+		if mv.Target, err = account(env.Key, failure.SideTarget, tgtAddr, u); err != nil {
+			return err
+		}
+		in.Moves = append(in.Moves, mv)
 	}
 	cpu0, srv0, busy0, start := w.cpu(), procCPU(env.Server.Pid()), machineBusy(), time.Now()
 	run, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.BatchWorkflowID(in.Name), TaskQueue: workflows.TaskQueue}, workflows.Batch, in)
@@ -516,14 +523,16 @@ func commands(now, before map[string]int) string {
 // history it left.
 func temporalRun(env *temporaltest.Env, w *workerProc, srcAddr, tgtAddr, user string, passes int) error {
 	c, ctx := env.Client, context.Background()
-	sealed, err := env.Key.Seal(pw)
+	src, err := account(env.Key, failure.SideSource, srcAddr, user)
+	if err != nil {
+		return err
+	}
+	tgt, err := account(env.Key, failure.SideTarget, tgtAddr, user)
 	if err != nil {
 		return err
 	}
 	id := workflows.MoveWorkflowID("bench", user)
-	in := workflows.MailboxMoveInput{Batch: "bench", Mailbox: user,
-		Source:   account(srcAddr, user, sealed),
-		Target:   account(tgtAddr, user, sealed),
+	in := workflows.MailboxMoveInput{Batch: "bench", Mailbox: user, Source: src, Target: tgt,
 		Settings: workflows.Settings{Complete: workflows.CompleteManual, IncrementalInterval: time.Second},
 	}
 	cpu0, srv0, start := w.cpu(), procCPU(env.Server.Pid()), time.Now()

@@ -110,18 +110,16 @@ func run(out, only string) error {
 
 // input builds a move's input between the two servers (or proxies).
 func (r *recorder) input(batch, mailbox, srcAddr, tgtAddr, password string, s workflows.Settings) (workflows.MailboxMoveInput, error) {
-	sealed, err := r.key.Seal(password)
-	if err != nil {
-		return workflows.MailboxMoveInput{}, err
+	in := workflows.MailboxMoveInput{Batch: batch, Mailbox: mailbox, Settings: s,
+		Source: activities.Account{Endpoint: engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, User: mailbox},
+		Target: activities.Account{Endpoint: engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, User: mailbox},
 	}
-	good, err := r.key.Seal("pw")
-	if err != nil {
-		return workflows.MailboxMoveInput{}, err
+	var err error
+	if in.Source.Password, err = r.key.SealFor(in.Source.Endpoint.SecretBinding(failure.SideSource, secret.UsePassword, mailbox), password); err != nil {
+		return in, err
 	}
-	return workflows.MailboxMoveInput{Batch: batch, Mailbox: mailbox, Settings: s,
-		Source: activities.Account{Endpoint: engine.Endpoint{Addr: srcAddr, Security: engine.SecurityNone}, User: mailbox, Password: sealed},
-		Target: activities.Account{Endpoint: engine.Endpoint{Addr: tgtAddr, Security: engine.SecurityNone}, User: mailbox, Password: good},
-	}, nil
+	in.Target.Password, err = r.key.SealFor(in.Target.Endpoint.SecretBinding(failure.SideTarget, secret.UsePassword, mailbox), "pw")
+	return in, err
 }
 
 func (r *recorder) start(in workflows.MailboxMoveInput) (client.WorkflowRun, error) {
