@@ -70,6 +70,13 @@ type Stats struct {
 	// Injected counts injected failures by kind: answered commands,
 	// refused, cut or dropped connections. Latency is not counted.
 	Injected map[Fault]int
+	// PeakOpen is the most connections Open at once, counted at each
+	// accept (the accepted one included).
+	PeakOpen int
+	// PeakNewPerSecond is the most connections accepted within one
+	// second: for each accept at time t, the accepts in (t-1s, t], the
+	// one at t included. It is the most in any window [s, s+1s).
+	PeakNewPerSecond int
 }
 
 // Proxy is a running fault-injecting proxy. Its methods are safe for
@@ -85,6 +92,9 @@ type Proxy struct {
 	conns  map[*conn]struct{}
 	faults faults
 	stats  Stats
+	// accepts are the accept times of the last second, for
+	// Stats.PeakNewPerSecond.
+	accepts []time.Time
 }
 
 // faults is the armed state; guarded by Proxy.mu.
@@ -333,6 +343,7 @@ func (p *Proxy) accept() {
 		c := newConn(p, nc)
 		p.conns[c] = struct{}{}
 		p.stats.Connections++
+		p.countPeaks(time.Now())
 		var refusal string
 		if p.faults.refuse > 0 {
 			p.faults.refuse--
@@ -380,6 +391,17 @@ func (p *Proxy) serve(c *conn, refusal string) {
 		c.finish()
 	}()
 	c.relayClient(srv)
+}
+
+// countPeaks updates the peaks for an accept at now; p.mu held.
+func (p *Proxy) countPeaks(now time.Time) {
+	p.stats.PeakOpen = max(p.stats.PeakOpen, len(p.conns))
+	i := 0
+	for i < len(p.accepts) && now.Sub(p.accepts[i]) >= time.Second {
+		i++
+	}
+	p.accepts = append(p.accepts[i:], now)
+	p.stats.PeakNewPerSecond = max(p.stats.PeakNewPerSecond, len(p.accepts))
 }
 
 func (p *Proxy) inject(f Fault) {
