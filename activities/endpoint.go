@@ -367,7 +367,8 @@ func (p *Permit) Wait(ctx context.Context) error {
 		p.ep.mu.Lock()
 		at, free := p.dialAt, p.free
 		p.ep.mu.Unlock()
-		if free {
+		if free || at.IsZero() {
+			// No limits any more, or no rate: no slot to keep.
 			return nil
 		}
 		if d := time.Until(at); d > 0 {

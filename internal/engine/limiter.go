@@ -128,8 +128,8 @@ type Lease struct {
 	Worker string
 	User   string `json:",omitempty"`
 	// DialAt: the worker opens the connection at this time (its clock),
-	// at the latest DialTolerance after.
-	DialAt  time.Time
+	// at the latest DialTolerance after; zero without a rate: at once.
+	DialAt  time.Time `json:",omitempty"`
 	Expires time.Time
 }
 
@@ -169,8 +169,9 @@ type LeaseSync struct {
 
 // LeaseGrant is a granted request.
 type LeaseGrant struct {
-	ID     string
-	DialAt time.Time
+	ID string
+	// DialAt is Lease.DialAt: zero, dial at once.
+	DialAt time.Time `json:",omitempty"`
 }
 
 // LeaseSyncResult answers a LeaseSync.
@@ -300,9 +301,16 @@ func (l *Leases) grant(now time.Time, s LeaseSync, res *LeaseSyncResult) time.Du
 		case !mine:
 			total++
 			perUser[w.User]++
+		case l.Spacing() == 0:
+			// No rate: dial at once, no slot to keep.
+			l.Held = append(l.Held, Lease{ID: w.ID, Worker: w.Worker, User: w.User, Expires: now.Add(LeaseTTL)})
+			res.Granted = append(res.Granted, LeaseGrant{ID: w.ID})
+			total++
+			perUser[w.User]++
+			continue
 		default:
 			at := now.Add(lead)
-			if sp := l.Spacing(); sp > 0 && l.LastDial.Add(sp).After(at) {
+			if sp := l.Spacing(); l.LastDial.Add(sp).After(at) {
 				at = l.LastDial.Add(sp)
 			}
 			ahead := at.Sub(now.Add(lead))
@@ -315,9 +323,7 @@ func (l *Leases) grant(now time.Time, s LeaseSync, res *LeaseSyncResult) time.Du
 				}
 				break
 			}
-			if l.Spacing() > 0 {
-				l.LastDial = at
-			}
+			l.LastDial = at
 			l.Held = append(l.Held, Lease{ID: w.ID, Worker: w.Worker, User: w.User, DialAt: at, Expires: at.Add(LeaseTTL)})
 			res.Granted = append(res.Granted, LeaseGrant{ID: w.ID, DialAt: at})
 			total++

@@ -83,7 +83,7 @@ func setup(m *testing.M) (int, error) {
 		return 1, fmt.Errorf("mailmove key init: %v\n%s", err, out)
 	}
 
-	if env.temporal, err = temporaltest.Start(dir, crashNamespace, cappedNamespace, chaosNamespace); err != nil {
+	if env.temporal, err = temporaltest.Start(dir, crashNamespace, cappedNamespace, chaosNamespace, limitsNamespace); err != nil {
 		return 1, err
 	}
 	defer env.temporal.Stop()
