@@ -34,7 +34,7 @@ type Connection struct {
 	// --tls=false turns it off whatever the profile says.
 	TLS bool
 	// TLSCAPath is a PEM file of the authority that signed the server's
-	// certificate, besides the system's.
+	// certificate, trusted instead of the system's roots.
 	TLSCAPath string
 	// TLSCertPath and TLSKeyPath are the client certificate and its key,
 	// for a server that requires one (mTLS); one needs the other.
@@ -77,8 +77,8 @@ const (
 // Defaults of --address and --namespace, used when neither the profile
 // nor the environment names them.
 const (
-	DefaultAddress   = "127.0.0.1:7233"
-	DefaultNamespace = "default"
+	defaultAddress   = "127.0.0.1:7233"
+	defaultNamespace = "default"
 )
 
 // AddFlags defines the connection flags as persistent flags of root. Only
@@ -87,10 +87,10 @@ const (
 func (c *Connection) AddFlags(root *cobra.Command) {
 	f := root.PersistentFlags()
 	c.flags = f
-	f.StringVar(&c.Address, flagAddress, DefaultAddress, "Temporal frontend host:port (env TEMPORAL_ADDRESS, profile address)")
-	f.StringVar(&c.Namespace, flagNamespace, DefaultNamespace, "Temporal namespace (env TEMPORAL_NAMESPACE, profile namespace)")
+	f.StringVar(&c.Address, flagAddress, defaultAddress, "Temporal frontend host:port (or env TEMPORAL_ADDRESS, or the profile's address)")
+	f.StringVar(&c.Namespace, flagNamespace, defaultNamespace, "Temporal namespace (or env TEMPORAL_NAMESPACE, or the profile's namespace)")
 	f.BoolVar(&c.TLS, flagTLS, false, "connect with TLS; on by itself with any --tls-* flag or an API key, --tls=false turns it off (env TEMPORAL_TLS)")
-	f.StringVar(&c.TLSCAPath, flagTLSCAPath, "", "PEM of the authority that signed the server's certificate, besides the system's (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)")
+	f.StringVar(&c.TLSCAPath, flagTLSCAPath, "", "PEM of the authority that signed the server's certificate, trusted instead of the system's roots (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)")
 	f.StringVar(&c.TLSCertPath, flagTLSCertPath, "", "client certificate (PEM) for a server that requires one; with --tls-key-path (env TEMPORAL_TLS_CLIENT_CERT_PATH)")
 	f.StringVar(&c.TLSKeyPath, flagTLSKeyPath, "", "private key (PEM) of --tls-cert-path (env TEMPORAL_TLS_CLIENT_KEY_PATH)")
 	f.StringVar(&c.TLSServerName, flagTLSServerName, "", "name the server's certificate must hold, when it is not the host of --address (env TEMPORAL_TLS_SERVER_NAME)")

@@ -212,6 +212,22 @@ func TestDialHints(t *testing.T) {
 	closed := ln.Addr().String()
 	ln.Close()
 	proxy := tlsproxy.Start(t, closed, pki)
+	// A plain server that answers anything with a line of text.
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	go func() {
+		for {
+			c, err := plain.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("* OK not TLS\r\n"))
+			c.Close()
+		}
+	}()
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -221,6 +237,7 @@ func TestDialHints(t *testing.T) {
 		{"no client certificate", []string{"--tls-ca-path", pki.CA, "--tls-server-name", tlsproxy.ServerName}, "give --tls-cert-path and --tls-key-path"},
 		{"stranger's certificate", []string{"--tls-ca-path", pki.CA, "--tls-server-name", tlsproxy.ServerName, "--tls-cert-path", pki.StrangerCert, "--tls-key-path", pki.StrangerKey}, "check that --tls-cert-path is signed by an authority the server trusts"},
 		{"unknown authority", []string{"--tls-server-name", tlsproxy.ServerName, "--tls-cert-path", pki.ClientCert, "--tls-key-path", pki.ClientKey}, "give --tls-ca-path"},
+		{"TLS to a plain server", []string{"--address", plain.Addr().String(), "--tls"}, "the server does not speak TLS on this port"},
 		{"name not in the certificate", []string{"--tls-ca-path", pki.CA, "--tls-cert-path", pki.ClientCert, "--tls-key-path", pki.ClientKey}, "give --tls-server-name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
