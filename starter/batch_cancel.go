@@ -45,7 +45,7 @@ func newCmdBatchCancel(f *factory, runF func(*batchCancelOptions) error) *cobra.
 // batchCancelRun cancels the batch first, so that it starts no move while
 // the moves it started are cancelled.
 func batchCancelRun(ctx context.Context, opts *batchCancelOptions) error {
-	c, rep, err := dialBatch(ctx, opts.Client, opts.Name)
+	c, rep, err := dialBatch(ctx, opts.Client, opts.Name, listAll)
 	if err != nil {
 		return err
 	}

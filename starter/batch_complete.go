@@ -63,7 +63,7 @@ func batchCompleteAfterRun(ctx context.Context, opts *batchCompleteOptions, now 
 // ended and is not completing already.
 func batchCompleteRun(ctx context.Context, opts *batchCompleteOptions) error {
 	out := opts.Out
-	c, rep, err := dialBatch(ctx, opts.Client, opts.Name)
+	c, rep, err := dialBatch(ctx, opts.Client, opts.Name, listAll)
 	if err != nil {
 		return err
 	}

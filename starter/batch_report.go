@@ -97,7 +97,13 @@ func warningClass(m workflows.MoveStatus) failure.Type {
 // as text, the remedy of each failure class from the failure table.
 func batchReportRun(ctx context.Context, opts *batchReportOptions) error {
 	out := opts.Out
-	c, rep, err := dialBatch(ctx, opts.Client, opts.Name)
+	// Only the HTML report shows every mailbox; the others show the
+	// problems.
+	what := listProblems
+	if opts.Format == "html" {
+		what = listAll
+	}
+	c, rep, err := dialBatch(ctx, opts.Client, opts.Name, what)
 	if err != nil {
 		return err
 	}
@@ -123,7 +129,7 @@ func batchReportRun(ctx context.Context, opts *batchReportOptions) error {
 		return w.Error()
 	}
 	if len(ps) == 0 {
-		fmt.Fprintf(out, "Batch %s: no failures or warnings among %d mailboxes.\n", opts.Name, len(rep.Moves))
+		fmt.Fprintf(out, "Batch %s: no failures or warnings among %d mailboxes.\n", opts.Name, rep.Totals.Mailboxes)
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

@@ -40,10 +40,12 @@ func TestProblemsReport(t *testing.T) {
 	if len(ps) != 2 || ps[0].Category != "LogonFailed" || !strings.Contains(ps[0].Remedy, "password") || ps[1].Category != "BadItems" {
 		t.Fatalf("problems() = %+v", ps)
 	}
+	rep.Totals.ByStatus = map[workflows.Status]int{}
+	rep.total()
 	if settled(rep) != true {
 		t.Error("settled() = false for ended moves")
 	}
-	if settled(batchReport{Moves: []workflows.MoveStatus{{Status: workflows.StatusInProgress}}}) {
+	if settled(batchReport{Totals: totals{ByStatus: map[workflows.Status]int{workflows.StatusInProgress: 1, workflows.StatusCompleted: 3}}}) {
 		t.Error("settled() = true for a move in progress")
 	}
 }

@@ -65,7 +65,7 @@ func batchRetryRun(ctx context.Context, opts *batchRetryOptions) error {
 	if err != nil {
 		return err
 	}
-	c, rep, err := dialBatch(ctx, opts.Client, opts.Name)
+	c, rep, err := dialBatch(ctx, opts.Client, opts.Name, listAll)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -30,6 +29,7 @@ type batchStatusOptions struct {
 	JSON     bool
 	Watch    bool
 	Interval time.Duration
+	List     listing
 }
 
 func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.Command {
@@ -43,6 +43,11 @@ func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
+			switch opts.List {
+			case listAuto, listAll, listActive:
+			default:
+				return usageErrorf("--list %q: write auto, all or active", opts.List)
+			}
 			if opts.Interval <= 0 {
 				return usageErrorf("--interval %s: must be above zero, e.g. 2s", opts.Interval)
 			}
@@ -55,6 +60,7 @@ func newCmdBatchStatus(f *factory, runF func(*batchStatusOptions) error) *cobra.
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&opts.Watch, "watch", false, "redraw until every move is Synced, Completed or Failed: one screen on a terminal (moves copying with bars, waits with their reason, throughput, ETA), a line per refresh elsewhere")
 	cmd.Flags().DurationVar(&opts.Interval, "interval", 2*time.Second, "refresh interval with --watch")
+	cmd.Flags().StringVar((*string)(&opts.List), "list", string(listAuto), fmt.Sprintf("moves to list: all, active (copying, waiting or failed; the others counted), or auto (all up to %d mailboxes)", listAllUpTo))
 	return cmd
 }
 
@@ -73,8 +79,13 @@ type batchReport struct {
 	WindowChange  time.Time `json:",omitempty"`
 	Window        string    `json:",omitempty"`
 	WindowZone    string    `json:",omitempty"`
-	Moves         []workflows.MoveStatus
-	Totals        totals
+	// Listed says which moves Moves holds: "all", or, above a few
+	// hundred mailboxes, "active" (copying, waiting or failed) or
+	// "problems" (failed or completed with warnings); Totals counts
+	// every move either way, and copied sums those listed.
+	Listed listing `json:",omitempty"`
+	Moves  []workflows.MoveStatus
+	Totals totals
 }
 
 type totals struct {
@@ -94,7 +105,7 @@ func batchStatusRun(ctx context.Context, opts *batchStatusOptions) error {
 	defer c.Close()
 	view := newWatchView(opts.Out)
 	for {
-		rep, err := fetchBatchReport(ctx, c, opts.Name)
+		rep, err := fetchBatch(ctx, c, opts.Name, opts.List)
 		if err != nil {
 			return err
 		}
@@ -123,8 +134,8 @@ func batchStatusRun(ctx context.Context, opts *batchStatusOptions) error {
 
 // settled: nothing is left to wait for in the batch's first phase.
 func settled(rep batchReport) bool {
-	for _, m := range rep.Moves {
-		if m.Status != workflows.StatusSynced && !m.Status.Terminal() {
+	for s, n := range rep.Totals.ByStatus {
+		if n > 0 && s != workflows.StatusSynced && !s.Terminal() {
 			return false
 		}
 	}
@@ -133,12 +144,12 @@ func settled(rep batchReport) bool {
 
 // dialBatch connects to Temporal and reads the batch's report, for the
 // commands that act on every move of a batch. The caller closes the client.
-func dialBatch(ctx context.Context, newClient func() (client.Client, error), name string) (client.Client, batchReport, error) {
+func dialBatch(ctx context.Context, newClient func() (client.Client, error), name string, what listing) (client.Client, batchReport, error) {
 	c, err := newClient()
 	if err != nil {
 		return nil, batchReport{}, err
 	}
-	rep, err := fetchBatchReport(ctx, c, name)
+	rep, err := fetchBatch(ctx, c, name, what)
 	if err != nil {
 		c.Close()
 		return nil, batchReport{}, err
@@ -146,11 +157,11 @@ func dialBatch(ctx context.Context, newClient func() (client.Client, error), nam
 	return c, rep, nil
 }
 
-// fetchBatchReport reads a batch's report: for a gated batch from the
-// visibility store (the batch's memo, then every move's latest run with
-// its memo: a few paged list calls at any size, no query to the workers);
-// for a batch started before gating, by querying the batch and each move.
-func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchReport, error) {
+// fetchBatch reads a batch's report: for a gated batch from the
+// visibility store (the batch's memo, then counts and a paged list of the
+// moves what names: a few calls, no query to the workers); for a batch
+// started before gating, by querying the batch and each move.
+func fetchBatch(ctx context.Context, c client.Client, name string, what listing) (batchReport, error) {
 	desc, err := c.DescribeWorkflowExecution(ctx, workflows.BatchWorkflowID(name), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
@@ -165,46 +176,69 @@ func fetchBatchReport(ctx context.Context, c client.Client, name string) (batchR
 		if err := converter.GetDefaultDataConverter().FromPayload(p, &memo); err != nil {
 			return batchReport{}, fmt.Errorf("batch %q: read its memo: %w", name, err)
 		}
-		return visibleBatchReport(ctx, c, name, memo, stateName(info.GetStatus()))
+		return visibleBatchReport(ctx, c, name, memo, stateName(info.GetStatus()), what)
 	}
 	return queriedBatchReport(ctx, c, name)
 }
 
-// visibleBatchReport is a gated batch's report from the visibility store.
-func visibleBatchReport(ctx context.Context, c client.Client, name string, memo workflows.BatchMemo, state string) (batchReport, error) {
+// visibleBatchReport is a gated batch's report from the visibility store:
+// every move with what=listAll, else counts and the moves what names.
+func visibleBatchReport(ctx context.Context, c client.Client, name string, memo workflows.BatchMemo, state string, what listing) (batchReport, error) {
 	rep := batchReport{Batch: name, State: state, Concurrency: memo.Concurrency, Paused: memo.Paused, StartAfter: memo.StartAfter,
 		OutsideWindow: memo.OutsideWindow, WindowChange: memo.WindowChange, Window: memo.Window, WindowZone: memo.WindowZone,
 		Totals: totals{ByStatus: map[workflows.Status]int{}}}
-	// A move's latest run counts: one continued as new, or retried, has
-	// older runs.
-	latest := map[string]execution{}
-	query := fmt.Sprintf("%s = %s AND WorkflowType = 'MailboxMove' AND ExecutionStatus != 'ContinuedAsNew'", workflows.SearchAttrBatch.GetName(), quoteQuery(name))
-	err := eachExecution(ctx, c, query, func(e execution) {
-		if l, ok := latest[e.id]; !ok || e.started.After(l.started) {
-			latest[e.id] = e
+	if what == listAuto || what == "" {
+		what = listActive
+		if memo.Mailboxes <= listAllUpTo {
+			what = listAll
+		}
+	}
+	rep.Listed = what
+	if what == listAll {
+		// A move's latest run counts: one continued as new, or retried,
+		// has older runs.
+		moves, err := listMoves(ctx, c, name, "ExecutionStatus != 'ContinuedAsNew'")
+		if err != nil {
+			return rep, err
+		}
+		rep.Moves = moves
+		rep.total()
+		return rep, nil
+	}
+	var (
+		by     map[workflows.Status]int
+		failed []workflows.MoveStatus
+		listed []workflows.MoveStatus
+		errs   = make([]error, 2)
+		wg     sync.WaitGroup
+	)
+	wg.Go(func() { by, failed, errs[0] = countMoves(ctx, c, name) })
+	wg.Go(func() {
+		// Also a running move that says it failed, about to close.
+		if what == listActive {
+			listed, errs[1] = listMoves(ctx, c, name, "ExecutionStatus = 'Running'",
+				statusIn(workflows.StatusInProgress, workflows.StatusSuspended, workflows.StatusCompleting, workflows.StatusFailed))
+			return
+		}
+		listed, errs[1] = listMoves(ctx, c, name, "ExecutionStatus = 'Completed'", statusIn(workflows.StatusCompletedWithWarnings))
+		if errs[1] == nil {
+			var closing []workflows.MoveStatus
+			closing, errs[1] = listMoves(ctx, c, name, "ExecutionStatus = 'Running'", statusIn(workflows.StatusCompletedWithWarnings, workflows.StatusFailed))
+			listed = append(listed, closing...)
 		}
 	})
-	if err != nil {
+	wg.Wait()
+	if err := joinErrs(errs); err != nil {
 		return rep, err
 	}
-	for _, e := range latest {
-		var m workflows.MoveStatus
-		if !e.memoOf(workflows.MemoMove, &m) {
-			m = workflows.MoveStatus{Batch: name, Mailbox: e.attr(workflows.SearchAttrMailbox.GetName()),
-				Status:       workflows.Status(cmp.Or(e.attr(workflows.SearchAttrStatus.GetName()), string(workflows.StatusQueued))),
-				StatusDetail: e.attr(workflows.SearchAttrStatusDetail.GetName())}
-		}
-		switch e.state {
-		case "Terminated", "Canceled", "Timed_out":
-			// Ended from outside: its memo still shows where it was.
-			if !m.Status.Terminal() {
-				m.Status, m.Reason = workflows.StatusFailed, "the move's workflow was "+strings.ToLower(e.state)+" ("+string(m.Status)+" then)"
-			}
-		}
-		rep.Moves = append(rep.Moves, m)
-	}
-	slices.SortFunc(rep.Moves, func(a, b workflows.MoveStatus) int { return cmp.Compare(a.Mailbox, b.Mailbox) })
+	rep.Moves = append(listed, failed...)
+	sortMoves(rep.Moves)
 	rep.total()
+	// The counts, not the moves listed, say how many there are.
+	rep.Totals.Mailboxes, rep.Totals.ByStatus = 0, by
+	for _, n := range by {
+		rep.Totals.Mailboxes += n
+	}
 	return rep, nil
 }
 
@@ -290,7 +324,11 @@ func printBatchReport(out io.Writer, rep batchReport) {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}
 	}
-	fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied))
+	if rep.Listed == "" || rep.Listed == listAll {
+		fmt.Fprintf(out, "Total: %d mailboxes (%s), %d messages, %s copied\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied))
+	} else {
+		fmt.Fprintf(out, "Total: %d mailboxes (%s); listed: the %d copying, waiting or failed (`--list all` lists every move)\n", rep.Totals.Mailboxes, strings.Join(parts, ", "), len(rep.Moves))
+	}
 	if rep.StartAfter.After(time.Now()) {
 		fmt.Fprintf(out, "Starts at %s (--start-after)\n", rep.StartAfter.Local().Format("2006-01-02 15:04 MST"))
 	}

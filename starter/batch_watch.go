@@ -25,19 +25,24 @@ func isTerminal(w io.Writer) bool {
 // watchView draws `batch status --watch`: the batch's throughput and ETA
 // come from what changed between two refreshes.
 type watchView struct {
-	out      io.Writer
-	tty      bool
-	rows     int // moves listed on the screen
-	first    time.Time
-	done0    int // mailboxes ended at the first refresh
-	last     time.Time
-	lastMsgs int
-	lastByte int64
-	failed   map[string]bool // failures printed already (plain mode)
+	out    io.Writer
+	tty    bool
+	rows   int // moves listed on the screen
+	first  time.Time
+	done0  int // mailboxes ended at the first refresh
+	last   time.Time
+	copied map[string]progress // by mailbox, at the last refresh
+	failed map[string]bool     // failures printed already (plain mode)
+}
+
+// progress is what a move had copied at a refresh.
+type progress struct {
+	msgs  int
+	bytes int64
 }
 
 func newWatchView(out io.Writer) *watchView {
-	return &watchView{out: out, tty: isTerminal(out), rows: 15, failed: map[string]bool{}}
+	return &watchView{out: out, tty: isTerminal(out), rows: 15, copied: map[string]progress{}, failed: map[string]bool{}}
 }
 
 // done counts the mailboxes with nothing left to copy.
@@ -52,28 +57,44 @@ func done(rep batchReport) int {
 }
 
 // rates are messages and bytes per second since the last refresh, and the
-// ETA of the batch from the mailboxes ended since the first.
+// ETA of the batch from the mailboxes ended since the first. The rates sum
+// what each move listed at both refreshes copied in between: a large
+// batch lists only the moves copying, so the batch's totals are not
+// known, and a move that ended in between adds its last moments to none.
 func (v *watchView) rates(rep batchReport, now time.Time) (msgs, bytes float64, eta string) {
 	eta = "–"
+	copied := make(map[string]progress, len(rep.Moves))
+	var dm, db float64
+	for _, m := range rep.Moves {
+		p := progress{m.Copied, m.Bytes}
+		copied[m.Mailbox] = p
+		if l, ok := v.copied[m.Mailbox]; ok {
+			dm += float64(max(p.msgs-l.msgs, 0))
+			db += float64(max(p.bytes-l.bytes, 0))
+		}
+	}
 	if v.first.IsZero() {
 		v.first, v.done0 = now, done(rep)
 	} else if dt := now.Sub(v.last).Seconds(); dt > 0 {
-		msgs = float64(rep.Totals.MessagesCopied-v.lastMsgs) / dt
-		bytes = float64(rep.Totals.BytesCopied-v.lastByte) / dt
+		msgs, bytes = dm/dt, db/dt
 	}
 	if d, left := done(rep)-v.done0, rep.Totals.Mailboxes-done(rep); d > 0 && left > 0 {
 		eta = (time.Duration(float64(now.Sub(v.first)) / float64(d) * float64(left))).Round(time.Second).String()
 	} else if left == 0 {
 		eta = "done"
 	}
-	v.last, v.lastMsgs, v.lastByte = now, rep.Totals.MessagesCopied, rep.Totals.BytesCopied
-	return max(msgs, 0), max(bytes, 0), eta
+	v.last, v.copied = now, copied
+	return msgs, bytes, eta
 }
 
 func (v *watchView) draw(rep batchReport, now time.Time) {
 	msgs, bytes, eta := v.rates(rep, now)
-	summary := fmt.Sprintf("%d mailboxes: %s; %d messages, %s copied; %.0f messages/s, %s/s; ETA %s",
-		rep.Totals.Mailboxes, byStatus(rep), rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied), msgs, humanize.Bytes(int64(bytes)), eta)
+	copied := fmt.Sprintf("%d messages, %s copied", rep.Totals.MessagesCopied, humanize.Bytes(rep.Totals.BytesCopied))
+	if rep.Listed != "" && rep.Listed != listAll {
+		copied = fmt.Sprintf("%d moves listed", len(rep.Moves))
+	}
+	summary := fmt.Sprintf("%d mailboxes: %s; %s; %.0f messages/s, %s/s; ETA %s",
+		rep.Totals.Mailboxes, byStatus(rep), copied, msgs, humanize.Bytes(int64(bytes)), eta)
 	if !v.tty {
 		fmt.Fprintf(v.out, "%s %s: %s\n", now.Format("15:04:05"), rep.Batch, summary)
 		for _, m := range rep.Moves {

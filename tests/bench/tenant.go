@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -42,7 +41,7 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 	defer src.Stop()
 	defer tgt.Stop()
 	start := time.Now()
-	if err := seedAll(src.Addr(), users); err != nil {
+	if err := seedAll(src, users); err != nil {
 		return err
 	}
 	fmt.Printf("Tenant: %d mailboxes of 2 messages seeded in %v\n", n, time.Since(start).Round(time.Second))
@@ -92,7 +91,7 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 	fmt.Printf("  batch start (%d moves started by the CLI): %v\n", n, took.Round(time.Millisecond))
 
 	deadline := time.Now().Add(wait)
-	var statusTimes, reportTimes []time.Duration
+	var statusTimes, reportTimes, listTimes, problemTimes []time.Duration
 	for time.Now().Before(deadline) {
 		out, took, err := run("batch", "status", "tenant", "--json")
 		if err != nil {
@@ -109,6 +108,16 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 		by := rep.Totals.ByStatus
 		fmt.Printf("  %s batch status: %v — %d Queued, %d InProgress, %d Completing, %d Completed, %d Failed (batch %s)\n",
 			time.Since(start).Round(time.Second), took.Round(time.Millisecond), by["Queued"], by["InProgress"], by["Completing"], by["Completed"], by["Failed"], rep.State)
+		_, listTook, err := run("batch", "list")
+		if err != nil {
+			return err
+		}
+		_, problemsTook, err := run("batch", "report", "tenant")
+		if err != nil {
+			return err
+		}
+		listTimes, problemTimes = append(listTimes, listTook), append(problemTimes, problemsTook)
+		fmt.Printf("    batch list: %v, batch report (failures and warnings): %v\n", listTook.Round(time.Millisecond), problemsTook.Round(time.Millisecond))
 		if len(reportTimes) == 0 && by["InProgress"]+by["Completing"] >= min(concurrency/2, n/2) {
 			_, took, err := run("batch", "report", "tenant", "--format", "html")
 			if err != nil {
@@ -122,7 +131,7 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 		}
 		time.Sleep(15 * time.Second)
 	}
-	fmt.Printf("  batch status while moves copy: %s\n", spread(statusTimes))
+	fmt.Printf("  while moves copy: batch status %s; batch list %s; batch report %s\n", spread(statusTimes), spread(listTimes), spread(problemTimes))
 	// The same with the batch paused: the dev server's SQLite then serves
 	// the list calls without the moves' writes in between.
 	if _, _, err := run("batch", "pause", "tenant"); err != nil {
@@ -145,32 +154,19 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 	return largest(env.Client)
 }
 
-// seedAll gives every source mailbox two messages, 16 mailboxes at a time.
-func seedAll(addr string, users []testbed.User) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		next = make(chan string)
-	)
-	for range 16 {
-		wg.Go(func() {
-			for u := range next {
-				if err := seed(addr, u, 2); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for _, u := range users {
-		next <- u.Name
-	}
-	close(next)
-	wg.Wait()
-	if len(errs) > 0 {
-		return errs[0]
+// seedAll gives every source mailbox two messages, written as Maildir
+// files: 10,000 logons would take longer than the batch.
+func seedAll(src *testbed.Server, users []testbed.User) error {
+	date := time.Now().UTC().Format(time.RFC1123Z)
+	for i, u := range users {
+		var msgs [][]byte
+		for j := range 2 {
+			msgs = append(msgs, fmt.Appendf(nil, "From: sender%d@example.org\r\nTo: %s\r\nSubject: tenant message %d\r\nMessage-ID: <t%d.%d@bench.example>\r\nDate: %s\r\n\r\nMessage %d of %s.\r\n",
+				j, u.Name, j, i, j, date, j, u.Name))
+		}
+		if err := src.SeedMaildir(u.Name, msgs); err != nil {
+			return err
+		}
 	}
 	return nil
 }

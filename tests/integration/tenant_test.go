@@ -2,8 +2,10 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,6 +72,25 @@ func TestBatchOfFortyHoldsItsConcurrencyThroughFaults(t *testing.T) {
 	}
 	for _, a := range accs {
 		assertIdentical(t, a)
+	}
+	// Counted, as a batch above a few hundred mailboxes is shown, it is
+	// the same batch as listed.
+	var totals [2]struct {
+		Totals struct {
+			Mailboxes int
+			ByStatus  map[string]int
+		}
+	}
+	for i, list := range []string{"all", "active"} {
+		if err := json.Unmarshal([]byte(mailmove(t, "default", "batch", "status", "forty", "--json", "--list", list)), &totals[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if totals[1].Totals.Mailboxes != 41 || !maps.Equal(totals[0].Totals.ByStatus, totals[1].Totals.ByStatus) {
+		t.Errorf("batch status --list active counts %+v, --list all %+v", totals[1].Totals, totals[0].Totals)
+	}
+	if out := mailmove(t, "default", "batch", "report", "forty"); !strings.Contains(out, "no failures or warnings among 41 mailboxes") {
+		t.Errorf("batch report:\n%s", out)
 	}
 	if got := src.Stats().Injected[faultproxy.FaultFailLogin]; got != 12 {
 		t.Errorf("the source refused %d logons, want 12", got)
