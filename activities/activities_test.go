@@ -38,15 +38,6 @@ func (s *signals) SignalWorkflow(_ context.Context, _, _, name string, arg inter
 	return nil
 }
 
-func account(t *testing.T, key *secret.Key, addr string) Account {
-	t.Helper()
-	pw, err := key.Seal(memserver.Password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Account{Endpoint: engine.Endpoint{Addr: addr, Security: engine.SecurityNone}, User: memserver.User, Password: pw}
-}
-
 // A sync call running longer than ProgressInterval signals its progress
 // to its workflow: rising, never more than the call's result.
 func TestSyncCallReportsItsProgress(t *testing.T) {
@@ -66,7 +57,7 @@ func TestSyncCallReportsItsProgress(t *testing.T) {
 	aenv := env.NewTestActivityEnvironment()
 	acts := &Activities{Key: key, Client: fake, ProgressInterval: 20 * time.Millisecond}
 	aenv.RegisterActivity(acts)
-	in := SyncInput{Mailbox: "alice", Source: account(t, key, srcAddr), Target: account(t, key, slow.Addr()), Call: 3,
+	in := SyncInput{Mailbox: "alice", Source: boundAccount(t, key, failure.SideSource, srcAddr), Target: boundAccount(t, key, failure.SideTarget, slow.Addr()), Call: 3,
 		Cursors: []engine.Cursor{{Source: "Work", Target: "Work"}}}
 	val, err := aenv.ExecuteActivity(acts.InitialSync, in)
 	if err != nil {
@@ -103,7 +94,7 @@ func TestSecretKeyMismatchIsClassified(t *testing.T) {
 	aenv := env.NewTestActivityEnvironment()
 	acts := &Activities{Key: workerKey}
 	aenv.RegisterActivity(acts)
-	_, err := aenv.ExecuteActivity(acts.Connect, ConnectInput{Mailbox: "alice", Source: account(t, batchKey, addr), Target: account(t, batchKey, addr)})
+	_, err := aenv.ExecuteActivity(acts.Connect, ConnectInput{Mailbox: "alice", Source: boundAccount(t, batchKey, failure.SideSource, addr), Target: boundAccount(t, batchKey, failure.SideTarget, addr)})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != string(failure.TypeSecretKeyMismatch) {
 		t.Fatalf("Connect() = %v; want an ApplicationError of type %s", err, failure.TypeSecretKeyMismatch)

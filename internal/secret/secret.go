@@ -562,10 +562,6 @@ func (k *Key) Open(s Sealed, here Binding) (string, error) {
 	return "", errDamaged
 }
 
-// Seal is SealUnbound, under its old name, for callers not yet sealing
-// with SealFor: workers refuse what it makes. To be removed.
-func (k *Key) Seal(plain string) (Sealed, error) { return k.SealUnbound(plain) }
-
 // openV1 opens an unbound value with any key held.
 func (k *Key) openV1(s Sealed) (string, error) {
 	data, err := base64.RawStdEncoding.DecodeString(string(s[len(prefixV1):]))
