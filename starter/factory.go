@@ -14,8 +14,9 @@ import (
 // verb needs into the verb's options; tests build a factory around a fake
 // client.
 type factory struct {
-	// Conn is the --address, --namespace and --secret-key-file flags, which
-	// the root command owns; read it only once the flags are parsed.
+	// Conn is the connection flags (worker.Connection.AddFlags) and
+	// --secret-key-file, which the root command owns; read it only once the
+	// flags are parsed.
 	Conn *worker.Connection
 	// Dial connects to Temporal at conn. The caller closes the client; a
 	// server that cannot be reached is an exitUnreachable error.
@@ -41,7 +42,8 @@ func newFactory(out, errOut io.Writer) *factory {
 	}
 }
 
-// Client connects to the Temporal of --address and --namespace.
+// Client connects to the Temporal of the connection flags, the profile
+// and the environment.
 func (f *factory) Client() (client.Client, error) { return f.Dial(*f.Conn) }
 
 // Key loads the key of --secret-key-file; with create, a missing file is

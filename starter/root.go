@@ -7,8 +7,9 @@ import (
 )
 
 const rootLong = `mailmove moves mailboxes between IMAP servers, durably, through Temporal.
-Its commands talk to Temporal only (--address, --namespace); workers
-(` + "`mailmove worker`" + ` or mailmove-worker) log on to the servers and copy.
+Its commands talk to Temporal only (--address, --namespace; a secured cluster
+takes the temporal CLI's TLS, API key and profile settings: docs/deploy.md);
+workers (` + "`mailmove worker`" + ` or mailmove-worker) log on to the servers and copy.
 
 Exit status:
   0  success

@@ -155,6 +155,27 @@ api_key = "from-profile"
 	}
 }
 
+// A flag given after a subcommand, as in `mailmove batch list --address
+// X`, is given too: it overrides the environment.
+func TestConnectionFlagsOfSubcommands(t *testing.T) {
+	var c Connection
+	root := &cobra.Command{Use: "root"}
+	root.AddCommand(&cobra.Command{Use: "sub", RunE: func(*cobra.Command, []string) error { return nil }})
+	c.AddFlags(root)
+	c.env = fakeEnv{"TEMPORAL_CONFIG_FILE": filepath.Join(t.TempDir(), "none.toml"), "TEMPORAL_ADDRESS": "e:1", "TEMPORAL_TLS": "true"}
+	root.SetArgs([]string{"sub", "--address", "f:1", "--tls=false"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.ClientOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.HostPort != "f:1" || !o.ConnectionOptions.TLSDisabled {
+		t.Fatalf("ClientOptions() = %s, TLS disabled %v; want f:1 without TLS, from the flags", o.HostPort, o.ConnectionOptions.TLSDisabled)
+	}
+}
+
 // A Connection built in code is what it says: the environment and the
 // user's profile do not change it.
 func TestConnectionInCodeIgnoresEnvironment(t *testing.T) {
