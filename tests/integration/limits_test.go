@@ -31,7 +31,7 @@ func TestLimitsHoldAcrossThreeWorkers(t *testing.T) {
 	for i := range 12 {
 		names = append(names, fmt.Sprintf("lim%02d", i))
 	}
-	accs := addAccounts(t, 1500, 30, names...)
+	accs := addAccounts(t, 1500, 100, names...)
 	csv := writeCSV(t, accs, func(a account) string { return a.password })
 	for range 3 {
 		w, err := startWorker(limitsNamespace)
@@ -41,6 +41,9 @@ func TestLimitsHoldAcrossThreeWorkers(t *testing.T) {
 		defer stopWorker(w)
 	}
 	proxy := faultproxy.StartForTest(t, env.source.Addr())
+	// A slow source keeps connections open long enough for the cap, not
+	// only the rate, to bind.
+	proxy.SetLatency(20 * time.Millisecond)
 	start := time.Now()
 	startBatchTo(t, limitsNamespace, "limits", csv, proxy.Addr(), env.target.Addr(),
 		"--concurrency", "12", "--connections-per-move", "3",
@@ -60,6 +63,9 @@ func TestLimitsHoldAcrossThreeWorkers(t *testing.T) {
 		elapsed.Round(time.Second), st.Connections, st.PeakOpen, st.PeakNewPerSecond)
 	if st.PeakOpen > maxConns || st.PeakNewPerSecond > rate {
 		t.Fatalf("source peaks: %d open, %d new in a second; want at most %d and %d", st.PeakOpen, st.PeakNewPerSecond, maxConns, rate)
+	}
+	if st.PeakOpen < maxConns || st.PeakNewPerSecond < rate {
+		t.Fatalf("source peaks: %d open, %d new in a second; the limits never bound, the test proves nothing", st.PeakOpen, st.PeakNewPerSecond)
 	}
 	// The cap held across workers, not within one: the copies ran on
 	// several of them.
