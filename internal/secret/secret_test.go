@@ -14,7 +14,7 @@ import (
 
 var alice = Binding{Use: UsePassword, Side: "source", Server: "imap.old.example:993", Security: "tls", User: "alice"}
 
-func TestSealOpen(t *testing.T) {
+func TestSecretSealOpen(t *testing.T) {
 	t.Setenv(EnvKey, "")
 	file := filepath.Join(t.TempDir(), "k")
 	k, err := Load(file, true)
@@ -47,7 +47,7 @@ func TestSealOpen(t *testing.T) {
 
 // A value opens only for what it was sealed for; the error names each
 // difference and never the secret.
-func TestOpenRefusesAnotherUse(t *testing.T) {
+func TestSecretOpenRefusesAnotherUse(t *testing.T) {
 	k, _ := NewKey(bytes.Repeat([]byte{1}, 32))
 	s, err := k.SealFor(alice, "hunter2")
 	if err != nil {
@@ -87,7 +87,7 @@ func TestOpenRefusesAnotherUse(t *testing.T) {
 
 // Changing anything in a sealed value — its clear binding to the one a
 // move wants, its key ID, a byte of its ciphertext — makes it not open.
-func TestTamperedValuesDoNotOpen(t *testing.T) {
+func TestSecretTamperedValuesDoNotOpen(t *testing.T) {
 	k, _ := NewKey(bytes.Repeat([]byte{1}, 32))
 	s, _ := k.SealFor(alice, "hunter2")
 	parts := strings.Split(string(s), ":")
@@ -130,7 +130,7 @@ func flip(b64 string) string {
 
 // Old values are refused unless the worker accepts them during an
 // upgrade; then they open with any key held.
-func TestUnboundValues(t *testing.T) {
+func TestSecretUnboundValues(t *testing.T) {
 	old, _ := NewKey(bytes.Repeat([]byte{1}, 32))
 	v1, _ := old.SealUnbound("hunter2")
 	if v1.Version() != 1 {
@@ -153,7 +153,7 @@ func TestUnboundValues(t *testing.T) {
 
 // After a rotation, values sealed with the old key still open, new ones
 // are sealed with the new key, and dropping the old keys stops them.
-func TestRotation(t *testing.T) {
+func TestSecretKeyRotation(t *testing.T) {
 	t.Setenv(EnvKey, "")
 	file := filepath.Join(t.TempDir(), "secret.key")
 	k1, err := Load(file, true)
@@ -218,7 +218,7 @@ func TestRotation(t *testing.T) {
 }
 
 // Hostile values never panic and never open.
-func TestHostileValuesNeverPanic(t *testing.T) {
+func TestSecretHostileValuesNeverPanic(t *testing.T) {
 	k, _ := NewKey(bytes.Repeat([]byte{1}, 32))
 	k.AcceptUnbound = true
 	good, _ := k.SealFor(alice, "hunter2")
@@ -253,7 +253,7 @@ func TestHostileValuesNeverPanic(t *testing.T) {
 	}
 }
 
-func FuzzOpen(f *testing.F) {
+func FuzzSecretOpen(f *testing.F) {
 	k, _ := NewKey(bytes.Repeat([]byte{1}, 32))
 	good, _ := k.SealFor(alice, "hunter2")
 	f.Add(string(good))
@@ -265,7 +265,7 @@ func FuzzOpen(f *testing.F) {
 
 // Processes that make the key at once all end up with one key; a missing
 // key is not made by a reader, and its error says how to make one.
-func TestInitIsAtomic(t *testing.T) {
+func TestSecretKeyInitIsAtomic(t *testing.T) {
 	t.Setenv(EnvKey, "")
 	file := filepath.Join(t.TempDir(), "mailmove", "secret.key")
 	var wg sync.WaitGroup
@@ -309,7 +309,7 @@ func TestInitIsAtomic(t *testing.T) {
 
 // Redact takes the secret out as it is, quoted, and in base64 at every
 // alignment, as inside an AUTHENTICATE PLAIN response.
-func TestRedact(t *testing.T) {
+func TestSecretRedact(t *testing.T) {
 	const pw = `hun"ter\2-Secret`
 	plain := func(prefix string) string { return base64.StdEncoding.EncodeToString([]byte(prefix + pw)) }
 	for _, text := range []string{
