@@ -33,7 +33,7 @@ func NewCommand(conn *Connection, runF func(*Options) error) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "copies run at once, each holding one source and one target connection (0: the SDK default, 1,000)")
-	f.IntVar(&opts.MaxConnectionsPerServer, "max-connections-per-server", 0, "connections this worker holds to one IMAP server at most; copies wait for a free one (0: no cap)")
+	f.IntVar(&opts.MaxConnectionsPerServer, "max-connections-per-server", 0, "connections this worker holds to one IMAP server at most; copies wait for a free one (0: no cap). Per process: for limits across all workers, batch start --source-max-connections and --source-connection-rate (docs/limits.md)")
 	f.StringVar(&opts.MetricsAddress, "metrics-address", "", "serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (docs/metrics.md lists them; empty: none)")
 	f.Float64Var(&opts.ActivitiesPerSecond, "activities-per-second", 0, "copies started per second on the task queue, across all workers, e.g. to spare servers a storm of logins when a large batch starts (0: no cap)")
 	return cmd
