@@ -108,3 +108,50 @@ func TestKeyRotateKeepsOldMovesOpening(t *testing.T) {
 		t.Fatalf("key rotate with the key in %s: %v; want an error saying how to rotate there", secret.EnvKey, err)
 	}
 }
+
+// What batch start seals opens for exactly the binding the worker reads
+// off each account — the user's password for its user, the admin's for
+// the admin, the token command for its server — and for nothing else.
+func TestBatchStartSealsEachSecretForItsAccount(t *testing.T) {
+	t.Setenv(secret.EnvKey, "")
+	t.Setenv("MAILMOVE_TARGET_ADMIN_PASSWORD", "admin-pw")
+	key := testKey(t)
+	csv := writeFile(t, "b.csv", "EmailAddress,UserName,Password\nalice@example.com,alice,alice-pw\nbob@example.com,bob,bob-pw\n")
+	for _, tc := range []struct {
+		args []string
+		open func(workflows.MailboxMoveInput) (secret.Sealed, secret.Binding, string)
+	}{
+		{[]string{"--target-admin", "importer"}, func(mv workflows.MailboxMoveInput) (secret.Sealed, secret.Binding, string) {
+			return mv.Target.AdminPassword, mv.Target.Endpoint.SecretBinding(failure.SideTarget, secret.UseAdminPassword, "importer"), "admin-pw"
+		}},
+		{[]string{"--target-token-command", "print-token --secret x"}, func(mv workflows.MailboxMoveInput) (secret.Sealed, secret.Binding, string) {
+			return mv.Target.TokenCommand, mv.Target.Endpoint.SecretBinding(failure.SideTarget, secret.UseTokenCommand, ""), "print-token --secret x"
+		}},
+	} {
+		opts := parseStart(t, append([]string{"--name", "w1", "--csv", csv, "--source", "old.example:993", "--target", "new.example:143",
+			"--target-security", "starttls"}, tc.args...)...)
+		in, err := batchInput(opts, key)
+		if err != nil {
+			t.Fatalf("batchInput(%v) = %v", tc.args, err)
+		}
+		for _, mv := range in.Moves {
+			want := strings.Split(mv.Mailbox, "@")[0] + "-pw"
+			b := mv.Source.Endpoint.SecretBinding(failure.SideSource, secret.UsePassword, mv.Source.User)
+			if got, err := key.Open(mv.Source.Password, b); err != nil || got != want {
+				t.Fatalf("%s: source password opens as %q, %v; want %q", mv.Mailbox, got, err, want)
+			}
+			b.User = "someone-else"
+			if _, err := key.Open(mv.Source.Password, b); err == nil {
+				t.Fatalf("%s: source password opens for another user", mv.Mailbox)
+			}
+			sealed, b, want := tc.open(mv)
+			if got, err := key.Open(sealed, b); err != nil || got != want {
+				t.Fatalf("%v: opens as %q, %v; want %q", tc.args, got, err, want)
+			}
+			b.Server = "evil.example:143"
+			if _, err := key.Open(sealed, b); err == nil {
+				t.Fatalf("%v: opens for another server", tc.args)
+			}
+		}
+	}
+}
