@@ -31,7 +31,7 @@ func TestLimitsHoldAcrossThreeWorkers(t *testing.T) {
 	for i := range 12 {
 		names = append(names, fmt.Sprintf("lim%02d", i))
 	}
-	accs := addAccounts(t, 1500, 100, names...)
+	accs := addAccounts(t, 1500, 50, names...)
 	csv := writeCSV(t, accs, func(a account) string { return a.password })
 	for range 3 {
 		w, err := startWorker(limitsNamespace)
