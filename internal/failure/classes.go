@@ -115,8 +115,9 @@ var classes = []Class{
 		Remedy: "the server answered something unexpected; see the message, and the worker log"},
 	{Type: TypeSecretKeyMismatch, Kind: KindActivity,
 		Rule: Rule{Final: true}, Fixed: true,
-		Hint:   "start the worker with the --secret-key-file the batch was started with",
-		Remedy: "start the workers with the --secret-key-file the batch was started with; then `mailmove batch retry`"},
+		Hint: "start the worker with the --secret-key-file the batch was started with",
+		Remedy: "the reason says which: a key the workers lack — start them with the --secret-key-file the batch was started with, then `mailmove batch retry`; " +
+			"SealedForAnotherUse or UnboundSecret — seal the password again for this move with `mailmove batch retry NAME --failed --csv FILE`"},
 
 	{Type: TypeBadItemLimitExceeded, Kind: KindMove,
 		Remedy: "see the refused messages with `mailmove move status EMAIL --batch NAME --json`; raise badItemLimit in the policy if they may be skipped; " +
