@@ -45,12 +45,31 @@ func main() {
 	tenant := flag.Int("tenant", 0, "run only a tenant-sized batch of this many 2-message mailboxes through the CLI (batch start, status, report timed)")
 	tenantConcurrency := flag.Int("tenant-concurrency", 200, "--concurrency of the tenant batch")
 	tenantWait := flag.Duration("tenant-wait", 2*time.Hour, "how long to watch the tenant batch before reporting")
+	scale := flag.Int("scale", 0, "run only the scale run: this many mailboxes through the CLI, several worker processes, figures per move, then the tenant model (docs/deploy.md)")
+	scaleMessages := flag.Int("scale-messages", 50, "messages in each mailbox of the scale run (a few KB each)")
+	scaleWorkers := flag.Int("scale-workers", 3, "worker processes of the scale run")
+	scaleConcurrency := flag.Int("scale-concurrency", 100, "--concurrency of the scale run's batch")
+	scaleWait := flag.Duration("scale-wait", 2*time.Hour, "how long the scale run waits for its batch to end")
+	model := flag.Bool("model", false, "print only the model of a 10,000-mailbox, 2 TB tenant, from the figures of the last documented scale run")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the engine's initial sync to this file (go tool pprof)")
 	flag.StringVar(&imapsync, "imapsync", "auto", "imapsync to compare with on the same corpus (auto: the one on PATH, if any; \"\": skip)")
 	flag.Parse()
 	profile = *cpuProfile
 	if imapsync == "auto" {
 		imapsync, _ = exec.LookPath("imapsync")
+	}
+	if *model {
+		printModel(documentedScale, "the documented scale run (docs/deploy.md)")
+		return
+	}
+	if *scale > 0 {
+		fig, err := scaleRun(*scale, *scaleMessages, *scaleWorkers, *scaleConcurrency, *scaleWait)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		printModel(fig, "this run")
+		return
 	}
 	if *tenant > 0 {
 		if err := tenantRun(*tenant, *tenantConcurrency, *tenantWait); err != nil {
