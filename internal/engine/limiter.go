@@ -110,6 +110,11 @@ const (
 	// added to the spacing of grants, so that dials that happen anywhere in
 	// [DialAt, DialAt+DialTolerance] still keep the rate (Leases.Spacing).
 	DialTolerance = 100 * time.Millisecond
+	// DialGuard is added to the spacing too: what may pass between the
+	// worker's last look at the clock and the server's accept (the
+	// worker's scheduling, the connect) and the skew between workers'
+	// clocks, on top of DialTolerance.
+	DialGuard = 150 * time.Millisecond
 	// GrantHorizon: a request is granted a rate slot at most this far
 	// beyond the worker's lead; later slots wait for the next ask, so that
 	// no worker holds a permit long without a connection.
@@ -195,9 +200,10 @@ type LeaseSyncResult struct {
 //     user's, counting the requests of other workers ahead of it in line
 //     as held (they are served at their next ask, in order);
 //   - the DialAt of any two grants are at least Spacing apart, so with
-//     every dial in [DialAt, DialAt+DialTolerance] at most ⌈R⌉ connections
-//     are opened in any window [t, t+1s), and no more than 1+R·T in any T
-//     seconds: no burst;
+//     every dial in [DialAt, DialAt+DialTolerance] and reaching the
+//     server within DialGuard, at most ⌈R⌉ connections are opened in any
+//     window [t, t+1s), and no more than 1+R·T in any T seconds: no
+//     burst;
 //   - a lease ends when its worker no longer names it, or LeaseTTL after
 //     its last renewal.
 //
@@ -211,12 +217,12 @@ type Leases struct {
 }
 
 // Spacing is the least time between two grants' DialAt: (1s +
-// DialTolerance) / ConnectionRate; 0 without a rate.
+// DialTolerance + DialGuard) / ConnectionRate; 0 without a rate.
 func (l *Leases) Spacing() time.Duration {
 	if l.Limits.ConnectionRate <= 0 {
 		return 0
 	}
-	return time.Duration(float64(time.Second+DialTolerance) / l.Limits.ConnectionRate)
+	return time.Duration(float64(time.Second+DialTolerance+DialGuard) / l.Limits.ConnectionRate)
 }
 
 // Expire frees the leases not renewed in time and forgets the requests

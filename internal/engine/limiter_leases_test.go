@@ -23,7 +23,7 @@ type leaseModel struct {
 // (NoWait) requests, workers that die and limits that change, and checks
 // what Leases promises: no grant beyond MaxConnections or the per-user
 // cap, grants' dials spaced so that no window [t, t+1s) holds more than
-// ⌈R⌉ (dials anywhere in [DialAt, DialAt+DialTolerance]), a live worker's
+// ⌈R⌉ (dials anywhere in [DialAt, DialAt+DialTolerance+DialGuard]), a live worker's
 // leases never freed under it, a dead worker's freed after LeaseTTL, and
 // every request served once the others let go.
 func TestLeasesHoldLimitsRandomly(t *testing.T) {
@@ -88,7 +88,7 @@ func leaseRun(t *testing.T, seed int64) {
 			if _, ok := w.held[g.ID]; !ok {
 				fresh++
 				freshUsers[w.pending[r].User] = true
-				dials = append(dials, g.DialAt.Add(time.Duration(rng.Int63n(int64(DialTolerance)+1))))
+				dials = append(dials, g.DialAt.Add(time.Duration(rng.Int63n(int64(DialTolerance+DialGuard)+1))))
 			}
 			w.held[g.ID] = w.pending[r].User
 			w.pending = slices.Delete(w.pending, r, r+1)
@@ -189,7 +189,7 @@ func leaseRun(t *testing.T, seed int64) {
 		if round > 10000 {
 			t.Fatalf("requests never served: %+v", l.Waiting)
 		}
-		now = now.Add(50 * time.Millisecond)
+		now = now.Add(250 * time.Millisecond)
 	}
 }
 
@@ -200,8 +200,8 @@ func TestLeasesSpacingAndGrantOrder(t *testing.T) {
 	if len(res.Granted) != 2 || res.Retry != LeasePoll {
 		t.Fatalf("first sync = %+v, want 2 grants and a retry", res)
 	}
-	if d := res.Granted[1].DialAt.Sub(res.Granted[0].DialAt); d != 550*time.Millisecond {
-		t.Fatalf("spacing %v, want 550ms ((1s+100ms)/2)", d)
+	if d := res.Granted[1].DialAt.Sub(res.Granted[0].DialAt); d != 625*time.Millisecond {
+		t.Fatalf("spacing %v, want 625ms ((1s+100ms+150ms)/2)", d)
 	}
 	// b asks while a holds both: b waits behind a3.
 	res = l.Sync(now, LeaseSync{Worker: "b", Want: []LeaseRequest{{ID: "b1"}}})

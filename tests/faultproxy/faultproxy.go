@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,8 +94,9 @@ type Proxy struct {
 	faults faults
 	stats  Stats
 	// accepts are the accept times of the last second, for
-	// Stats.PeakNewPerSecond.
-	accepts []time.Time
+	// Stats.PeakNewPerSecond; acceptLog all of them (AcceptTimes).
+	accepts   []time.Time
+	acceptLog []time.Time
 }
 
 // faults is the armed state; guarded by Proxy.mu.
@@ -401,7 +403,21 @@ func (p *Proxy) countPeaks(now time.Time) {
 		i++
 	}
 	p.accepts = append(p.accepts[i:], now)
+	if len(p.acceptLog) < maxAcceptLog {
+		p.acceptLog = append(p.acceptLog, now)
+	}
 	p.stats.PeakNewPerSecond = max(p.stats.PeakNewPerSecond, len(p.accepts))
+}
+
+// maxAcceptLog bounds AcceptTimes.
+const maxAcceptLog = 100000
+
+// AcceptTimes returns when each connection was accepted, in order (the
+// first 100,000): to show where a peak was.
+func (p *Proxy) AcceptTimes() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.acceptLog)
 }
 
 func (p *Proxy) inject(f Fault) {
