@@ -12,16 +12,25 @@ const Redacted = "[redacted]"
 // Redact takes every secret out of text, in the forms a server may echo
 // it: as it is, as an IMAP quoted string (\ and " escaped), and in base64
 // (standard or URL-safe, at any alignment, as inside the AUTHENTICATE
-// PLAIN or XOAUTH2 response it was sent in). Base64 is taken out with the
-// characters around it that also encode its bits. Secrets shorter than 3
-// bytes are taken out only as they are.
+// PLAIN or XOAUTH2 response it was sent in). As it is and quoted, it is
+// taken out in any case (some servers upper-case the line they refuse). A
+// base64 word that decodes to bytes holding the secret, at any alignment,
+// is taken out whole, however short the secret; the parts of a longer
+// secret that a cut-off base64 word still holds are taken out with the
+// characters around them that also encode their bits.
 func Redact(text string, secrets ...string) string {
 	for _, s := range secrets {
 		if s == "" {
 			continue
 		}
+		text = base64Word.ReplaceAllStringFunc(text, func(w string) string {
+			if decodesTo(w, s) {
+				return Redacted
+			}
+			return w
+		})
 		for _, form := range []string{s, strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)} {
-			text = strings.ReplaceAll(text, form, Redacted)
+			text = regexp.MustCompile(`(?i)`+regexp.QuoteMeta(form)).ReplaceAllLiteralString(text, Redacted)
 		}
 		if re := base64Forms(s); re != nil {
 			text = re.ReplaceAllString(text, Redacted)
@@ -49,4 +58,24 @@ func base64Forms(s string) *regexp.Regexp {
 		return nil
 	}
 	return regexp.MustCompile(`[A-Za-z0-9+/_-]{0,3}(?:` + strings.Join(alts, "|") + `)[A-Za-z0-9+/_=-]{0,4}`)
+}
+
+// base64Word is a word of base64, standard or URL-safe, with its padding.
+var base64Word = regexp.MustCompile(`[A-Za-z0-9+/_-]{2,}=*`)
+
+// decodesTo reports whether the base64 word w, read from any of its first
+// four characters (the secret's bytes may start at any alignment, and a
+// server may cut the word anywhere), decodes to bytes holding s.
+func decodesTo(w, s string) bool {
+	w = strings.NewReplacer("-", "+", "_", "/").Replace(strings.TrimRight(w, "="))
+	for off := 0; off < 4 && off < len(w); off++ {
+		seg := w[off:]
+		if len(seg)%4 == 1 {
+			seg = seg[:len(seg)-1]
+		}
+		if dec, err := base64.RawStdEncoding.DecodeString(seg); err == nil && strings.Contains(string(dec), s) {
+			return true
+		}
+	}
+	return false
 }

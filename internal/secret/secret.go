@@ -169,6 +169,7 @@ type Key struct {
 
 type entry struct {
 	id   string
+	sum  [32]byte // the key's hash: tells keys with one ID apart
 	aead cipher.AEAD
 }
 
@@ -217,7 +218,7 @@ func newEntry(raw []byte) (entry, error) {
 	if err != nil {
 		return entry{}, err
 	}
-	return entry{id: KeyID(raw), aead: aead}, nil
+	return entry{id: KeyID(raw), sum: sha256.Sum256(raw), aead: aead}, nil
 }
 
 // NewKey returns a key from 32 raw bytes; older keys, which only open,
@@ -416,10 +417,47 @@ func replace(file string, raws [][]byte) error {
 	return nil
 }
 
+// lockFile keeps other Rotate and DropOld calls off file until unlock:
+// each reads the file, then writes it whole, so two at once would lose
+// the key one of them added. The lock is file+".lock", made exclusively;
+// one left by a process that died is taken over after lockStale.
+func lockFile(file string) (unlock func(), err error) {
+	lock := file + ".lock"
+	deadline := time.Now().Add(lockWait)
+	for {
+		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err == nil {
+			f.Close()
+			return func() { os.Remove(lock) }, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("lock the secret key: %w", err)
+		}
+		if fi, err := os.Stat(lock); err == nil && time.Since(fi.ModTime()) > lockStale {
+			os.Remove(lock)
+			continue
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("another mailmove key rotate holds %s; remove it if none runs", lock)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const (
+	lockWait  = 10 * time.Second
+	lockStale = time.Minute
+)
+
 // Rotate puts a new random key first in file, which must exist: it seals
 // from now on, and the keys that were there keep opening what they
 // sealed. It returns the new key's ID and the older ones'.
 func Rotate(file string) (id string, older []string, err error) {
+	unlock, err := lockFile(file)
+	if err != nil {
+		return "", nil, err
+	}
+	defer unlock()
 	raws, err := readKeys(file)
 	if err != nil {
 		return "", nil, err
@@ -441,6 +479,11 @@ func Rotate(file string) (id string, older []string, err error) {
 // others no longer open. It returns the current key's ID and the dropped
 // ones'.
 func DropOld(file string) (id string, dropped []string, err error) {
+	unlock, err := lockFile(file)
+	if err != nil {
+		return "", nil, err
+	}
+	defer unlock()
 	raws, err := readKeys(file)
 	if err != nil {
 		return "", nil, err
@@ -610,6 +653,15 @@ func (k *Key) withID(id string) []entry {
 			for _, r := range raws {
 				if e, err := newEntry(r); err == nil {
 					keys = append(keys, e)
+				}
+			}
+			// Keys held and no longer in the file stay: a file read while
+			// it is being copied in place may lack some, and a move sealed
+			// with one must not fail for good (SecretKeyMismatch is final).
+			// A restart forgets them (key rotate --drop-old says so).
+			for _, held := range k.keys {
+				if !slices.ContainsFunc(keys, func(e entry) bool { return e.sum == held.sum }) {
+					keys = append(keys, held)
 				}
 			}
 			if len(keys) > 0 {
