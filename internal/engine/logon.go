@@ -59,9 +59,16 @@ type Credentials struct {
 // MinTLS when older than 1.2. Compress changes nothing of that and is
 // left out.
 func (ep Endpoint) SecretBinding(side failure.Side, use secret.Use, user string) secret.Binding {
-	server := strings.ToLower(ep.Addr)
+	// Host names in ASCII lower case, as DNS compares them: strings.ToLower
+	// would make the Kelvin sign a "k", another name for the same binding.
+	// An IPv6 zone (after %) is an interface name, which keeps its case.
+	server := asciiLower(ep.Addr)
 	if host, port, err := net.SplitHostPort(ep.Addr); err == nil {
-		server = net.JoinHostPort(strings.ToLower(host), port)
+		host, zone, ok := strings.Cut(host, "%")
+		if host = asciiLower(host); ok {
+			host += "%" + zone
+		}
+		server = net.JoinHostPort(host, port)
 	}
 	var sec string
 	switch ep.Security {
@@ -77,14 +84,27 @@ func (ep Endpoint) SecretBinding(side failure.Side, use secret.Use, user string)
 			sec += "+noverify"
 		}
 		if ep.CA != "" {
+			// The whole hash: a prefix short enough to match by varying a
+			// comment in a PEM of one's own CA would trust that CA.
 			h := sha256.Sum256([]byte(ep.CA))
-			sec += "+ca:" + hex.EncodeToString(h[:6])
+			sec += "+ca:" + hex.EncodeToString(h[:])
 		}
 		if _, ok := TLSVersions[ep.MinTLS]; ok && ep.MinTLS != "1.2" {
 			sec += "+min" + ep.MinTLS
 		}
 	}
 	return secret.Binding{Use: use, Side: string(side), Server: server, Security: sec, User: user}
+}
+
+// asciiLower is s with A-Z in lower case, and nothing else changed.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // logon authenticates the session as cred says. A refused OAuth2 token is
@@ -124,6 +144,12 @@ func redact(err error, secrets []string) error {
 	if err == nil {
 		return nil
 	}
+	if err == context.Canceled || err == context.DeadlineExceeded {
+		// ctxErr's, as they are: a fixed text that holds no secret, even
+		// where a password is one of its words, and callers test it with
+		// errors.Is.
+		return err
+	}
 	fe, ok := failure.As(err)
 	if !ok {
 		if msg := secret.Redact(err.Error(), secrets...); msg != err.Error() {
@@ -149,6 +175,7 @@ func redactIMAP(err error, secrets []string) *imap.Error {
 	}
 	c := *ie
 	c.Text = secret.Redact(ie.Text, secrets...)
+	c.Code = imap.ResponseCode(secret.Redact(string(ie.Code), secrets...))
 	return &c
 }
 
