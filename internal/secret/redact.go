@@ -13,7 +13,8 @@ const Redacted = "[redacted]"
 // it: as it is, as an IMAP quoted string (\ and " escaped), and in base64
 // (standard or URL-safe, at any alignment, as inside the AUTHENTICATE
 // PLAIN or XOAUTH2 response it was sent in). As it is and quoted, it is
-// taken out in any case (some servers upper-case the line they refuse). A
+// taken out in any case (some servers upper-case the line they refuse),
+// and so is its start, from 4 bytes on (some cut the line they echo). A
 // base64 word that decodes to bytes holding the secret, at any alignment,
 // is taken out whole, however short the secret; the parts of a longer
 // secret that a cut-off base64 word still holds are taken out with the
@@ -31,6 +32,7 @@ func Redact(text string, secrets ...string) string {
 		})
 		for _, form := range []string{s, strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)} {
 			text = regexp.MustCompile(`(?i)`+regexp.QuoteMeta(form)).ReplaceAllLiteralString(text, Redacted)
+			text = redactStarts(text, form)
 		}
 		if re := base64Forms(s); re != nil {
 			text = re.ReplaceAllString(text, Redacted)
@@ -78,4 +80,41 @@ func decodesTo(w, s string) bool {
 		}
 	}
 	return false
+}
+
+// minStart is the shortest start of a secret that redactStarts takes out.
+const minStart = 4
+
+// redactStarts takes out of text every run of at least minStart bytes
+// (all of form, if shorter) that form starts with, in any ASCII case:
+// what an echo cut short leaves of a secret.
+func redactStarts(text, form string) string {
+	lt, lf := asciiLower(text), asciiLower(form)
+	least := min(len(lf), minStart)
+	var b strings.Builder
+	for i := 0; i < len(text); {
+		n := 0
+		for n < len(lf) && i+n < len(lt) && lt[i+n] == lf[n] {
+			n++
+		}
+		if n >= least {
+			b.WriteString(Redacted)
+			i += n
+			continue
+		}
+		b.WriteByte(text[i])
+		i++
+	}
+	return b.String()
+}
+
+// asciiLower is s with A-Z in lower case, every byte where it was.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -394,3 +394,21 @@ func TestReviewHostileValuesAreCheap(t *testing.T) {
 		t.Fatalf("hostile values took %v", d)
 	}
 }
+
+// A server that cuts its echo short (a line limit, "...") leaves the
+// password's start: every 4 bytes or more of it are taken out, as it is
+// and quoted, in any case.
+func TestReviewRedactCutShortEcho(t *testing.T) {
+	const pw = `Hunter2-"Secret"`
+	quoted := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(pw)
+	for _, form := range []string{pw, quoted, strings.ToUpper(pw)} {
+		for n := 4; n < len(form); n++ {
+			for _, text := range []string{"BAD line too long: a1 LOGIN alice " + form[:n], "BAD a1 LOGIN alice " + form[:n] + "... (cut)"} {
+				got := Redact(text, pw)
+				if strings.Contains(strings.ToLower(got), strings.ToLower(pw[:4])) {
+					t.Errorf("Redact(%q) = %q: the password's start is left", text, got)
+				}
+			}
+		}
+	}
+}
