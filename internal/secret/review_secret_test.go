@@ -412,3 +412,35 @@ func TestReviewRedactCutShortEcho(t *testing.T) {
 		}
 	}
 }
+
+// `key rotate --drop-old` while a move sealed with an older key still
+// runs: workers that hold that key keep opening it until they restart
+// (also after reading the file again for a newer key); a restarted one
+// refuses it, naming the key it lacks.
+func TestReviewDropOldWhileAMoveRuns(t *testing.T) {
+	t.Setenv(EnvKey, "")
+	file := filepath.Join(t.TempDir(), "secret.key")
+	Init(file)
+	cli, _ := Load(file, false)
+	oldID := cli.IDs()[0]
+	running, _ := cli.SealFor(alice, "old-pw")
+	Rotate(file)
+	worker, _ := Load(file, false)
+	if _, _, err := DropOld(file); err != nil {
+		t.Fatal(err)
+	}
+	Rotate(file)
+	cli, _ = Load(file, false)
+	newer, _ := cli.SealFor(alice, "newer-pw")
+	if got, err := worker.Open(newer, alice); err != nil || got != "newer-pw" {
+		t.Fatalf("worker opening a value of a key it lacked: %q, %v", got, err)
+	}
+	if got, err := worker.Open(running, alice); err != nil || got != "old-pw" {
+		t.Fatalf("worker opening a running move's value after --drop-old: %q, %v", got, err)
+	}
+	restarted, _ := Load(file, false)
+	var unknown *UnknownKeyError
+	if _, err := restarted.Open(running, alice); !errors.As(err, &unknown) || unknown.ID != oldID || !strings.Contains(err.Error(), oldID) {
+		t.Fatalf("restarted worker opening a dropped key's value: %v; want UnknownKeyError naming %s", err, oldID)
+	}
+}
