@@ -444,3 +444,48 @@ func TestReviewDropOldWhileAMoveRuns(t *testing.T) {
 		t.Fatalf("restarted worker opening a dropped key's value: %v; want UnknownKeyError naming %s", err, oldID)
 	}
 }
+
+// Random secrets of 3 to 40 bytes echoed in random ways — as they are,
+// quoted, upper- or lower-cased, inside base64 of a PLAIN or XOAUTH2
+// response with random users, at the start, the middle or the end of the
+// text — are never left, as they are or decoding from base64.
+func TestReviewRedactRandomEchoes(t *testing.T) {
+	const chars = `abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_+/=."\ !@#$%*`
+	rnd := func(n int) string {
+		b := make([]byte, n)
+		rand.Read(b)
+		for i := range b {
+			b[i] = chars[int(b[i])%len(chars)]
+		}
+		return string(b)
+	}
+	pick := func(n int) int {
+		var b [1]byte
+		rand.Read(b[:])
+		return int(b[0]) % n
+	}
+	for range 3000 {
+		pw := rnd(3 + pick(38))
+		user := rnd(pick(12))
+		var echo string
+		switch pick(6) {
+		case 0:
+			echo = pw
+		case 1:
+			echo = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(pw) + `"`
+		case 2:
+			echo = strings.ToUpper(pw)
+		case 3:
+			echo = base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pw))
+		case 4:
+			echo = base64.RawURLEncoding.EncodeToString([]byte("user=" + user + "\x01auth=Bearer " + pw + "\x01\x01"))
+		default:
+			echo = base64.StdEncoding.EncodeToString([]byte(user + "\x00root\x00" + pw))
+		}
+		text := []string{echo + " refused", "NO [AUTHENTICATIONFAILED] " + echo, "NO you said " + echo + " (bad)"}[pick(3)]
+		got := Redact(text, pw)
+		if strings.Contains(strings.ToLower(got), strings.ToLower(pw)) || leaksBase64(got, pw) {
+			t.Fatalf("Redact(%q, %q) = %q: the secret is left", text, pw, got)
+		}
+	}
+}
