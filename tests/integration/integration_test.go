@@ -56,7 +56,10 @@ func TestMain(m *testing.M) {
 }
 
 func setup(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "mailmove-it-*")
+	// In memory where it can be (testbed.ScratchDir): on a VM disk the dev
+	// server's SQLite and Dovecot's Maildirs wait for a sync at every
+	// commit.
+	dir, err := os.MkdirTemp(testbed.ScratchDir(), "mailmove-it-*")
 	if err != nil {
 		return 1, err
 	}
