@@ -2,6 +2,7 @@ package secret
 
 import (
 	"encoding/base64"
+	"net/url"
 	"regexp"
 	"strings"
 )
@@ -10,8 +11,9 @@ import (
 const Redacted = "[redacted]"
 
 // Redact takes every secret out of text, in the forms a server may echo
-// it: as it is, as an IMAP quoted string (\ and " escaped), and in base64
-// (standard or URL-safe, at any alignment, as inside the AUTHENTICATE
+// it: as it is, as an IMAP quoted string (\ and " escaped), URL-encoded
+// (a server whose logons go to a web service may echo its form), and in
+// base64 (standard or URL-safe, at any alignment, as inside the AUTHENTICATE
 // PLAIN or XOAUTH2 response it was sent in). As it is and quoted, it is
 // taken out in any case (some servers upper-case the line they refuse),
 // and so is its start, from 4 bytes on (some cut the line they echo). A
@@ -30,10 +32,11 @@ func Redact(text string, secrets ...string) string {
 			}
 			return w
 		})
-		for _, form := range []string{s, strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)} {
+		forms := []string{s, strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s), url.QueryEscape(s), url.PathEscape(s)}
+		for _, form := range forms {
 			text = regexp.MustCompile(`(?i)`+regexp.QuoteMeta(form)).ReplaceAllLiteralString(text, Redacted)
-			text = redactStarts(text, form)
 		}
+		text = redactStarts(text, forms...)
 		if re := base64Forms(s); re != nil {
 			text = re.ReplaceAllString(text, Redacted)
 		}
@@ -86,18 +89,28 @@ func decodesTo(w, s string) bool {
 const minStart = 4
 
 // redactStarts takes out of text every run of at least minStart bytes
-// (all of form, if shorter) that form starts with, in any ASCII case:
-// what an echo cut short leaves of a secret.
-func redactStarts(text, form string) string {
-	lt, lf := asciiLower(text), asciiLower(form)
-	least := min(len(lf), minStart)
+// (all of a form, if shorter) that one of forms starts with, in any ASCII
+// case, the longest where they overlap (a secret's start is the start of
+// its URL-encoded form too): what an echo cut short leaves of a secret.
+func redactStarts(text string, forms ...string) string {
+	lt := asciiLower(text)
+	lfs := make([]string, len(forms))
+	for i, f := range forms {
+		lfs[i] = asciiLower(f)
+	}
 	var b strings.Builder
 	for i := 0; i < len(text); {
-		n := 0
-		for n < len(lf) && i+n < len(lt) && lt[i+n] == lf[n] {
-			n++
+		longest := 0
+		for _, lf := range lfs {
+			n := 0
+			for n < len(lf) && i+n < len(lt) && lt[i+n] == lf[n] {
+				n++
+			}
+			if n >= min(len(lf), minStart) {
+				longest = max(longest, n)
+			}
 		}
-		if n >= least {
+		if n := longest; n > 0 {
 			b.WriteString(Redacted)
 			i += n
 			continue

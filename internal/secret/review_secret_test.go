@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -486,6 +487,35 @@ func TestReviewRedactRandomEchoes(t *testing.T) {
 		got := Redact(text, pw)
 		if strings.Contains(strings.ToLower(got), strings.ToLower(pw)) || leaksBase64(got, pw) {
 			t.Fatalf("Redact(%q, %q) = %q: the secret is left", text, pw, got)
+		}
+	}
+}
+
+// A server whose logons go to a web service may echo that service's
+// form: the password URL-encoded (%XX in either case, + or %20 for a
+// space) is taken out too.
+func TestReviewRedactURLEncoded(t *testing.T) {
+	const pw = "hunter2!@ Secret/&"
+	for _, text := range []string{
+		"NO [AUTHENTICATIONFAILED] backend said: user=alice&password=" + url.QueryEscape(pw),
+		"NO [AUTHENTICATIONFAILED] backend said: /auth/alice/" + url.PathEscape(pw),
+		"NO [AUTHENTICATIONFAILED] backend said: password=" + strings.ToLower(url.QueryEscape(pw)),
+	} {
+		if got := Redact(text, pw); strings.Contains(got, "Secret") || strings.Contains(got, "hunter2") {
+			t.Errorf("Redact(%q) = %q: the URL-encoded password is left", text, got)
+		}
+	}
+}
+
+// An echo cut short in the URL-encoded form: the longer start (of the
+// encoded form) is taken out, not only the part it shares with the plain.
+func TestReviewRedactCutShortURLEncoded(t *testing.T) {
+	const pw = "hunter2!@ Secret/&"
+	enc := url.QueryEscape(pw)
+	for n := 4; n < len(enc); n++ {
+		text := "NO backend said: password=" + enc[:n]
+		if got := Redact(text, pw); strings.Contains(got, "Sec") || strings.Contains(got, "%40") {
+			t.Errorf("Redact(%q) = %q", text, got)
 		}
 	}
 }
