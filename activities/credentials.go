@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,7 +116,10 @@ func runTokenCommand(ctx context.Context, user, command string) (token, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
-	cmd.Env = append(os.Environ(), "MAILMOVE_USER="+user)
+	// Not the worker's secret key: the command needs the user, not the
+	// key that opens every sealed password.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, secret.EnvKey+"=") })
+	cmd.Env = append(env, "MAILMOVE_USER="+user)
 	var out bytes.Buffer
 	cmd.Stdout = &limited{w: &out, n: 64 << 10}
 	if err := cmd.Run(); err != nil {

@@ -177,3 +177,15 @@ func decodesTo(text, s string) bool {
 	}
 	return false
 }
+
+// The token command, the admin's own, runs without the worker's secret
+// key in its environment: it needs MAILMOVE_USER, not the key that opens
+// every sealed password, which a script's crash report or debug output
+// could carry away.
+func TestReviewSecretTokenCommandNeverSeesTheKey(t *testing.T) {
+	t.Setenv(secret.EnvKey, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32)))
+	tk, err := runTokenCommand(t.Context(), "alice", `if [ -n "$`+secret.EnvKey+`" ]; then echo leaked; else echo "tok-$MAILMOVE_USER"; fi`)
+	if err != nil || tk.value != "tok-alice" {
+		t.Fatalf("runTokenCommand() = %q, %v; want tok-alice (the command saw %s)", tk.value, err, secret.EnvKey)
+	}
+}
