@@ -113,7 +113,8 @@ func asciiLower(s string) string {
 // No error that leaves it holds the password or a token: some servers
 // echo what they were sent in their refusal, and a failure's text goes to
 // histories, logs and reports. Every error is redacted (secret.Redact:
-// the secret as it is, quoted, and in base64) before it is returned.
+// the secret as it is, quoted, URL-encoded, in any case, cut short, and
+// in base64) before it is returned; a cancellation is returned as it is.
 func (s *Session) logon(ctx context.Context, cred Credentials) error {
 	op := "login " + cred.User
 	if cred.Admin != "" {
