@@ -264,6 +264,7 @@ func (ep *endpoint) loop() {
 				// The limiter ended: no limits any more.
 				ep.limits, ep.checked = engine.EndpointLimits{}, time.Now()
 				ep.grantAll()
+				ep.dirty = false
 			} else if time.Since(ep.lastOK) > engine.LeaseTTL*3/4 && len(ep.held) > 0 {
 				for _, p := range ep.held {
 					p.markLost()

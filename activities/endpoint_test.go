@@ -13,6 +13,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -33,6 +34,7 @@ type limiterClient struct {
 	failEvery int // every failEvery-th update fails (0: none)
 	updates   atomic.Int64
 	describes atomic.Int64
+	gone      atomic.Bool // the limiter ended: updates find no workflow
 }
 
 func (c *limiterClient) delay() {
@@ -58,6 +60,9 @@ func (c *limiterClient) DescribeWorkflowExecution(context.Context, string, strin
 func (c *limiterClient) UpdateWorkflow(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
 	n := c.updates.Add(1)
 	c.delay()
+	if c.gone.Load() {
+		return nil, serviceerror.NewNotFound("workflow not found")
+	}
 	if c.failEvery > 0 && n%int64(c.failEvery) == 0 {
 		return nil, errors.New("fake: update lost")
 	}
@@ -149,7 +154,6 @@ func TestEndpointsHoldLimitsAcrossWorkers(t *testing.T) {
 	if most > int(math.Ceil(rate)) {
 		t.Fatalf("%d dials within a second, rate %g", most, rate)
 	}
-	t.Logf("%d dials, %d updates", len(dials), c.updates.Load())
 	if len(dials) < 20 {
 		t.Fatalf("only %d dials in 3s: the copies starved", len(dials))
 	}
@@ -185,5 +189,44 @@ func TestEndpointsWithoutLimitsAskNothing(t *testing.T) {
 	var none *Endpoints
 	if p, err := none.Acquire(context.Background(), failure.SideTarget, "x:1", "u", false); p != nil || err != nil {
 		t.Fatal("a nil Endpoints must not limit")
+	}
+}
+
+// TestEndpointsLimiterGoneLimitsNothing: a limiter that ended (its limits
+// removed) answers no update; the copies waiting go on without a lease,
+// and the worker stops asking.
+func TestEndpointsLimiterGoneLimitsNothing(t *testing.T) {
+	c := &limiterClient{rng: rand.New(rand.NewSource(1))}
+	c.leases.Limits = engine.EndpointLimits{MaxConnections: 1}
+	e := NewEndpoints(c, nil)
+	ctx := context.Background()
+	first, err := e.Acquire(ctx, failure.SideSource, "imap.example:993", "u", false)
+	if err != nil || first == nil {
+		t.Fatalf("first Acquire = %v, %v; want a lease", first, err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		p, err := e.Acquire(ctx, failure.SideSource, "imap.example:993", "u", false)
+		if err == nil && p != nil {
+			err = errors.New("a lease beyond the cap")
+		}
+		got <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	c.gone.Store(true)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting copy still waits for a limiter that ended")
+	}
+	first.Release()
+	time.Sleep(300 * time.Millisecond)
+	n := c.updates.Load()
+	time.Sleep(time.Second)
+	if c.updates.Load() != n {
+		t.Fatalf("the worker kept asking a limiter that ended: %d updates, then %d", n, c.updates.Load())
 	}
 }
