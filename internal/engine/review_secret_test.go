@@ -149,7 +149,9 @@ func TestReviewSecretEchoesNeverLeaveTheLogon(t *testing.T) {
 		want               failure.Type
 	}{
 		{"upper-cased", "", "Hunter2-Secret", Credentials{User: "alice", Password: "Hunter2-Secret", Mechanism: AuthLogin},
-			func(tag, line string) string { return tag + " NO [AUTHENTICATIONFAILED] " + strings.ToUpper("bad command "+line) }, failure.TypeLogonFailed},
+			func(tag, line string) string {
+				return tag + " NO [AUTHENTICATIONFAILED] " + strings.ToUpper("bad command "+line)
+			}, failure.TypeLogonFailed},
 		{"lower-cased", "AUTH=PLAIN", "Hunter2-Secret", Credentials{User: "alice", Password: "Hunter2-Secret", Mechanism: AuthLogin},
 			func(tag, line string) string { return tag + " NO [AUTHENTICATIONFAILED] " + strings.ToLower(line) }, failure.TypeLogonFailed},
 		{"short password in PLAIN", "AUTH=PLAIN SASL-IR", "pin7", Credentials{User: "alice", Password: "pin7"}, no, failure.TypeLogonFailed},
@@ -162,7 +164,9 @@ func TestReviewSecretEchoesNeverLeaveTheLogon(t *testing.T) {
 		{"untagged BYE", "", "Hunter2-Secret", Credentials{User: "alice", Password: "Hunter2-Secret", Mechanism: AuthLogin},
 			func(tag, line string) string { return "* BYE you said: " + line + "\x00" }, ""},
 		{"as the response code", "", "Hunter2-Secret", Credentials{User: "alice", Password: "Hunter2-Secret", Mechanism: AuthLogin},
-			func(tag, line string) string { return tag + " NO [" + strings.Trim(line[strings.LastIndexByte(line, ' ')+1:], `"`) + "] refused" }, failure.TypeLogonFailed},
+			func(tag, line string) string {
+				return tag + " NO [" + strings.Trim(line[strings.LastIndexByte(line, ' ')+1:], `"`) + "] refused"
+			}, failure.TypeLogonFailed},
 		{"malformed reply", "", "Hunter2-Secret", Credentials{User: "alice", Password: "Hunter2-Secret", Mechanism: AuthLogin},
 			func(tag, line string) string { return tag + " NO [" + line + "\x00" }, ""},
 	} {
@@ -220,7 +224,9 @@ func TestReviewSecretRedactionKeepsTheClass(t *testing.T) {
 // DNS compares them, in ASCII: the Kelvin sign (U+212A) is no "k", and an
 // IPv6 zone (an interface name) keeps its case.
 func TestReviewSecretBindingNeverSharedByTwoDestinations(t *testing.T) {
-	bind := func(ep Endpoint) secret.Binding { return ep.SecretBinding(failure.SideSource, secret.UsePassword, "alice") }
+	bind := func(ep Endpoint) secret.Binding {
+		return ep.SecretBinding(failure.SideSource, secret.UsePassword, "alice")
+	}
 	for _, pair := range [][2]Endpoint{
 		{{Addr: "imap.kelvin.example:993"}, {Addr: "imap.\u212Aelvin.example:993"}},
 		{{Addr: "[fe80::1%eth0]:993"}, {Addr: "[fe80::1%ETH0]:993"}},

@@ -305,8 +305,9 @@ func TestReviewConcurrentRotations(t *testing.T) {
 		mu  sync.Mutex
 		ids []string
 	)
-	stop := make(chan struct{})
+	stop, readerDone := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(readerDone)
 		for {
 			select {
 			case <-stop:
@@ -344,6 +345,7 @@ func TestReviewConcurrentRotations(t *testing.T) {
 	}
 	wg.Wait()
 	close(stop)
+	<-readerDone
 	k, err := Load(file, false)
 	if err != nil {
 		t.Fatal(err)
