@@ -265,7 +265,7 @@ func (ep *endpoint) loop() {
 				ep.limits, ep.checked = engine.EndpointLimits{}, time.Now()
 				ep.grantAll()
 				ep.dirty = false
-			} else if time.Since(ep.lastOK) > engine.LeaseTTL*3/4 && len(ep.held) > 0 {
+			} else if time.Since(ep.lastOK) > engine.LeaseTTL/2 && len(ep.held) > 0 {
 				for _, p := range ep.held {
 					p.markLost()
 				}
@@ -431,8 +431,10 @@ func (p *Permit) Release() {
 	ep.kick()
 }
 
-// Lost is closed when the lease could not be renewed for 3/4 of
-// engine.LeaseTTL: the connection must end before the limiter frees it.
+// Lost is closed when the lease could not be renewed for half of
+// engine.LeaseTTL: the connection must end before the limiter frees it
+// (closing a session takes at most 10 s, the next failed update at most
+// 5 s).
 func (p *Permit) Lost() <-chan struct{} { return p.lost }
 
 func (p *Permit) markLost() { p.lostOnce.Do(func() { close(p.lost) }) }
