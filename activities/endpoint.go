@@ -48,6 +48,10 @@ type Endpoints struct {
 	worker string
 	logger *zap.Logger
 	seq    atomic.Int64
+	// renew is how often the worker renews the leases it holds, lostAfter
+	// how long it goes on without a renewal before it cuts their
+	// connections (engine.LeaseRenew, half of engine.LeaseTTL).
+	renew, lostAfter time.Duration
 
 	mu  sync.Mutex
 	eps map[string]*endpoint
@@ -59,7 +63,7 @@ func NewEndpoints(c client.Client, logger *zap.Logger) *Endpoints {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Endpoints{client: c, logger: logger, eps: map[string]*endpoint{},
+	return &Endpoints{client: c, logger: logger, eps: map[string]*endpoint{}, renew: engine.LeaseRenew, lostAfter: engine.LeaseTTL / 2,
 		worker: fmt.Sprintf("%s:%d:%x", host, os.Getpid(), time.Now().UnixNano()&0xffffff)}
 }
 
@@ -254,7 +258,7 @@ func (ep *endpoint) loop() {
 		start := time.Now()
 		res, err := ep.send(s)
 		rtt := time.Since(start)
-		next := engine.LeaseRenew
+		next := ep.e.renew
 		ep.mu.Lock()
 		if err != nil {
 			ep.dirty = true
@@ -265,7 +269,7 @@ func (ep *endpoint) loop() {
 				ep.limits, ep.checked = engine.EndpointLimits{}, time.Now()
 				ep.grantAll()
 				ep.dirty = false
-			} else if time.Since(ep.lastOK) > engine.LeaseTTL/2 && len(ep.held) > 0 {
+			} else if time.Since(ep.lastOK) > ep.e.lostAfter && len(ep.held) > 0 {
 				for _, p := range ep.held {
 					p.markLost()
 				}

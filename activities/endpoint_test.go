@@ -35,6 +35,7 @@ type limiterClient struct {
 	updates   atomic.Int64
 	describes atomic.Int64
 	gone      atomic.Bool // the limiter ended: updates find no workflow
+	down      atomic.Bool // Temporal unreachable: every update fails
 }
 
 func (c *limiterClient) delay() {
@@ -60,6 +61,9 @@ func (c *limiterClient) DescribeWorkflowExecution(context.Context, string, strin
 func (c *limiterClient) UpdateWorkflow(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
 	n := c.updates.Add(1)
 	c.delay()
+	if c.down.Load() {
+		return nil, errors.New("fake: unreachable")
+	}
 	if c.gone.Load() {
 		return nil, serviceerror.NewNotFound("workflow not found")
 	}
@@ -229,4 +233,30 @@ func TestEndpointsLimiterGoneLimitsNothing(t *testing.T) {
 	if c.updates.Load() != n {
 		t.Fatalf("the worker kept asking a limiter that ended: %d updates, then %d", n, c.updates.Load())
 	}
+}
+
+// TestEndpointsCutConnectionsWhoseLeaseCannotBeRenewed: a worker cut off
+// from Temporal ends the connections of its leases before the limiter
+// hands them on.
+func TestEndpointsCutConnectionsWhoseLeaseCannotBeRenewed(t *testing.T) {
+	c := &limiterClient{rng: rand.New(rand.NewSource(1))}
+	c.leases.Limits = engine.EndpointLimits{MaxConnections: 2}
+	e := NewEndpoints(c, nil)
+	e.renew, e.lostAfter = 100*time.Millisecond, 500*time.Millisecond
+	p, err := e.Acquire(context.Background(), failure.SideSource, "imap.example:993", "u", false)
+	if err != nil || p == nil {
+		t.Fatalf("Acquire = %v, %v", p, err)
+	}
+	select {
+	case <-p.Lost():
+		t.Fatal("lease lost while renewals work")
+	case <-time.After(time.Second):
+	}
+	c.down.Store(true)
+	select {
+	case <-p.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("lease not given up after renewals failed")
+	}
+	p.Release()
 }
