@@ -3,11 +3,13 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -98,6 +100,12 @@ func countMoves(ctx context.Context, c client.Client, batch string) (by map[work
 	for i, q := range counts {
 		wg.Go(func() {
 			resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q.query})
+			// A busy server may not count within the SDK's 10 s a call:
+			// asked twice more.
+			var slow *serviceerror.DeadlineExceeded
+			for try := 0; errors.As(err, &slow) && try < 2 && ctx.Err() == nil; try++ {
+				resp, err = c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q.query})
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("count workflows (%s): %w", q.query, err)
 				return

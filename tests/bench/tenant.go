@@ -15,6 +15,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mailmove/mailmove/tests/temporaltest"
@@ -95,9 +96,15 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 	for time.Now().Before(deadline) {
 		out, took, err := run("batch", "status", "tenant", "--json")
 		if err != nil {
-			return err
+			// A busy dev server may not answer in time: said, not fatal.
+			fmt.Printf("  %s batch status failed: %v\n", time.Since(start).Round(time.Second), err)
+			time.Sleep(15 * time.Second)
+			continue
 		}
 		statusTimes = append(statusTimes, took)
+		if err := gateCheck(env.Client, concurrency); err != nil {
+			fmt.Printf("    %v\n", err)
+		}
 		var rep struct {
 			State  string
 			Totals struct{ ByStatus map[string]int }
@@ -110,11 +117,11 @@ func tenantRun(n, concurrency int, wait time.Duration) error {
 			time.Since(start).Round(time.Second), took.Round(time.Millisecond), by["Queued"], by["InProgress"], by["Completing"], by["Completed"], by["Failed"], rep.State)
 		_, listTook, err := run("batch", "list")
 		if err != nil {
-			return err
+			fmt.Printf("    batch list failed: %v\n", err)
 		}
 		_, problemsTook, err := run("batch", "report", "tenant")
 		if err != nil {
-			return err
+			fmt.Printf("    batch report failed: %v\n", err)
 		}
 		listTimes, problemTimes = append(listTimes, listTook), append(problemTimes, problemsTook)
 		fmt.Printf("    batch list: %v, batch report (failures and warnings): %v\n", listTook.Round(time.Millisecond), problemsTook.Round(time.Millisecond))
@@ -279,4 +286,37 @@ func payloadSize(ev *historypb.HistoryEvent) int {
 		n = max(n, proto.Size(p))
 	}
 	return n
+}
+
+// gateCheck prints the batch's own count of moves holding a slot (its
+// memo) next to the moves whose status says they copy, so that a run
+// shows --concurrency holding, or where it does not.
+func gateCheck(c client.Client, concurrency int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	desc, err := c.DescribeWorkflowExecution(ctx, workflows.BatchWorkflowID("tenant"), "")
+	if err != nil {
+		return err
+	}
+	var memo workflows.BatchMemo
+	if p := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoBatch]; p != nil {
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &memo); err != nil {
+			return err
+		}
+	}
+	copying := func(q string) int {
+		r, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: "MailmoveBatch = 'tenant' AND ExecutionStatus = 'Running' AND " + q})
+		if err != nil {
+			return -1
+		}
+		return int(r.GetCount())
+	}
+	busy := copying("MailmoveStatus = 'InProgress' AND MailmoveStatusDetail IN ('Connecting', 'CreatingFolderHierarchy', 'CopyingMessages')")
+	completing := copying("MailmoveStatus = 'Completing'")
+	mark := ""
+	if memo.Active > concurrency || busy+completing > concurrency {
+		mark = " — ABOVE --concurrency"
+	}
+	fmt.Printf("    gate: %d holding a slot, %d asking (batch memo); %d copying + %d completing by their status%s\n", memo.Active, memo.Asking, busy, completing, mark)
+	return nil
 }
