@@ -68,8 +68,11 @@ func batchAddRun(ctx context.Context, opts *batchAddOptions) error {
 	if err != nil {
 		return err
 	}
-	tmpl, err := batchTemplate(ctx, c, opts.Name)
+	tmpl, id, err := batchTemplate(ctx, c, opts.Name)
 	if err != nil {
+		return err
+	}
+	if err := checkServers(opts.Name, memo.Source, memo.Target, id, tmpl); err != nil {
 		return err
 	}
 	moves, err := movesFromCSV(opts.CSV, tmpl, key)
@@ -113,18 +116,41 @@ func runningGatedBatch(ctx context.Context, c client.Client, name string) (workf
 	return memo, converter.GetDefaultDataConverter().FromPayload(p, &memo)
 }
 
-// batchTemplate is the input of one of the batch's moves, the servers,
-// logon and settings the mailboxes added get.
-func batchTemplate(ctx context.Context, c client.Client, name string) (workflows.MailboxMoveInput, error) {
+// batchTemplate is the input of one of the batch's moves (and its
+// workflow ID), the servers, logon and settings the mailboxes added get.
+func batchTemplate(ctx context.Context, c client.Client, name string) (workflows.MailboxMoveInput, string, error) {
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1,
 		Query: fmt.Sprintf("%s = %s AND WorkflowType = 'MailboxMove'", workflows.SearchAttrBatch.GetName(), quoteQuery(name))})
 	if err != nil {
-		return workflows.MailboxMoveInput{}, fmt.Errorf("batch %q: find one of its moves: %w", name, err)
+		return workflows.MailboxMoveInput{}, "", fmt.Errorf("batch %q: find one of its moves: %w", name, err)
 	}
 	if len(resp.GetExecutions()) == 0 {
-		return workflows.MailboxMoveInput{}, fmt.Errorf("batch %q has no move to take the settings from yet: try again in a moment", name)
+		return workflows.MailboxMoveInput{}, "", fmt.Errorf("batch %q has no move to take the settings from yet: try again in a moment", name)
 	}
-	return startInput(ctx, c, resp.GetExecutions()[0].GetExecution().GetWorkflowId())
+	id := resp.GetExecutions()[0].GetExecution().GetWorkflowId()
+	in, err := startInput(ctx, c, id)
+	return in, id, err
+}
+
+// checkServers refuses a move whose servers are not those its batch was
+// started with, before the CLI seals a password for them: a move is
+// found by the batch's search attribute, which anyone who may start
+// workflows can set, so one of their own would have the passwords sealed
+// for their server (and the binding then lets it open there). Batches
+// started before the batch kept its servers have none to compare.
+func checkServers(batch string, source, target workflows.Endpoint, id string, in workflows.MailboxMoveInput) error {
+	for _, s := range []struct {
+		side      string
+		want, got workflows.Endpoint
+	}{{"source", source, in.Source.Endpoint}, {"target", target, in.Target.Endpoint}} {
+		if s.want == (workflows.Endpoint{}) || s.want == s.got {
+			continue
+		}
+		return fmt.Errorf("move %s names the %s server %s (security %s), but batch %s was started with %s (security %s): "+
+			"it was not started by mailmove for this batch, and no password is sealed for it; end it in the Temporal Web UI and ask who started it",
+			id, s.side, s.got.Addr, s.got.Security, batch, s.want.Addr, s.want.Security)
+	}
+	return nil
 }
 
 // movesFromCSV reads the CSV of mailboxes to add to a batch whose moves

@@ -83,7 +83,7 @@ func batchRetryRun(ctx context.Context, opts *batchRetryOptions) error {
 		if m.Status != workflows.StatusFailed {
 			continue
 		}
-		if err := retryMove(ctx, c, opts.Name, m.Mailbox, creds[strings.ToLower(m.Mailbox)]); err != nil {
+		if err := retryMove(ctx, c, rep, m.Mailbox, creds[strings.ToLower(m.Mailbox)]); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.Mailbox, err))
 			res.add(m.Mailbox, "not started", err.Error())
 			continue
@@ -100,13 +100,17 @@ func batchRetryRun(ctx context.Context, opts *batchRetryOptions) error {
 
 // retryMove starts a failed move again under its workflow ID with the
 // input it was started with and the progress it had made.
-func retryMove(ctx context.Context, c client.Client, batch, mailbox string, fix *sealedRow) error {
+func retryMove(ctx context.Context, c client.Client, rep batchReport, mailbox string, fix *sealedRow) error {
+	batch := rep.Batch
 	id := workflows.MoveWorkflowID(batch, mailbox)
 	in, err := startInput(ctx, c, id)
 	if err != nil {
 		return err
 	}
 	if fix != nil {
+		if err := checkServers(rep.Batch, rep.Source, rep.Target, id, in); err != nil {
+			return err
+		}
 		if err := fix.apply(&in); err != nil {
 			return err
 		}
@@ -149,7 +153,8 @@ func rejoinBatch(ctx context.Context, c client.Client, rep batchReport) error {
 		ID:                    workflows.BatchWorkflowID(rep.Batch),
 		TaskQueue:             workflows.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SearchAttrBatch.ValueSet(rep.Batch)),
-	}, workflows.Batch, workflows.BatchInput{Name: rep.Batch, Gated: true, Concurrency: rep.Concurrency, Window: rep.Window, WindowZone: rep.WindowZone})
+	}, workflows.Batch, workflows.BatchInput{Name: rep.Batch, Gated: true, Concurrency: rep.Concurrency, Window: rep.Window, WindowZone: rep.WindowZone,
+		Source: rep.Source, Target: rep.Target})
 	if err != nil {
 		return fmt.Errorf("batch %q: take the failed moves back: %w", rep.Batch, err)
 	}

@@ -171,7 +171,7 @@ func batchInput(opts *batchStartOptions, key *secret.Key) (workflows.BatchInput,
 	if err != nil {
 		return workflows.BatchInput{}, err
 	}
-	in := workflows.BatchInput{Name: opts.Name, Concurrency: opts.Concurrency}
+	in := workflows.BatchInput{Name: opts.Name, Concurrency: opts.Concurrency, Source: srcAcc.Endpoint, Target: tgtAcc.Endpoint}
 	if opts.StartAfter != "" {
 		if in.StartAfter, err = parseTime("--start-after", opts.StartAfter, time.Now()); err != nil {
 			return workflows.BatchInput{}, err

@@ -79,6 +79,9 @@ type batchReport struct {
 	WindowChange  time.Time `json:",omitempty"`
 	Window        string    `json:",omitempty"`
 	WindowZone    string    `json:",omitempty"`
+	// Source and Target: the servers the batch was started with.
+	Source workflows.Endpoint `json:",omitzero"`
+	Target workflows.Endpoint `json:",omitzero"`
 	// Listed says which moves Moves holds: "all", or, above a few
 	// hundred mailboxes, "active" (copying, waiting or failed) or
 	// "problems" (failed or completed with warnings); Totals counts
@@ -186,7 +189,7 @@ func fetchBatch(ctx context.Context, c client.Client, name string, what listing)
 func visibleBatchReport(ctx context.Context, c client.Client, name string, memo workflows.BatchMemo, state string, what listing) (batchReport, error) {
 	rep := batchReport{Batch: name, State: state, Concurrency: memo.Concurrency, Paused: memo.Paused, StartAfter: memo.StartAfter,
 		OutsideWindow: memo.OutsideWindow, WindowChange: memo.WindowChange, Window: memo.Window, WindowZone: memo.WindowZone,
-		Totals: totals{ByStatus: map[workflows.Status]int{}}}
+		Source: memo.Source, Target: memo.Target, Totals: totals{ByStatus: map[workflows.Status]int{}}}
 	if what == listAuto || what == "" {
 		what = listActive
 		if memo.Mailboxes <= listAllUpTo {

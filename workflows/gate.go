@@ -263,7 +263,8 @@ func (g *gate) cancelMoves(ctx workflow.Context) error {
 func (g *gate) writeMemo(ctx workflow.Context, active, asking int) {
 	m := BatchMemo{Concurrency: g.in.Concurrency, Mailboxes: len(g.st.Entries), Closed: g.closed, Active: active, Asking: asking,
 		Paused: g.st.Paused, CompleteRequested: g.st.CompleteRequested, StartAfter: g.in.StartAfter, CompleteAt: g.st.CompleteAt,
-		OutsideWindow: g.st.OutsideWindow, WindowChange: g.st.WindowChange, Window: g.in.Window, WindowZone: g.in.WindowZone}
+		OutsideWindow: g.st.OutsideWindow, WindowChange: g.st.WindowChange, Window: g.in.Window, WindowZone: g.in.WindowZone,
+		Source: g.in.Source, Target: g.in.Target}
 	if m == g.memo {
 		return
 	}

@@ -366,6 +366,12 @@ type BatchInput struct {
 	// move's settings or credentials.
 	Gated     bool     `json:",omitempty"`
 	Mailboxes []string `json:",omitempty"`
+	// Source and Target are the servers of a gated batch's moves, as
+	// `batch start` was given them: `batch add` and `batch retry --csv`
+	// seal new passwords only for these, whatever a move that names the
+	// batch says (anyone who may start workflows can start one).
+	Source Endpoint `json:",omitzero"`
+	Target Endpoint `json:",omitzero"`
 	// Carry is a gated batch's state across continue-as-new.
 	Carry *BatchCarry `json:",omitempty"`
 }
@@ -448,6 +454,10 @@ type BatchMemo struct {
 	// to start it again as it was.
 	Window     string `json:",omitempty"`
 	WindowZone string `json:",omitempty"`
+	// Source and Target: BatchInput's, for the CLI to check a move's
+	// servers against before it seals passwords for them.
+	Source Endpoint `json:",omitzero"`
+	Target Endpoint `json:",omitzero"`
 }
 
 // MemoBatch and MemoMove are the memo keys of a gated batch (BatchMemo)
