@@ -6,6 +6,7 @@ package temporaltest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -147,7 +148,9 @@ func (s *Server) start() error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("temporal dev server exited; see %s", filepath.Join(dir, "temporal.log"))
+			// The log's end, in the error: the test's directory is gone
+			// by the time anyone reads it.
+			return fmt.Errorf("temporal dev server exited; %s ends:\n%s", filepath.Join(dir, "temporal.log"), logTail(filepath.Join(dir, "temporal.log"), 2000))
 		case <-time.After(300 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -235,4 +238,18 @@ func (e *Env) Stop() {
 	e.Client.Close()
 	e.stop()
 	e.Server.Stop()
+}
+
+// logTail is the last n bytes of the file at path, or why not.
+func logTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > n {
+		f.Seek(fi.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
 }
