@@ -39,6 +39,9 @@ type Activities struct {
 	// connection to an endpoint with limits across all workers
 	// (docs/limits.md); nil: none asked.
 	Endpoints *Endpoints
+	// Sessions keeps the sessions of calls that ended well for the next
+	// call of the same move on this worker; nil: every call logs on.
+	Sessions *Sessions
 	// Client, when set, carries the live progress of long sync calls to
 	// their workflow (SignalSyncProgress), every ProgressInterval
 	// (DefaultProgressInterval when zero).
@@ -106,7 +109,7 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 		meterFailure(ctx, err)
 		return ConnectResult{}, toApplicationError(err)
 	}
-	defer p.Close()
+	defer a.done(ctx, in.Source, in.Target, p, &err)
 	src, tgt := p.Src, p.Tgt
 
 	plans, excluded, err := engine.Plan(ctx, src, tgt, in.Rules)
@@ -154,13 +157,18 @@ func (a *Activities) CreateFolders(ctx context.Context, in CreateFoldersInput) e
 	if err != nil {
 		return toApplicationError(err)
 	}
-	defer tgt.Close()
 	for _, r := range in.Renames {
-		if err := tgt.RenameFolder(ctx, r.From, r.To); err != nil {
+		if err = tgt.RenameFolder(ctx, r.From, r.To); err != nil {
+			tgt.Close()
 			return toApplicationError(err)
 		}
 	}
-	return toApplicationError(tgt.CreateFolders(ctx, in.Folders))
+	if err = tgt.CreateFolders(ctx, in.Folders); err != nil {
+		tgt.Close()
+		return toApplicationError(err)
+	}
+	a.Sessions.keep(ctx, failure.SideTarget, in.Target, tgt)
+	return nil
 }
 
 // SyncInput is the input of InitialSync and IncrementalSync: the cursors of
@@ -272,6 +280,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 	})
 	defer stop()
 	lane.Options.Fence = lease.check
+	lane.Keep = func(p engine.Pair) { a.Sessions.keepPair(ctx, in.Source, in.Target, p) }
 	res, err := lane.Run(ctx, from)
 	meter(ctx, from, res, err)
 	if err == nil {
@@ -450,6 +459,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 		meterFailure(ctx, err)
 		return VerifyResult{}, toApplicationError(err)
 	}
+	// Closed, not parked: a verified move is done with its servers.
 	defer p.Close()
 	var res VerifyResult
 	for i, f := range in.Folders {
@@ -461,7 +471,8 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 		skip := func(uid imap.UID, size int64, date time.Time) bool {
 			return in.Rules.Skips(size, date) || slices.ContainsFunc(in.BadItems, func(b engine.BadItem) bool { return b.Folder == f.Source && b.UID == uid })
 		}
-		c, err := engine.CompareFolder(ctx, p.Src, p.Tgt, cur, engine.CompareOptions{Skip: skip, Gmail: in.Gmail})
+		var c engine.Comparison
+		c, err = engine.CompareFolder(ctx, p.Src, p.Tgt, cur, engine.CompareOptions{Skip: skip, Gmail: in.Gmail})
 		if err != nil {
 			meterFailure(ctx, err)
 			return VerifyResult{}, toApplicationError(err)
@@ -476,8 +487,11 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	return res, nil
 }
 
-// dial logs on to one side.
+// dial logs on to one side, or takes the session its move parked.
 func (a *Activities) dial(ctx context.Context, side failure.Side, acc Account) (*engine.Session, error) {
+	if s := a.Sessions.take(ctx, side, acc); s != nil {
+		return s, nil
+	}
 	sl, err := a.slot(ctx, side, acc)
 	if err != nil {
 		return nil, err
@@ -507,11 +521,31 @@ func (sl slot) release() {
 // open takes the source's before the target's, so two copies can never
 // each hold the slot the other waits for.
 func (a *Activities) slot(ctx context.Context, side failure.Side, acc Account) (slot, error) {
-	local, err := a.Connections.Acquire(ctx, slotKey(side, acc))
-	if err != nil {
-		return slot{}, err
+	key := slotKey(side, acc)
+	local, ok := a.Connections.TryAcquire(key)
+	if !ok {
+		// Sessions parked for other calls hold places they may never
+		// use again: close them before waiting behind them.
+		a.Sessions.evict(key)
+		var err error
+		if local, err = a.Connections.Acquire(ctx, key); err != nil {
+			return slot{}, err
+		}
 	}
-	lease, err := a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, false)
+	var lease *Permit
+	var err error
+	if a.Sessions.holds(key) {
+		// Likewise for the endpoint's leases across all workers: if none
+		// is free now, this worker's parked sessions give theirs back.
+		if lease, err = a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, true); err == nil {
+			lease.keepSlot()
+		} else {
+			a.Sessions.evict(key)
+			lease, err = a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, false)
+		}
+	} else {
+		lease, err = a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, false)
+	}
 	if err != nil {
 		local()
 		return slot{}, err
@@ -540,7 +574,7 @@ func slotKey(side failure.Side, acc Account) string { return string(side) + " " 
 // dialIn logs on in a slot already taken; the slot is given back when the
 // session closes. With a lease, it dials at the lease's time (the
 // endpoint's rate), and a lease that could not be renewed closes the
-// session (the limiter may have handed it on).
+// session, parked or in use (the limiter may have handed it on).
 func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account, sl slot) (*engine.Session, error) {
 	cred, err := a.credentials(side, acc)
 	if err != nil {
@@ -548,73 +582,117 @@ func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account,
 		return nil, err
 	}
 	release := sl.release
+	var dialed chan *engine.Session
 	if sl.lease != nil {
 		if err := sl.lease.Wait(ctx); err != nil {
 			sl.release()
 			return nil, err
 		}
 		lctx, cancel := context.WithCancelCause(ctx)
+		dialed = make(chan *engine.Session, 1)
+		closed := make(chan struct{})
 		go func() {
 			select {
 			case <-sl.lease.Lost():
 				cancel(errConnLeaseLost)
-			case <-lctx.Done():
+				if s := <-dialed; s != nil {
+					s.Client.Close()
+				}
+			case <-closed:
 			}
 		}()
-		ctx, release = lctx, func() { cancel(nil); sl.release() }
+		ctx, release = lctx, func() { close(closed); cancel(nil); sl.release() }
 	}
 	s, err := engine.Dial(ctx, side, acc.Endpoint, cred)
+	if dialed != nil {
+		dialed <- s
+	}
 	if err != nil {
 		release()
 		return nil, err
 	}
+	a.Sessions.loggedOn()
 	s.AfterClose(release)
 	return s, nil
 }
 
-// open logs on to both sides at once: two logons cost one round trip, not two.
+// open logs on to both sides at once (two logons cost one round trip, not
+// two), or takes the sessions the move parked. The source's place is
+// taken before the target's, so two calls can never each hold the place
+// the other waits for.
 func (a *Activities) open(ctx context.Context, source, target Account) (engine.Pair, error) {
-	relS, err := a.slot(ctx, failure.SideSource, source)
-	if err != nil {
-		return engine.Pair{}, err
+	var relS, relT slot
+	src := a.Sessions.take(ctx, failure.SideSource, source)
+	if src == nil {
+		var err error
+		if relS, err = a.slot(ctx, failure.SideSource, source); err != nil {
+			return engine.Pair{}, err
+		}
 	}
-	relT, err := a.slot(ctx, failure.SideTarget, target)
-	if err != nil {
-		relS.release()
-		return engine.Pair{}, err
+	tgt := a.Sessions.take(ctx, failure.SideTarget, target)
+	if tgt == nil {
+		var err error
+		if relT, err = a.slot(ctx, failure.SideTarget, target); err != nil {
+			if src != nil {
+				src.Close()
+			} else {
+				relS.release()
+			}
+			return engine.Pair{}, err
+		}
 	}
-	return a.openIn(ctx, source, target, relS, relT)
+	return a.openIn(ctx, source, target, engine.Pair{Src: src, Tgt: tgt}, relS, relT)
 }
 
-// openSpare opens one more pair for a copy that can do without it: only if
-// the worker's connection cap and the endpoints' limiters have room now,
-// since a copy holding a pair must never wait for another.
+// openSpare opens one more pair for a copy that can do without it: a
+// parked one, or only if the worker's connection cap and the endpoints'
+// limiters have room now, since a copy holding a pair must never wait for
+// another.
 func (a *Activities) openSpare(ctx context.Context, source, target Account) (engine.Pair, bool) {
-	relS, ok := a.trySlot(ctx, failure.SideSource, source)
-	if !ok {
-		return engine.Pair{}, false
+	var relS, relT slot
+	src := a.Sessions.take(ctx, failure.SideSource, source)
+	if src == nil {
+		var ok bool
+		if relS, ok = a.trySlot(ctx, failure.SideSource, source); !ok {
+			return engine.Pair{}, false
+		}
 	}
-	relT, ok := a.trySlot(ctx, failure.SideTarget, target)
-	if !ok {
-		relS.release()
-		return engine.Pair{}, false
+	tgt := a.Sessions.take(ctx, failure.SideTarget, target)
+	if tgt == nil {
+		var ok bool
+		if relT, ok = a.trySlot(ctx, failure.SideTarget, target); !ok {
+			if src != nil {
+				a.Sessions.keep(ctx, failure.SideSource, source, src)
+			} else {
+				relS.release()
+			}
+			return engine.Pair{}, false
+		}
 	}
-	p, err := a.openIn(ctx, source, target, relS, relT)
+	p, err := a.openIn(ctx, source, target, engine.Pair{Src: src, Tgt: tgt}, relS, relT)
 	return p, err == nil
 }
 
-// openIn logs on to both sides in slots already taken.
-func (a *Activities) openIn(ctx context.Context, source, target Account, relS, relT slot) (engine.Pair, error) {
+// openIn logs on to the sides have has no session yet, in slots already
+// taken, both at once.
+func (a *Activities) openIn(ctx context.Context, source, target Account, have engine.Pair, relS, relT slot) (engine.Pair, error) {
 	type dialed struct {
 		s   *engine.Session
 		err error
 	}
 	tch := make(chan dialed, 1)
-	go func() {
-		s, err := a.dialIn(ctx, failure.SideTarget, target, relT)
-		tch <- dialed{s, err}
-	}()
-	src, serr := a.dialIn(ctx, failure.SideSource, source, relS)
+	if have.Tgt != nil {
+		tch <- dialed{have.Tgt, nil}
+	} else {
+		go func() {
+			s, err := a.dialIn(ctx, failure.SideTarget, target, relT)
+			tch <- dialed{s, err}
+		}()
+	}
+	src, serr := have.Src, error(nil)
+	if src == nil {
+		src, serr = a.dialIn(ctx, failure.SideSource, source, relS)
+	}
 	t := <-tch
 	if serr != nil || t.err != nil {
 		if src != nil {
@@ -626,6 +704,16 @@ func (a *Activities) openIn(ctx context.Context, source, target Account, relS, r
 		return engine.Pair{}, errors.Join(serr, t.err)
 	}
 	return engine.Pair{Src: src, Tgt: t.s}, nil
+}
+
+// done parks the pair of a call that ended well (*errp nil) for its move's
+// next call, and closes that of one that failed.
+func (a *Activities) done(ctx context.Context, source, target Account, p engine.Pair, errp *error) {
+	if *errp != nil {
+		p.Close()
+		return
+	}
+	a.Sessions.keepPair(ctx, source, target, p)
 }
 
 func (a *Activities) logger(ctx context.Context) *zap.Logger {

@@ -37,6 +37,10 @@ type Options struct {
 	// ActivitiesPerSecond caps how fast copies start on the task queue,
 	// across all its workers (the server enforces it). 0: no cap.
 	ActivitiesPerSecond float64
+	// SessionIdle is how long a session of a call that ended well waits
+	// for its move's next call on this worker (activities.Sessions): 0,
+	// activities.DefaultSessionIdle; negative, none is kept.
+	SessionIdle time.Duration
 	// MetricsAddress, when set, is the host:port where the worker serves
 	// its Prometheus metrics at /metrics (docs/metrics.md).
 	MetricsAddress string
@@ -91,8 +95,13 @@ func Run(ctx context.Context, opts Options) error {
 	w.RegisterWorkflow(workflows.Batch)
 	w.RegisterWorkflow(workflows.DryRun)
 	w.RegisterWorkflow(workflows.EndpointLimiter)
+	var sessions *activities.Sessions
+	if opts.SessionIdle >= 0 {
+		sessions = activities.NewSessions(opts.SessionIdle)
+		defer sessions.Close()
+	}
 	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger, Connections: engine.NewLimiter(opts.MaxConnectionsPerServer),
-		Endpoints: activities.NewEndpoints(c, logger), Client: c})
+		Endpoints: activities.NewEndpoints(c, logger), Client: c, Sessions: sessions})
 
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

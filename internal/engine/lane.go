@@ -82,6 +82,11 @@ type Lane struct {
 	// Progress, when set, receives a copy of the lane's progress whenever
 	// a copy checkpoints. It runs while the copy waits: keep it quick.
 	Progress func(LaneProgress)
+	// Keep, when set, receives the pairs of a Run that ended without an
+	// error instead of their being closed: the caller may use them again
+	// (the next chunk of the same move). A failed Run closes its pairs,
+	// whatever state a cut command left them in.
+	Keep func(Pair)
 }
 
 // laneRun is one Run of a Lane: the connections it holds.
@@ -98,11 +103,23 @@ var errNoProgress = errors.New("no byte moved on any connection")
 // until all are or MaxMessages messages were handled. It returns the
 // progress made, which is also valid after an error: resuming from it
 // neither loses nor duplicates a message.
-func (lane *Lane) Run(ctx context.Context, from LaneProgress) (LaneProgress, error) {
+func (lane *Lane) Run(ctx context.Context, from LaneProgress) (_ LaneProgress, err error) {
 	l := &laneRun{Lane: lane}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	defer l.closeAll()
+	defer func() {
+		if err != nil || l.Keep == nil || ctx.Err() != nil {
+			l.closeAll()
+			return
+		}
+		l.mu.Lock()
+		pairs := l.pairs
+		l.pairs = nil
+		l.mu.Unlock()
+		for _, p := range pairs {
+			l.Keep(p)
+		}
+	}()
 	go l.watch(ctx, cancel)
 
 	res := from.Clone()

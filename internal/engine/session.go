@@ -114,6 +114,8 @@ type Session struct {
 	Others []string
 	// Compressed: the connection is deflated (Endpoint.Compress).
 	Compressed bool
+	// Opened is when the session logged on.
+	Opened time.Time
 
 	stop    func() bool
 	raw     net.Conn
@@ -167,7 +169,7 @@ func Dial(ctx context.Context, side failure.Side, ep Endpoint, cred Credentials)
 		raw.Close()
 		return nil, failure.Classify(side, op, err)
 	}
-	s := &Session{Side: side, User: cred.User, Client: c, raw: raw, conn: conn}
+	s := &Session{Side: side, User: cred.User, Client: c, raw: raw, conn: conn, Opened: time.Now()}
 	s.stop = context.AfterFunc(ctx, func() { c.Close() })
 
 	if err := c.WaitGreeting(); err != nil {
@@ -251,6 +253,46 @@ func (s *Session) AppendLimit() int64 {
 		return int64(*limit)
 	}
 	return 0
+}
+
+// Bind ties the session to ctx instead of the context it was dialed or
+// last bound with: when ctx ends, the connection closes, so a cancelled
+// activity never leaves a command hanging. It reports false when the
+// earlier context has already closed it: the session is then unusable.
+func (s *Session) Bind(ctx context.Context) bool {
+	if s.stop != nil && !s.stop() {
+		return false
+	}
+	c := s.Client
+	s.stop = context.AfterFunc(ctx, func() { c.Close() })
+	return true
+}
+
+// Reusable readies the session for another use: it leaves the selected
+// folder without expunging (UNSELECT), so the next user finds it as a
+// fresh logon leaves it. False: the server cannot do that or the session
+// failed; close it instead.
+func (s *Session) Reusable(ctx context.Context) bool {
+	if s.Client.State() != imap.ConnStateAuthenticated && s.Client.State() != imap.ConnStateSelected {
+		return false
+	}
+	if s.Client.State() == imap.ConnStateSelected {
+		// CLOSE would expunge the messages flagged \Deleted: never that.
+		if !s.Caps.Has(imap.CapUnselect) && !s.Caps.Has(imap.CapIMAP4rev2) {
+			return false
+		}
+		if err := s.Client.Unselect().Wait(); err != nil || ctx.Err() != nil {
+			return false
+		}
+	}
+	return s.Client.State() == imap.ConnStateAuthenticated
+}
+
+// Alive asks the server whether the session still stands (NOOP, one round
+// trip): a parked session may have been logged out by the server.
+func (s *Session) Alive(ctx context.Context) bool {
+	err := s.Client.Noop().Wait()
+	return err == nil && ctx.Err() == nil && s.Client.State() == imap.ConnStateAuthenticated
 }
 
 // uidPlus reports UID EXPUNGE and APPENDUID (RFC 4315, part of IMAP4rev2).
