@@ -569,7 +569,9 @@ func (a *Activities) trySlot(ctx context.Context, side failure.Side, acc Account
 	return slot{local: local, lease: lease}, true
 }
 
-func slotKey(side failure.Side, acc Account) string { return string(side) + " " + acc.Endpoint.Addr }
+func slotKey(side failure.Side, acc Account) string { return endpointSlot(side, acc.Endpoint.Addr) }
+
+func endpointSlot(side failure.Side, addr string) string { return string(side) + " " + addr }
 
 // dialIn logs on in a slot already taken; the slot is given back when the
 // session closes. With a lease, it dials at the lease's time (the

@@ -53,8 +53,22 @@ type Endpoints struct {
 	// connections (engine.LeaseRenew, half of engine.LeaseTTL).
 	renew, lostAfter time.Duration
 
+	// idle, when set, closes this worker's idle connections to an
+	// endpoint other workers wait for (Sessions.evict).
+	idle func(side failure.Side, addr string)
+
 	mu  sync.Mutex
 	eps map[string]*endpoint
+}
+
+// OnOthersWaiting makes the worker close its idle connections to an
+// endpoint whose limiter has other workers' requests in line, with f: the
+// parked sessions that would otherwise hold their leases until they time
+// out.
+func (e *Endpoints) OnOthersWaiting(f func(side failure.Side, addr string)) {
+	if e != nil {
+		e.idle = f
+	}
 }
 
 // NewEndpoints asks the limiters through c; logger may be nil.
@@ -87,7 +101,7 @@ func (e *Endpoints) endpoint(side failure.Side, addr string) *endpoint {
 	defer e.mu.Unlock()
 	ep, ok := e.eps[id]
 	if !ok {
-		ep = &endpoint{e: e, id: id, held: map[string]*Permit{}, wake: make(chan struct{}, 1), lead: 200 * time.Millisecond}
+		ep = &endpoint{e: e, id: id, side: side, addr: addr, held: map[string]*Permit{}, wake: make(chan struct{}, 1), lead: 200 * time.Millisecond}
 		e.eps[id] = ep
 	}
 	return ep
@@ -95,8 +109,10 @@ func (e *Endpoints) endpoint(side failure.Side, addr string) *endpoint {
 
 // endpoint is this worker's side of one limiter.
 type endpoint struct {
-	e  *Endpoints
-	id string
+	e    *Endpoints
+	id   string
+	side failure.Side
+	addr string
 
 	// check serialises the reading of the limits.
 	check   sync.Mutex
@@ -282,6 +298,9 @@ func (ep *endpoint) loop() {
 			ep.answer(res)
 			if res.Retry > 0 && len(ep.want) > 0 {
 				next = res.Retry
+			}
+			if res.Others > 0 && ep.e.idle != nil {
+				go ep.e.idle(ep.side, ep.addr)
 			}
 		}
 		ep.mu.Unlock()

@@ -216,6 +216,11 @@ func (ss *Sessions) evict(slot string) int {
 	return len(out)
 }
 
+// EvictEndpoint logs out the parked sessions to addr on side.
+func (ss *Sessions) EvictEndpoint(side failure.Side, addr string) {
+	ss.evict(endpointSlot(side, addr))
+}
+
 // holds reports whether a parked session holds a place in slot.
 func (ss *Sessions) holds(slot string) bool {
 	if ss == nil {

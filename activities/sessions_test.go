@@ -3,8 +3,10 @@ package activities
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
@@ -310,4 +313,63 @@ func TestParkedSessionsLogOutWhenIdle(t *testing.T) {
 	}
 	waitOpen(t, b.src, 0, "idle parked source session")
 	waitOpen(t, b.tgt, 0, "idle parked target session")
+}
+
+// Across workers: worker A's parked sessions hold the endpoint's two
+// leases; worker B's call waits in line until A hears of it at its next
+// renewal and logs them out, long before they would time out.
+func TestParkedSessionsGiveTheirLeasesUpToOtherWorkers(t *testing.T) {
+	b := newReuseBed(t, time.Hour)
+	// One connection to each side: A's parked sessions hold both leases.
+	c := &limiters{limiterClient: limiterClient{rng: rand.New(rand.NewSource(1))}, m: map[string]*engine.Leases{}}
+	c.leases.Limits = engine.EndpointLimits{MaxConnections: 1}
+	workerA := b.acts
+	workerB := &Activities{Key: b.key, Sessions: NewSessions(time.Hour)}
+	workerB.Sessions.moveOf = workerA.Sessions.moveOf
+	t.Cleanup(workerB.Sessions.Close)
+	for i, acts := range []*Activities{workerA, workerB} {
+		acts.Endpoints = NewEndpoints(c, nil)
+		acts.Endpoints.worker = fmt.Sprintf("worker-%d", i)
+		acts.Endpoints.renew = 100 * time.Millisecond
+		acts.Endpoints.OnOthersWaiting(acts.Sessions.EvictEndpoint)
+	}
+	in := ConnectInput{Mailbox: "alice", Source: b.source, Target: b.target}
+	if err := b.run(workerA.Connect, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.as("move-b")
+	b.acts = workerB
+	done := make(chan error, 1)
+	go func() { done <- b.run(workerB.Connect, in, nil) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker B waited behind worker A's parked sessions")
+	}
+	if s, g := b.logons(); s != 2 || g != 2 {
+		t.Fatalf("logons %d, %d; want 2 and 2", s, g)
+	}
+	// B's parked pair is all that is open: A's gave their leases up.
+	waitOpen(t, b.src, 1, "A's parked source session given up for B's")
+	waitOpen(t, b.tgt, 1, "A's parked target session given up for B's")
+}
+
+// limiters runs a limiter per endpoint, as the workflows do.
+type limiters struct {
+	limiterClient
+	m map[string]*engine.Leases
+}
+
+func (c *limiters) UpdateWorkflow(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.m[o.WorkflowID]
+	if !ok {
+		l = &engine.Leases{Limits: c.leases.Limits}
+		c.m[o.WorkflowID] = l
+	}
+	return leaseHandle{l.Sync(time.Now(), o.Args[0].(engine.LeaseSync))}, nil
 }

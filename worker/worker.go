@@ -95,13 +95,15 @@ func Run(ctx context.Context, opts Options) error {
 	w.RegisterWorkflow(workflows.Batch)
 	w.RegisterWorkflow(workflows.DryRun)
 	w.RegisterWorkflow(workflows.EndpointLimiter)
+	endpoints := activities.NewEndpoints(c, logger)
 	var sessions *activities.Sessions
 	if opts.SessionIdle >= 0 {
 		sessions = activities.NewSessions(opts.SessionIdle)
 		defer sessions.Close()
+		endpoints.OnOthersWaiting(sessions.EvictEndpoint)
 	}
 	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger, Connections: engine.NewLimiter(opts.MaxConnectionsPerServer),
-		Endpoints: activities.NewEndpoints(c, logger), Client: c, Sessions: sessions})
+		Endpoints: endpoints, Client: c, Sessions: sessions})
 
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -187,6 +187,9 @@ type LeaseSyncResult struct {
 	// Retry: ask again this soon for the requests still waiting.
 	Retry  time.Duration `json:",omitempty"`
 	Limits EndpointLimits
+	// Others counts the requests of other workers still in line: a
+	// worker that keeps idle connections open gives them up.
+	Others int `json:",omitempty"`
 }
 
 // Leases is the state of an endpoint's limiter: the limits, the leases
@@ -281,6 +284,11 @@ func (l *Leases) Sync(now time.Time, s LeaseSync) LeaseSyncResult {
 		l.Waiting = append(l.Waiting, LeaseWaiter{ID: r.ID, Worker: s.Worker, User: r.User, Seen: now, NoWait: r.NoWait})
 	}
 	res.Retry = l.grant(now, s, &res)
+	for _, w := range l.Waiting {
+		if w.Worker != s.Worker {
+			res.Others++
+		}
+	}
 	return res
 }
 
