@@ -5,6 +5,7 @@ package temporaltest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -109,8 +110,23 @@ func Start(dir string, namespaces ...string) (*Server, error) {
 // database, as an admin restarting Temporal under running moves does.
 func (s *Server) Restart() error {
 	s.Stop()
-	return s.start()
+	// A dev server that exits at once is tried again: what the tests
+	// restart Temporal for is the moves' side of it, not the dev
+	// server's own start (it checks its ports free, and a port of the
+	// old one may be held a moment by the host).
+	var err error
+	for i := 0; i < 3; i++ {
+		if err = s.start(); err == nil || !errors.Is(err, errExited) {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "temporaltest: restart %d: %v\n", i+1, err)
+		time.Sleep(time.Second)
+	}
+	return err
 }
+
+// errExited: the dev server process ended before it answered.
+var errExited = errors.New("temporal dev server exited")
 
 func (s *Server) start() error {
 	dir, namespaces := s.dir, s.namespaces
@@ -150,7 +166,7 @@ func (s *Server) start() error {
 		case <-done:
 			// The log's end, in the error: the test's directory is gone
 			// by the time anyone reads it.
-			return fmt.Errorf("temporal dev server exited; %s ends:\n%s", filepath.Join(dir, "temporal.log"), logTail(filepath.Join(dir, "temporal.log"), 2000))
+			return fmt.Errorf("%w; %s ends:\n%s", errExited, filepath.Join(dir, "temporal.log"), logTail(filepath.Join(dir, "temporal.log"), 2000))
 		case <-time.After(300 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
