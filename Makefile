@@ -1,5 +1,4 @@
 # mailmove — see README.md.
-TEMPORAL_VERSION := v1.5.1
 STATICCHECK_VERSION := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 GO ?= go
@@ -24,9 +23,11 @@ bin/testbed: FORCE
 	$(GO) build -o $@ ./tests/testbed/cmd/testbed
 
 # The pinned Temporal CLI, built from the Go module proxy once (about five
-# minutes) and then reused: it is rebuilt only when missing.
-bin/temporal:
-	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+# minutes) and then reused: it is rebuilt only when missing or when its pin,
+# tests/temporalcli/go.mod (the CLI's version and the SQLite driver its dev
+# server needs), changes.
+bin/temporal: tests/temporalcli/go.mod
+	cd tests/temporalcli && $(GO) build -o $(BIN)/temporal github.com/temporalio/cli/cmd/temporal
 
 # Unit, workflow and integration tests. The integration tests start their own
 # Dovecot servers (installing dovecot-imapd when missing) and their own
