@@ -64,7 +64,7 @@ func TestWorkerFlags(t *testing.T) {
 	cmd.LocalFlags().VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
 	slices.Sort(names)
 	want := []string{"activities-per-second", "address", "api-key", "config-file", "max-concurrent-activities", "max-connections-per-server", "metrics-address",
-		"namespace", "profile", "secret-key-file", "tls", "tls-ca-path", "tls-cert-path", "tls-key-path", "tls-server-name"}
+		"namespace", "profile", "secret-key-file", "session-idle", "tls", "tls-ca-path", "tls-cert-path", "tls-key-path", "tls-server-name"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("worker flags = %q, want %q", names, want)
 	}
