@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -46,6 +47,36 @@ func TestWorkerRejectsNegativeSizes(t *testing.T) {
 		err := root.Execute()
 		if exitCode(err) != exitUsage || err == nil || !strings.Contains(err.Error(), flag+" -1") {
 			t.Errorf("worker %s -1 = %v (exit %d), want a usage error naming the flag", flag, err, exitCode(err))
+		}
+	}
+}
+
+// --session-idle: the default keeps sessions 45 s; 0 keeps none (the
+// worker's Options say so with a negative value); 2m or more is refused,
+// since a session's reader gives up on a silent server after 2 minutes.
+func TestWorkerSessionIdle(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+		err  string
+	}{
+		{nil, 45 * time.Second, ""},
+		{[]string{"--session-idle", "0"}, -1, ""},
+		{[]string{"--session-idle", "10s"}, 10 * time.Second, ""},
+		{[]string{"--session-idle", "2m"}, 0, "--session-idle 2m0s"},
+	} {
+		f, _ := testFactory(t, nil)
+		var got *worker.Options
+		root := rootWithWorker(f, func(o *worker.Options) error { got = o; return nil })
+		root.SetOut(io.Discard)
+		err := execute(root, append([]string{"worker"}, c.args...)...)
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) || exitCode(err) != exitUsage {
+				t.Errorf("worker %v = %v; want a usage error naming %q", c.args, err, c.err)
+			}
+		case err != nil || got.SessionIdle != c.want:
+			t.Errorf("worker %v = %v, SessionIdle %v; want %v", c.args, err, got, c.want)
 		}
 	}
 }
