@@ -109,7 +109,12 @@ func (a *Activities) Connect(ctx context.Context, in ConnectInput) (ConnectResul
 		meterFailure(ctx, err)
 		return ConnectResult{}, toApplicationError(err)
 	}
-	defer a.done(ctx, in.Source, in.Target, p, &err)
+	if in.MeasureSizes {
+		// A dry run's only call: nothing would take the sessions.
+		defer p.Close()
+	} else {
+		defer a.done(ctx, in.Source, in.Target, p, &err)
+	}
 	src, tgt := p.Src, p.Tgt
 
 	plans, excluded, err := engine.Plan(ctx, src, tgt, in.Rules)
@@ -167,7 +172,7 @@ func (a *Activities) CreateFolders(ctx context.Context, in CreateFoldersInput) e
 		tgt.Close()
 		return toApplicationError(err)
 	}
-	a.Sessions.keep(ctx, failure.SideTarget, in.Target, tgt)
+	a.keep(ctx, failure.SideTarget, in.Target, tgt)
 	return nil
 }
 
@@ -280,7 +285,7 @@ func (a *Activities) syncFolders(ctx context.Context, in SyncInput) (SyncResult,
 	})
 	defer stop()
 	lane.Options.Fence = lease.check
-	lane.Keep = func(p engine.Pair) { a.Sessions.keepPair(ctx, in.Source, in.Target, p) }
+	lane.Keep = func(p engine.Pair) { a.keepPair(ctx, in.Source, in.Target, p) }
 	res, err := lane.Run(ctx, from)
 	meter(ctx, from, res, err)
 	if err == nil {
@@ -489,7 +494,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 
 // dial logs on to one side, or takes the session its move parked.
 func (a *Activities) dial(ctx context.Context, side failure.Side, acc Account) (*engine.Session, error) {
-	if s := a.Sessions.take(ctx, side, acc); s != nil {
+	if s := a.take(ctx, side, acc); s != nil {
 		return s, nil
 	}
 	sl, err := a.slot(ctx, side, acc)
@@ -597,7 +602,8 @@ func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account,
 			select {
 			case <-sl.lease.Lost():
 				cancel(errConnLeaseLost)
-				if s := <-dialed; s != nil {
+				if s := <-dialed; s != nil && !a.Sessions.discard(s) {
+					// In use: its call fails and closes it.
 					s.Client.Close()
 				}
 			case <-closed:
@@ -624,14 +630,14 @@ func (a *Activities) dialIn(ctx context.Context, side failure.Side, acc Account,
 // the other waits for.
 func (a *Activities) open(ctx context.Context, source, target Account) (engine.Pair, error) {
 	var relS, relT slot
-	src := a.Sessions.take(ctx, failure.SideSource, source)
+	src := a.take(ctx, failure.SideSource, source)
 	if src == nil {
 		var err error
 		if relS, err = a.slot(ctx, failure.SideSource, source); err != nil {
 			return engine.Pair{}, err
 		}
 	}
-	tgt := a.Sessions.take(ctx, failure.SideTarget, target)
+	tgt := a.take(ctx, failure.SideTarget, target)
 	if tgt == nil {
 		var err error
 		if relT, err = a.slot(ctx, failure.SideTarget, target); err != nil {
@@ -652,19 +658,19 @@ func (a *Activities) open(ctx context.Context, source, target Account) (engine.P
 // another.
 func (a *Activities) openSpare(ctx context.Context, source, target Account) (engine.Pair, bool) {
 	var relS, relT slot
-	src := a.Sessions.take(ctx, failure.SideSource, source)
+	src := a.take(ctx, failure.SideSource, source)
 	if src == nil {
 		var ok bool
 		if relS, ok = a.trySlot(ctx, failure.SideSource, source); !ok {
 			return engine.Pair{}, false
 		}
 	}
-	tgt := a.Sessions.take(ctx, failure.SideTarget, target)
+	tgt := a.take(ctx, failure.SideTarget, target)
 	if tgt == nil {
 		var ok bool
 		if relT, ok = a.trySlot(ctx, failure.SideTarget, target); !ok {
 			if src != nil {
-				a.Sessions.keep(ctx, failure.SideSource, source, src)
+				a.keep(ctx, failure.SideSource, source, src)
 			} else {
 				relS.release()
 			}
@@ -708,6 +714,38 @@ func (a *Activities) openIn(ctx context.Context, source, target Account, have en
 	return engine.Pair{Src: src, Tgt: t.s}, nil
 }
 
+// take is the session the move parked on this worker for side, or nil;
+// none while calls wait for the place it holds: the move then waits in
+// line as they do.
+func (a *Activities) take(ctx context.Context, side failure.Side, acc Account) *engine.Session {
+	if a.crowded(side, acc) {
+		a.Sessions.evict(slotKey(side, acc))
+		return nil
+	}
+	return a.Sessions.take(ctx, side, acc)
+}
+
+// keep parks the session of a call that ended well for its move's next
+// call, or closes it when calls wait for its place.
+func (a *Activities) keep(ctx context.Context, side failure.Side, acc Account, s *engine.Session) {
+	if a.crowded(side, acc) {
+		s.Close()
+		return
+	}
+	a.Sessions.keep(ctx, side, acc, s)
+}
+
+func (a *Activities) keepPair(ctx context.Context, source, target Account, p engine.Pair) {
+	a.keep(ctx, failure.SideSource, source, p.Src)
+	a.keep(ctx, failure.SideTarget, target, p.Tgt)
+}
+
+// crowded: calls wait for a connection to the account's server, on this
+// worker (its cap) or at the endpoint's limiter (its cap).
+func (a *Activities) crowded(side failure.Side, acc Account) bool {
+	return a.Connections.Waiting(slotKey(side, acc)) || a.Endpoints.Crowded(side, acc.Endpoint.Addr)
+}
+
 // done parks the pair of a call that ended well (*errp nil) for its move's
 // next call, and closes that of one that failed.
 func (a *Activities) done(ctx context.Context, source, target Account, p engine.Pair, errp *error) {
@@ -715,7 +753,7 @@ func (a *Activities) done(ctx context.Context, source, target Account, p engine.
 		p.Close()
 		return
 	}
-	a.Sessions.keepPair(ctx, source, target, p)
+	a.keepPair(ctx, source, target, p)
 }
 
 func (a *Activities) logger(ctx context.Context) *zap.Logger {

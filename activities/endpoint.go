@@ -61,14 +61,32 @@ type Endpoints struct {
 	eps map[string]*endpoint
 }
 
-// OnOthersWaiting makes the worker close its idle connections to an
-// endpoint whose limiter has other workers' requests in line, with f: the
-// parked sessions that would otherwise hold their leases until they time
-// out.
-func (e *Endpoints) OnOthersWaiting(f func(side failure.Side, addr string)) {
+// OnCrowded makes the worker close its idle connections to an endpoint
+// whose limiter has requests in line that its cap holds up, this
+// worker's or others', with f: the parked sessions that would otherwise
+// hold their leases until they time out.
+func (e *Endpoints) OnCrowded(f func(side failure.Side, addr string)) {
 	if e != nil {
 		e.idle = f
 	}
+}
+
+// Crowded reports whether the endpoint's limiter said, at its last
+// answer to this worker, that its cap holds requests up: a connection
+// that is done should close rather than wait idle for its move.
+func (e *Endpoints) Crowded(side failure.Side, addr string) bool {
+	if e == nil {
+		return false
+	}
+	e.mu.Lock()
+	ep, ok := e.eps[EndpointWorkflowID(side, addr)]
+	e.mu.Unlock()
+	if !ok {
+		return false
+	}
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return ep.crowded > 0
 }
 
 // NewEndpoints asks the limiters through c; logger may be nil.
@@ -126,6 +144,7 @@ type endpoint struct {
 	wake    chan struct{}
 	lead    time.Duration
 	lastOK  time.Time
+	crowded int // LeaseSyncResult.Crowded of the last answer
 }
 
 // leaseAsk is one Acquire waiting for its answer.
@@ -299,7 +318,8 @@ func (ep *endpoint) loop() {
 			if res.Retry > 0 && len(ep.want) > 0 {
 				next = res.Retry
 			}
-			if res.Others > 0 && ep.e.idle != nil {
+			ep.crowded = res.Crowded
+			if res.Crowded > 0 && ep.e.idle != nil {
 				go ep.e.idle(ep.side, ep.addr)
 			}
 		}

@@ -15,9 +15,10 @@ import (
 )
 
 // DefaultSessionIdle is how long a parked session waits for its move's
-// next call. It stays under engine.DefaultIdleTimeout, after which the
-// session's own reader gives up on a silent connection, and under the
-// 30 minutes of autologout RFC 9051 allows a server.
+// next call: long enough for the next chunk or the verification, which
+// follow within seconds, well short of the minutes after which firewalls
+// and NATs drop idle connections, and of a server's autologout (30
+// minutes at least, RFC 9051).
 const DefaultSessionIdle = 45 * time.Second
 
 // sessionMaxAge: a session this old is logged out rather than parked
@@ -180,10 +181,32 @@ func (ss *Sessions) keep(ctx context.Context, side failure.Side, acc Account, s 
 	ss.parked[k] = append(ss.parked[k], p)
 }
 
-// keepPair parks both sessions of a pair.
-func (ss *Sessions) keepPair(ctx context.Context, source, target Account, p engine.Pair) {
-	ss.keep(ctx, failure.SideSource, source, p.Src)
-	ss.keep(ctx, failure.SideTarget, target, p.Tgt)
+// discard logs out s if it is parked (its lease was lost, say) and
+// reports whether it was.
+func (ss *Sessions) discard(s *engine.Session) bool {
+	if ss == nil {
+		return false
+	}
+	ss.mu.Lock()
+	var found *parkedSession
+	for k, list := range ss.parked {
+		for _, p := range list {
+			if p.s == s {
+				found = p
+				ss.unpark(k, p)
+				break
+			}
+		}
+		if found != nil {
+			break
+		}
+	}
+	ss.mu.Unlock()
+	if found == nil {
+		return false
+	}
+	go s.Close()
+	return true
 }
 
 // evict logs out the parked sessions holding a place in slot (a side and

@@ -331,7 +331,7 @@ func TestParkedSessionsGiveTheirLeasesUpToOtherWorkers(t *testing.T) {
 		acts.Endpoints = NewEndpoints(c, nil)
 		acts.Endpoints.worker = fmt.Sprintf("worker-%d", i)
 		acts.Endpoints.renew = 100 * time.Millisecond
-		acts.Endpoints.OnOthersWaiting(acts.Sessions.EvictEndpoint)
+		acts.Endpoints.OnCrowded(acts.Sessions.EvictEndpoint)
 	}
 	in := ConnectInput{Mailbox: "alice", Source: b.source, Target: b.target}
 	if err := b.run(workerA.Connect, in, nil); err != nil {

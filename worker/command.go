@@ -54,7 +54,7 @@ func (o *Options) Validate() error {
 	case o.MaxConnectionsPerServer < 0:
 		return fmt.Errorf("--max-connections-per-server %d: write 1 or more, or 0 for no cap", o.MaxConnectionsPerServer)
 	case o.SessionIdle < 0 || o.SessionIdle >= engine.DefaultIdleTimeout:
-		return fmt.Errorf("--session-idle %s: write a duration below %s (a session waits no longer for a silent server), or 0 to keep no session", o.SessionIdle, engine.DefaultIdleTimeout)
+		return fmt.Errorf("--session-idle %s: write a duration below %s (firewalls drop idle connections after a few minutes, and a parked session holds its connection place meanwhile), or 0 to keep no session", o.SessionIdle, engine.DefaultIdleTimeout)
 	case o.ActivitiesPerSecond < 0:
 		return fmt.Errorf("--activities-per-second %g: write a rate above 0, e.g. 5, or 0 for no cap", o.ActivitiesPerSecond)
 	}

@@ -100,7 +100,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.SessionIdle >= 0 {
 		sessions = activities.NewSessions(opts.SessionIdle)
 		defer sessions.Close()
-		endpoints.OnOthersWaiting(sessions.EvictEndpoint)
+		endpoints.OnCrowded(sessions.EvictEndpoint)
 	}
 	w.RegisterActivity(&activities.Activities{Key: key, Logger: logger, Connections: engine.NewLimiter(opts.MaxConnectionsPerServer),
 		Endpoints: endpoints, Client: c, Sessions: sessions})

@@ -16,13 +16,14 @@ import (
 type Limiter struct {
 	max int
 
-	mu    sync.Mutex
-	slots map[string]chan struct{}
+	mu      sync.Mutex
+	slots   map[string]chan struct{}
+	waiting map[string]int
 }
 
 // NewLimiter allows max connections per server; max <= 0 means no cap.
 func NewLimiter(max int) *Limiter {
-	return &Limiter{max: max, slots: map[string]chan struct{}{}}
+	return &Limiter{max: max, slots: map[string]chan struct{}{}, waiting: map[string]int{}}
 }
 
 // Acquire waits for a free slot for addr, or for ctx to end. The returned
@@ -35,9 +36,33 @@ func (l *Limiter) Acquire(ctx context.Context, addr string) (release func(), err
 	select {
 	case ch <- struct{}{}:
 		return releaser(ch), nil
+	default:
+	}
+	l.mu.Lock()
+	l.waiting[addr]++
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.waiting[addr]--
+		l.mu.Unlock()
+	}()
+	select {
+	case ch <- struct{}{}:
+		return releaser(ch), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// Waiting reports whether a caller waits for a slot for addr: an idle
+// connection holding one should give it up.
+func (l *Limiter) Waiting(addr string) bool {
+	if l == nil || l.max <= 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiting[addr] > 0
 }
 
 // TryAcquire takes a free slot for addr if there is one now, without
@@ -187,9 +212,10 @@ type LeaseSyncResult struct {
 	// Retry: ask again this soon for the requests still waiting.
 	Retry  time.Duration `json:",omitempty"`
 	Limits EndpointLimits
-	// Others counts the requests of other workers still in line: a
-	// worker that keeps idle connections open gives them up.
-	Others int `json:",omitempty"`
+	// Crowded counts the requests in line that the connection cap or
+	// their user's holds up (not the rate): a worker that keeps idle
+	// connections to the endpoint gives them up.
+	Crowded int `json:",omitempty"`
 }
 
 // Leases is the state of an endpoint's limiter: the limits, the leases
@@ -284,11 +310,6 @@ func (l *Leases) Sync(now time.Time, s LeaseSync) LeaseSyncResult {
 		l.Waiting = append(l.Waiting, LeaseWaiter{ID: r.ID, Worker: s.Worker, User: r.User, Seen: now, NoWait: r.NoWait})
 	}
 	res.Retry = l.grant(now, s, &res)
-	for _, w := range l.Waiting {
-		if w.Worker != s.Worker {
-			res.Others++
-		}
-	}
 	return res
 }
 
@@ -309,9 +330,13 @@ func (l *Leases) grant(now time.Time, s LeaseSync, res *LeaseSyncResult) time.Du
 		mine := w.Worker == s.Worker
 		switch {
 		case full || lim.MaxConnections > 0 && total >= lim.MaxConnections:
+			if lim.MaxConnections > 0 && total >= lim.MaxConnections {
+				res.Crowded++
+			}
 			full = true
 		case lim.ConnectionsPerUser > 0 && perUser[w.User] >= lim.ConnectionsPerUser:
 			// Its user is at the cap: it does not hold up the others.
+			res.Crowded++
 		case !mine:
 			total++
 			perUser[w.User]++

@@ -205,12 +205,12 @@ func TestLeasesSpacingAndGrantOrder(t *testing.T) {
 	}
 	// b asks while a holds both: b waits behind a3.
 	res = l.Sync(now, LeaseSync{Worker: "b", Want: []LeaseRequest{{ID: "b1"}}})
-	if len(res.Granted) != 0 || res.Others != 1 {
-		t.Fatalf("b's sync = %+v, want nothing granted beyond the cap, and a's a3 counted as another's in line", res)
+	if len(res.Granted) != 0 || res.Crowded != 2 {
+		t.Fatalf("b's sync = %+v, want nothing granted beyond the cap, and a3 and b1 held up by it", res)
 	}
-	// a renews: it hears of b waiting (and may give up idle connections).
-	if res := l.Sync(now, LeaseSync{Worker: "a", Held: []string{"a1", "a2"}, Want: []LeaseRequest{{ID: "a3"}}}); res.Others != 1 {
-		t.Fatalf("a's renewal = %+v, want Others 1 (b1)", res)
+	// a renews: it hears of the line (and may give up idle connections).
+	if res := l.Sync(now, LeaseSync{Worker: "a", Held: []string{"a1", "a2"}, Want: []LeaseRequest{{ID: "a3"}}}); res.Crowded != 2 {
+		t.Fatalf("a's renewal = %+v, want Crowded 2", res)
 	}
 	// a releases one; b asks first but a3 is ahead of it in line.
 	res = l.Sync(now.Add(time.Second), LeaseSync{Worker: "a", Held: []string{"a1"}, Want: []LeaseRequest{{ID: "a3"}}})

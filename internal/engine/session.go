@@ -273,26 +273,48 @@ func (s *Session) Bind(ctx context.Context) bool {
 // fresh logon leaves it. False: the server cannot do that or the session
 // failed; close it instead.
 func (s *Session) Reusable(ctx context.Context) bool {
-	if s.Client.State() != imap.ConnStateAuthenticated && s.Client.State() != imap.ConnStateSelected {
-		return false
-	}
-	if s.Client.State() == imap.ConnStateSelected {
+	switch s.Client.State() {
+	case imap.ConnStateAuthenticated:
+		return true
+	case imap.ConnStateSelected:
 		// CLOSE would expunge the messages flagged \Deleted: never that.
 		if !s.Caps.Has(imap.CapUnselect) && !s.Caps.Has(imap.CapIMAP4rev2) {
 			return false
 		}
-		if err := s.Client.Unselect().Wait(); err != nil || ctx.Err() != nil {
-			return false
-		}
+		// Not the state read again: go-imap records it just after Wait
+		// returns.
+		return s.brief(ctx, func() error { return s.Client.Unselect().Wait() })
 	}
-	return s.Client.State() == imap.ConnStateAuthenticated
+	return false
 }
 
 // Alive asks the server whether the session still stands (NOOP, one round
-// trip): a parked session may have been logged out by the server.
+// trip): a parked session may have been logged out by the server, or cut
+// silently by a firewall.
 func (s *Session) Alive(ctx context.Context) bool {
-	err := s.Client.Noop().Wait()
-	return err == nil && ctx.Err() == nil && s.Client.State() == imap.ConnStateAuthenticated
+	return s.brief(ctx, func() error { return s.Client.Noop().Wait() })
+}
+
+// BriefTimeout bounds a command that only readies a session for reuse: a
+// server or a firewall gone silent must not hold up a call by the
+// session's idle timeout (minutes) for a connection it can do without.
+const BriefTimeout = 10 * time.Second
+
+// brief runs cmd within BriefTimeout and ctx; past them it cuts the
+// connection (the session is then unusable) and reports false.
+func (s *Session) brief(ctx context.Context, cmd func() error) bool {
+	done := make(chan error, 1)
+	go func() { done <- cmd() }()
+	t := time.NewTimer(BriefTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err == nil && ctx.Err() == nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.abort()
+	return false
 }
 
 // uidPlus reports UID EXPUNGE and APPENDUID (RFC 4315, part of IMAP4rev2).
