@@ -78,16 +78,16 @@ const (
 )
 
 // documentedScale is the scale run docs/deploy.md reports, for -model
-// without a run: 1,000 mailboxes started, 409 completed in the 35 minutes
-// given, on 2 cores shared with other benchmarks; per completed move.
+// without a run: 1,000 mailboxes of 50 messages, all completed, on 2
+// cores running nothing else; per move.
 var documentedScale = scaleFigures{
-	Moves: 409, Messages: 50, Workers: 3, Concurrency: 100, Cores: 2, Executions: 1004,
-	Wall:      35*time.Minute + 671*time.Millisecond,
-	ServerCPU: 638.3, WorkerCPU: 199.9, SourceCPU: 542.0, TargetCPU: 537.5, CLICPU: 1.5,
-	WorkerPeakRSS: 93 << 20,
-	SourceLogons:  16.58, TargetLogons: 17.35,
-	Actions:       actionCounts{Starts: 1.01, Activities: 10.75, Signals: 7.87, Timers: 1.23, Upserts: 12.83, Heartbeats: 118},
-	HistoryEvents: 144, HistoryBytes: 53.6 * 1024, DBBytes: 193.7 * 1024,
+	Moves: 1000, Messages: 50, Workers: 3, Concurrency: 100, Cores: 2, Executions: 1003,
+	Wall:      13*time.Minute + 14287*time.Millisecond,
+	ServerCPU: 500.4, WorkerCPU: 160.5, SourceCPU: 410.1, TargetCPU: 399.5, CLICPU: 1.1,
+	WorkerPeakRSS: 90 << 20,
+	SourceLogons:  4.29, TargetLogons: 4.46,
+	Actions:       actionCounts{Starts: 1.00, Activities: 10.14, Signals: 3.30, Timers: 0.26, Upserts: 12.38, Heartbeats: 20.00},
+	HistoryEvents: 119, HistoryBytes: 48.3 * 1024, DBBytes: 84.7 * 1024,
 }
 
 // printModel prints the model of defaultTenant from the figures f.
