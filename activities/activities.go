@@ -527,18 +527,15 @@ func (sl slot) release() {
 // each hold the slot the other waits for.
 func (a *Activities) slot(ctx context.Context, side failure.Side, acc Account) (slot, error) {
 	key := slotKey(side, acc)
-	local, ok := a.Connections.TryAcquire(key)
-	if !ok {
-		// Sessions parked for other calls hold places they may never
-		// use again: close them before waiting behind them.
-		a.Sessions.evict(key)
-		var err error
-		if local, err = a.Connections.Acquire(ctx, key); err != nil {
-			return slot{}, err
-		}
+	// Sessions parked for other calls hold places they may never use
+	// again: close them before waiting behind them. The call counts as
+	// waiting first, so a session parked meanwhile is closed instead
+	// (keep checks crowded).
+	local, err := a.Connections.AcquireOr(ctx, key, func() { a.Sessions.evict(key) })
+	if err != nil {
+		return slot{}, err
 	}
 	var lease *Permit
-	var err error
 	if a.Sessions.holds(key) {
 		// Likewise for the endpoint's leases across all workers: if none
 		// is free now, this worker's parked sessions give theirs back.
@@ -728,11 +725,7 @@ func (a *Activities) take(ctx context.Context, side failure.Side, acc Account) *
 // keep parks the session of a call that ended well for its move's next
 // call, or closes it when calls wait for its place.
 func (a *Activities) keep(ctx context.Context, side failure.Side, acc Account, s *engine.Session) {
-	if a.crowded(side, acc) {
-		s.Close()
-		return
-	}
-	a.Sessions.keep(ctx, side, acc, s)
+	a.Sessions.keep(ctx, side, acc, s, func() bool { return a.crowded(side, acc) })
 }
 
 func (a *Activities) keepPair(ctx context.Context, source, target Account, p engine.Pair) {

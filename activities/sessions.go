@@ -148,10 +148,12 @@ func (ss *Sessions) unpark(k sessionKey, p *parkedSession) {
 }
 
 // keep parks s for the next call of ctx's move, or closes it: outside an
-// activity, on a worker that keeps nothing, when it is too old, or when it
-// cannot be left without a folder selected. Call it only when the call
+// activity, on a worker that keeps nothing, when it is too old, when it
+// cannot be left without a folder selected, or when crowded says calls
+// wait for its place (asked under the lock evict takes, so that a waiter
+// counted before its evict never misses it). Call it only when the call
 // that used s ended well: a failed call's sessions may be mid-command.
-func (ss *Sessions) keep(ctx context.Context, side failure.Side, acc Account, s *engine.Session) {
+func (ss *Sessions) keep(ctx context.Context, side failure.Side, acc Account, s *engine.Session, crowded func() bool) {
 	k, ok := ss.key(ctx, side, acc)
 	if !ok || time.Since(s.Opened) > sessionMaxAge || !s.Reusable(ctx) || !s.Bind(context.Background()) {
 		s.Close()
@@ -160,7 +162,7 @@ func (ss *Sessions) keep(ctx context.Context, side failure.Side, acc Account, s 
 	p := &parkedSession{s: s, slot: slotKey(side, acc), since: time.Now()}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.closed {
+	if ss.closed || crowded != nil && crowded() {
 		go s.Close()
 		return
 	}

@@ -29,6 +29,14 @@ func NewLimiter(max int) *Limiter {
 // Acquire waits for a free slot for addr, or for ctx to end. The returned
 // function gives the slot back; call it exactly once.
 func (l *Limiter) Acquire(ctx context.Context, addr string) (release func(), err error) {
+	return l.AcquireOr(ctx, addr, nil)
+}
+
+// AcquireOr is Acquire calling onWait, when there is no free slot, once
+// the caller counts as waiting (Waiting reports it) and before it
+// blocks: a holder that checks Waiting after onWait ran sees the caller,
+// so idle holders can be told to give their slot up without a gap.
+func (l *Limiter) AcquireOr(ctx context.Context, addr string, onWait func()) (release func(), err error) {
 	if l == nil || l.max <= 0 {
 		return func() {}, nil
 	}
@@ -41,6 +49,9 @@ func (l *Limiter) Acquire(ctx context.Context, addr string) (release func(), err
 	l.mu.Lock()
 	l.waiting[addr]++
 	l.mu.Unlock()
+	if onWait != nil {
+		onWait()
+	}
 	defer func() {
 		l.mu.Lock()
 		l.waiting[addr]--

@@ -41,3 +41,38 @@ func TestLimiterCapsConnectionsPerServer(t *testing.T) {
 		t.Fatal("a nil Limiter must not limit")
 	}
 }
+
+// A caller that has to wait counts as waiting before onWait runs: a
+// holder deciding whether to keep its idle slot (Waiting) cannot miss it
+// between onWait and the wait.
+func TestLimiterCountsAWaiterBeforeOnWait(t *testing.T) {
+	l := NewLimiter(1)
+	release, err := l.AcquireOr(context.Background(), "imap:993", func() { t.Fatal("onWait with a free slot") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Waiting("imap:993") {
+		t.Fatal("Waiting with nobody waiting")
+	}
+	sawWaiting := make(chan bool, 1)
+	got := make(chan func(), 1)
+	go func() {
+		r, err := l.AcquireOr(context.Background(), "imap:993", func() { sawWaiting <- l.Waiting("imap:993") })
+		if err == nil {
+			got <- r
+		}
+	}()
+	if !<-sawWaiting {
+		t.Fatal("onWait ran before the caller counted as waiting")
+	}
+	release()
+	select {
+	case r := <-got:
+		r()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not get the released slot")
+	}
+	if l.Waiting("imap:993") {
+		t.Fatal("still Waiting after the waiter got its slot")
+	}
+}

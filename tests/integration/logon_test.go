@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mailmove/mailmove/tests/faultproxy"
 	"github.com/mailmove/mailmove/tests/temporaltest"
 	"github.com/mailmove/mailmove/tests/testbed"
 	"github.com/mailmove/mailmove/workflows"
@@ -73,8 +74,10 @@ func TestAdminLogonOnBothSidesWithoutUserPasswords(t *testing.T) {
 // Microsoft 365 and Google take OAuth2 tokens only. The source here is a
 // Dovecot whose oauth2 passdb asks a local introspection endpoint; the
 // token command counts the tokens it issues. Mid-move every token issued
-// so far is revoked: the next logon is refused, the worker runs the
-// command again and the move goes on without a failure.
+// so far is revoked and the connections are cut (the sessions a worker
+// keeps for the move's next call would otherwise go on without a logon):
+// the next logon is refused, the worker runs the command again and the
+// move goes on without a failure.
 func TestOAuth2TokensRefreshedWhenRefusedMidMove(t *testing.T) {
 	a := account{user: "olga@example.com", password: "olga-pw-for-the-snapshot"}
 	intro := &introspection{user: a.user}
@@ -101,12 +104,14 @@ printf '{"access_token":"tok-%s-%d-%s","token_type":"Bearer","expires_in":3599}\
 	command := "CLIENT_SECRET=" + clientSecret + " sh " + script
 	// The CSV's password is the target's: the source logs on with tokens.
 	csv := writeCSV(t, []account{a}, func(a account) string { return a.password })
-	startBatchTo(t, "default", "oauth", csv, src.Addr(), env.target.Addr(),
+	proxy := faultproxy.StartForTest(t, src.Addr())
+	startBatchTo(t, "default", "oauth", csv, proxy.Addr(), env.target.Addr(),
 		"--source-token-command", command, "--source-auth", "xoauth2",
 		"--complete", "manual", "--incremental-interval", "1s", "--propagate-deletes")
 	waitSynced(t, "oauth", a.user)
 	before := intro.refused()
 	issued := intro.revokeAll()
+	proxy.DropConnections()
 	c, err := imapclient.DialInsecure(src.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
