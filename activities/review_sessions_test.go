@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -450,43 +449,6 @@ func TestReviewLostLeaseReleasesAParkedSessionsPlace(t *testing.T) {
 	}
 	if b.acts.Sessions.holds(key) {
 		t.Fatal("a session whose lease was lost is still parked")
-	}
-}
-
-// Guard (slow: MAILMOVE_REVIEW_SLOW=1, about 2.5 minutes): open takes
-// the parked source session, then waits for a place for the target; that
-// session sits quiet, in use, for the whole wait. A wait beyond
-// engine.DefaultIdleTimeout must not cost the call its source session
-// (it does not: a quiet session outlives the idle time, see
-// internal/engine TestReviewIdleTimeoutBoundsACommandAfterAQuietSpell).
-func TestReviewSourceTakenBeforeALongTargetWaitStillWorks(t *testing.T) {
-	if os.Getenv("MAILMOVE_REVIEW_SLOW") == "" {
-		t.Skip("slow (about 2.5 minutes): set MAILMOVE_REVIEW_SLOW=1")
-	}
-	b := newReuseBed(t, 10*time.Minute) // beyond the flag's bound: only the wait counts
-	b.acts.Connections = engine.NewLimiter(1)
-	in := ConnectInput{Mailbox: "alice", Source: b.source, Target: b.target}
-	if err := b.run(b.acts.Connect, in, nil); err != nil {
-		t.Fatal(err)
-	}
-	// Another call holds the target's only place for a while: log out
-	// the parked target session and take its place.
-	tkey := slotKey(failure.SideTarget, b.target)
-	b.acts.Sessions.evict(tkey)
-	rel, err := b.acts.Connections.Acquire(context.Background(), tkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- runAs(b.acts, "move-a", b.acts.Connect, in, nil) }()
-	time.Sleep(engine.DefaultIdleTimeout + 10*time.Second)
-	rel()
-	err, ok := waitErr(done, 30*time.Second)
-	if !ok {
-		t.Fatal("Connect still waits after the target's place was freed")
-	}
-	if err != nil {
-		t.Fatalf("Connect after a %s wait for the target's place = %v; want it to work (it took the parked source session before the wait, and that session timed out meanwhile)", engine.DefaultIdleTimeout+10*time.Second, err)
 	}
 }
 
