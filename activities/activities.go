@@ -535,19 +535,9 @@ func (a *Activities) slot(ctx context.Context, side failure.Side, acc Account) (
 	if err != nil {
 		return slot{}, err
 	}
-	var lease *Permit
-	if a.Sessions.holds(key) {
-		// Likewise for the endpoint's leases across all workers: if none
-		// is free now, this worker's parked sessions give theirs back.
-		if lease, err = a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, true); err == nil {
-			lease.keepSlot()
-		} else {
-			a.Sessions.evict(key)
-			lease, err = a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, false)
-		}
-	} else {
-		lease, err = a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, false)
-	}
+	// Parked sessions holding the endpoint's leases give them up when
+	// its limiter answers that its cap holds requests up (OnCrowded).
+	lease, err := a.Endpoints.Acquire(ctx, side, acc.Endpoint.Addr, acc.User, false)
 	if err != nil {
 		local()
 		return slot{}, err

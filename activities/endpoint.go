@@ -480,15 +480,4 @@ func (p *Permit) Release() {
 // 5 s).
 func (p *Permit) Lost() <-chan struct{} { return p.lost }
 
-// keepSlot makes a permit asked without waiting one for a connection the
-// call needs: a grant that comes late asks again instead of giving up.
-func (p *Permit) keepSlot() {
-	if p == nil {
-		return
-	}
-	p.ep.mu.Lock()
-	p.noWait = false
-	p.ep.mu.Unlock()
-}
-
 func (p *Permit) markLost() { p.lostOnce.Do(func() { close(p.lost) }) }

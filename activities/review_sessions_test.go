@@ -609,3 +609,20 @@ func TestReviewDryRunConnectsLeaveNoIdleSessions(t *testing.T) {
 		t.Fatalf("after a dry run's 3 Connects: %d source and %d target connections open, idle for %s; want none (no dry-run session is ever reused)", o, g, DefaultSessionIdle)
 	}
 }
+
+// holds reports whether a parked session holds a place in slot.
+func (ss *Sessions) holds(slot string) bool {
+	if ss == nil {
+		return false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for _, list := range ss.parked {
+		for _, p := range list {
+			if p.slot == slot {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -246,23 +246,6 @@ func (ss *Sessions) EvictEndpoint(side failure.Side, addr string) {
 	ss.evict(endpointSlot(side, addr))
 }
 
-// holds reports whether a parked session holds a place in slot.
-func (ss *Sessions) holds(slot string) bool {
-	if ss == nil {
-		return false
-	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for _, list := range ss.parked {
-		for _, p := range list {
-			if p.slot == slot {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // Close logs out every parked session and parks none after: the worker is
 // stopping.
 func (ss *Sessions) Close() {
